@@ -1,0 +1,1 @@
+"""Pure page stages: arrays or paths in, results out; no RQ, no database."""
