@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     render_dpi: int = Field(default=300, description="Resolution for PDF pages that must be rendered")
     page_timeout: int = Field(default=600, description="Seconds one page job may run before it is stopped")
     page_retries: int = Field(default=3, description="Retries of a page job after an error that can pass")
+    retry_backoff: float = Field(default=5.0, description="Seconds before the first retry; later ones wait longer")
     job_monitoring_interval: int = Field(
         default=10, description="Seconds between worker heartbeats; a dead worker's page is re-run after ~60 s more"
     )
@@ -67,10 +68,18 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data / 'catalogue.sqlite3').resolve()}"
 
     @property
+    def redis_url_file(self) -> Path:
+        """Where ``scanstation up`` writes the URL of its own redis-server for the other commands."""
+        return self.redis_dir / "url"
+
+    @property
     def effective_redis_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        return f"unix://{self.redis_socket.resolve()}"
+        try:
+            return self.redis_url_file.read_text().strip()
+        except FileNotFoundError:
+            return f"unix://{self.redis_socket.resolve()}"
 
 
 def build_settings(**overrides: object) -> Settings:

@@ -1,0 +1,53 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from rq import Worker
+from sqlalchemy import text
+
+from scanner_service import __version__
+from scanner_service import queue as q
+from scanner_service.api.routes import batches
+from scanner_service.api.schemas import Health
+from scanner_service.db import session_scope
+from scanner_service.exceptions import ScanstationError
+from scanner_service.settings import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for one station's settings."""
+    app = FastAPI(
+        title="scanstation",
+        version=__version__,
+        description="Scan station API: batches, pages and searchable PDF/A. Bearer token on all but /healthz.",
+    )
+    app.state.settings = settings
+    connection = q.connect(settings)
+
+    @app.exception_handler(ScanstationError)
+    async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.http_status, headers=headers)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="200 once Redis, catalogue and a worker answer")
+    def healthz() -> JSONResponse:
+        redis_ok = catalogue_ok = False
+        workers = 0
+        try:
+            redis_ok = bool(connection.ping())
+            workers = Worker.count(connection=connection, queue=q.get_queue(connection))
+        except Exception:  # noqa: BLE001 - health reports, never raises
+            pass
+        try:
+            with session_scope(settings.effective_database_url) as session:
+                catalogue_ok = session.execute(text("SELECT 1")).scalar() == 1
+        except Exception:  # noqa: BLE001
+            pass
+        ok = redis_ok and catalogue_ok and workers > 0
+        body = Health(status="ok" if ok else "unavailable", redis=redis_ok, catalogue=catalogue_ok, workers=workers)
+        return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+    app.include_router(batches.router)
+    return app

@@ -1,0 +1,101 @@
+"""Batches as received: their state, pages and PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from scanner_service.api.deps import CurrentToken, SessionDep
+from scanner_service.api.schemas import BatchDetail, BatchPublic, OriginalPublic, PageCounts, PagePublic
+from scanner_service.exceptions import NotFound
+from scanner_service.models import Batch, PageState
+
+router = APIRouter(prefix="/api/batches", tags=["batches"])
+
+
+def _public(batch: Batch) -> dict:  # type: ignore[type-arg]
+    pages = batch.pages
+    return {
+        "id": batch.id,
+        "name": batch.name,
+        "state": batch.state.value,
+        "archival_code": batch.archival_code,
+        "pages": PageCounts(
+            total=len(pages),
+            done=sum(p.state == PageState.done for p in pages),
+            blank=sum(p.blank for p in pages),
+            failed=sum(p.state == PageState.failed for p in pages),
+        ),
+        "error": batch.error,
+        "error_code": batch.error_code,
+        "duplicate_of": batch.duplicate_of,
+        "created_at": batch.created_at,
+        "finished_at": batch.finished_at,
+        "pdf_url": f"/api/batches/{batch.id}/pdf" if batch.pdf_path else None,
+    }
+
+
+@router.get("", response_model=list[BatchPublic], summary="Batches, newest first")
+def list_batches(
+    session: SessionDep,
+    _token: CurrentToken,
+    state: str | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> list[dict]:  # type: ignore[type-arg]
+    stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
+    if state:
+        stmt = stmt.where(Batch.state == state)
+    return [_public(b) for b in session.scalars(stmt)]
+
+
+def _get(session: SessionDep, batch_id: int) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise NotFound(f"No batch {batch_id}.")
+    return batch
+
+
+@router.get("/{batch_id}", response_model=BatchDetail, summary="One batch with its pages and originals")
+def get_batch(batch_id: int, session: SessionDep, _token: CurrentToken) -> dict:  # type: ignore[type-arg]
+    batch = _get(session, batch_id)
+    names = {o.id: o.name for o in batch.originals}
+    return {
+        **_public(batch),
+        "page_list": [
+            PagePublic(
+                seq=p.seq,
+                state=p.state.value,
+                blank=p.blank,
+                flags=list(p.flags or []),
+                confidence=p.confidence,
+                dpi=p.dpi,
+                error=p.error,
+                error_code=p.error_code,
+                source=f"{names.get(p.original_id, '?')}#{p.source_index + 1}",
+            )
+            for p in batch.pages
+        ],
+        "originals": [
+            OriginalPublic(name=o.name, size=o.size, sha256=o.sha256, quarantined=o.quarantined, error=o.error)
+            for o in batch.originals
+        ],
+    }
+
+
+@router.get(
+    "/{batch_id}/pdf",
+    response_class=FileResponse,
+    summary="The batch's searchable PDF/A (blank pages left out)",
+    responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No batch, or no PDF yet"}},
+)
+def get_batch_pdf(batch_id: int, session: SessionDep, _token: CurrentToken) -> FileResponse:
+    batch = _get(session, batch_id)
+    if not batch.pdf_path or not Path(batch.pdf_path).exists():
+        raise NotFound(f"Batch {batch_id} has no PDF yet (state: {batch.state.value}).")
+    filename = f"{batch.archival_code or batch.name}.pdf"
+    return FileResponse(batch.pdf_path, media_type="application/pdf", filename=filename)

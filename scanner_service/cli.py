@@ -1,0 +1,193 @@
+"""The ``scanstation`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from scanner_service.exceptions import ScanstationError
+from scanner_service.settings import Settings, build_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return build_settings(
+        data=getattr(args, "data", None),
+        inbox=getattr(args, "inbox", None),
+        port=getattr(args, "port", None),
+        host=getattr(args, "host", None),
+        workers=getattr(args, "workers", None),
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from scanner_service.supervisor import Station
+
+    return Station(_settings(args)).run()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from rq import Worker
+
+    from scanner_service import queue as q
+    from workers.exec import tesseract
+    from workers.jobs import worker_environment
+
+    settings = _settings(args)
+    tesseract.check(settings.ocr_languages)
+    worker_environment()
+    connection = q.connect(settings)
+    worker = Worker(
+        [q.get_queue(connection)],
+        connection=connection,
+        name=f"{socket.gethostname()}.{os.getpid()}",
+        job_monitoring_interval=settings.job_monitoring_interval,
+    )
+    worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from scanner_service import queue as q
+    from scanner_service.db import migrate
+    from scanner_service.watcher import Watcher
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Watcher(settings, q.connect(settings)).run(stop)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from scanner_service.api.app import create_app
+    from scanner_service.db import migrate
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from sqlalchemy import select
+
+    from scanner_service import intake
+    from scanner_service import queue as q
+    from scanner_service.db import migrate, session_scope
+    from scanner_service.models import Batch, BatchState, Page, PageState
+
+    settings = _settings(args)
+    url = settings.effective_database_url
+    migrate(url)
+    queue = q.get_queue(q.connect(settings))
+    batch_ids = []
+    for raw in args.paths:
+        path = Path(raw)
+        if not (path.exists() or path.is_symlink()):
+            print(f"{raw}: no such file or folder", file=sys.stderr)
+            continue
+        batch_ids.append(intake.receive(settings, queue, path.resolve(), copy=True))
+    if not batch_ids:
+        return 4
+    final = {BatchState.done, BatchState.needs_review, BatchState.failed}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task("pages", total=None)
+        while True:
+            with session_scope(url) as session:
+                batches = session.scalars(select(Batch).where(Batch.id.in_(batch_ids))).all()
+                states = [b.state for b in batches]
+                pages = session.scalars(select(Page.state).where(Page.batch_id.in_(batch_ids))).all()
+            done = sum(s in (PageState.done, PageState.failed) for s in pages)
+            bar.update(task, total=len(pages), completed=done)
+            if all(s in final for s in states) or args.no_wait:
+                break
+            time.sleep(0.5)
+    with session_scope(url) as session:
+        for batch in session.scalars(select(Batch).where(Batch.id.in_(batch_ids))):
+            line = f"batch {batch.id} {batch.name}: {batch.state.value}"
+            if batch.error:
+                line += f" — {batch.error}"
+            print(line)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from scanner_service.db import migrate, session_scope
+    from scanner_service.tokens import create_token
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        secret = create_token(session, role=args.role, fonds=args.fonds, name=args.name)
+    print(f"Token for role {args.role}" + (f", fonds {args.fonds}" if args.fonds else "") + " (shown once):")
+    print(secret)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", type=Path, help="data folder (default ./data or $SCANSTATION_DATA)")
+    common.add_argument("--inbox", type=Path, help="scanner folder (default ./inbox or $SCANSTATION_INBOX)")
+    common.add_argument("-v", "--verbose", action="store_true")
+    parser = argparse.ArgumentParser(prog="scanstation", description="Scan station for village archives.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", parents=[common], help="run everything: redis, workers, watcher, API")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--workers", type=int)
+    up.set_defaults(func=cmd_up)
+
+    worker = sub.add_parser("worker", parents=[common], help="run one RQ worker")
+    worker.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+
+    sub.add_parser("watch", parents=[common], help="run the inbox watcher").set_defaults(func=cmd_watch)
+
+    api = sub.add_parser("api", parents=[common], help="run the HTTP API")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    api.set_defaults(func=cmd_api)
+
+    ingest = sub.add_parser("ingest", parents=[common], help="queue files or folders now and wait for them")
+    ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--no-wait", action="store_true")
+    ingest.set_defaults(func=cmd_ingest)
+
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", parents=[common], help="create a token; printed as the last line")
+    create.add_argument("--role", required=True, choices=["admin", "archivist", "operator", "reader"])
+    create.add_argument("--fonds", help="fonds code (全宗号) the token is limited to")
+    create.add_argument("--name")
+    create.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except ScanstationError as err:
+        print(f"scanstation: {err.message}", file=sys.stderr)
+        return err.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""API tokens: random secrets shown once, stored as SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from scanner_service.exceptions import ConfigError, Unauthorized
+from scanner_service.models import ApiToken, Role
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, *, role: str, fonds: str | None = None, name: str | None = None) -> str:
+    """Store a new token and return its secret; the secret itself is never stored."""
+    try:
+        role_value = Role(role)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise ConfigError(f"Unknown role {role!r}; use one of: {allowed}.") from None
+    secret = "sst_" + secrets.token_urlsafe(32)
+    session.add(
+        ApiToken(name=name or f"{role_value.value} token", role=role_value, fonds=fonds, token_hash=hash_token(secret))
+    )
+    session.flush()
+    return secret
+
+
+def authenticate(session: Session, token: str) -> ApiToken:
+    """The token's record, or Unauthorized."""
+    record = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if record is None or record.revoked:
+        raise Unauthorized("The API token is unknown or revoked.")
+    return record

@@ -1,0 +1,177 @@
+"""The inbox watcher: notices complete batches, hands them to intake, and keeps the queue honest.
+
+It only records and queues; it never processes a page. Polling (not inotify) so it works on
+network shares.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from sqlalchemy import select
+
+from scanner_service import intake
+from scanner_service import queue as q
+from scanner_service.db import session_scope
+from scanner_service.models import Batch, BatchState, Page, PageState
+from scanner_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Signature = tuple[tuple[str, int, int], ...]
+
+
+def signature(path: Path) -> Signature:
+    """Size and mtime of everything in a batch, temporary files included (they mean "still writing")."""
+    if path.is_symlink() or not path.is_dir():
+        st = path.lstat()
+        return ((path.name, st.st_size, st.st_mtime_ns),)
+    items = []
+    for root, _dirs, files in os.walk(path, followlinks=False):
+        for name in files:
+            if name == intake.DONE_MARKER:
+                continue
+            full = Path(root) / name
+            try:
+                st = full.lstat()
+            except FileNotFoundError:
+                continue  # renamed while we looked: the next poll sees the new name
+            items.append((str(full.relative_to(path)), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(items))
+
+
+@dataclass
+class _Seen:
+    signature: Signature
+    since: float
+
+
+class Watcher:
+    """Polls the inbox; a batch is complete on ``.done`` or after ``quiet_seconds`` without change."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
+        self.settings = settings
+        self.connection = connection
+        self.queue = q.get_queue(connection)
+        self._seen: dict[str, _Seen] = {}
+
+    def complete_batches(self, now: float | None = None) -> list[Path]:
+        """The inbox entries that are complete now."""
+        now = time.monotonic() if now is None else now
+        inbox = self.settings.inbox
+        ready: list[Path] = []
+        present: set[str] = set()
+        try:
+            entries = sorted(os.scandir(inbox), key=lambda e: os.fsencode(e.name))
+        except FileNotFoundError:
+            inbox.mkdir(parents=True, exist_ok=True)
+            return []
+        for entry in entries:
+            if intake.is_ignored(entry.name):
+                continue
+            path = Path(entry.path)
+            present.add(entry.name)
+            try:
+                if entry.is_dir(follow_symlinks=False) and (path / intake.DONE_MARKER).exists():
+                    ready.append(path)
+                    continue
+                sig = signature(path)
+            except FileNotFoundError:
+                continue
+            seen = self._seen.get(entry.name)
+            if seen is None or seen.signature != sig:
+                self._seen[entry.name] = _Seen(sig, now)
+            elif sig and now - seen.since >= self.settings.quiet_seconds:
+                ready.append(path)
+        for gone in set(self._seen) - present:
+            del self._seen[gone]
+        return ready
+
+    def poll(self, now: float | None = None) -> list[int]:
+        """Receive every complete batch; one bad batch never stops the others."""
+        received = []
+        for path in self.complete_batches(now):
+            self._seen.pop(path.name, None)
+            try:
+                received.append(intake.receive(self.settings, self.queue, path))
+            except Exception:
+                log.exception("could not receive %s; it stays in the inbox and is tried again", path)
+        return received
+
+    def sweep(self) -> None:
+        """Repair what a crash may have left: half-received batches, lost jobs, a missing assembly."""
+        q.requeue_abandoned(self.connection)
+        url = self.settings.effective_database_url
+        with session_scope(url) as session:
+            receiving = session.scalars(select(Batch.id).where(Batch.state == BatchState.receiving)).all()
+        for batch_id in receiving:
+            try:
+                intake.resume(self.settings, self.queue, batch_id)
+            except Exception:
+                log.exception("could not resume batch %s", batch_id)
+        self._requeue_lost_pages()
+        self._ensure_assembly()
+
+    def _requeue_lost_pages(self) -> None:
+        url = self.settings.effective_database_url
+        with session_scope(url) as session:
+            open_pages = session.scalars(
+                select(Page.id).where(Page.state.in_([PageState.queued, PageState.processing]))
+            ).all()
+        for page_id in open_pages:
+            if q.job_is_active(self.connection, q.page_job_id(page_id)):
+                continue
+            with session_scope(url) as session:
+                page = session.get(Page, page_id)
+                still_open = page is not None and page.state in (PageState.queued, PageState.processing)
+            if still_open:
+                log.warning("page %s had no job (lost with Redis?); queued again", page_id)
+                q.enqueue_page(self.queue, self.settings, page_id)
+
+    def _ensure_assembly(self) -> None:
+        from workers.jobs import claim_assembly
+
+        url = self.settings.effective_database_url
+        with session_scope(url) as session:
+            open_batches = session.scalars(
+                select(Batch.id).where(Batch.state.in_([BatchState.queued, BatchState.processing]))
+            ).all()
+        for batch_id in open_batches:
+            if claim_assembly(url, batch_id, reclaim=True) and not q.job_is_active(
+                self.connection, q.assembly_job_id(batch_id)
+            ):
+                with session_scope(url) as session:
+                    batch = session.get(Batch, batch_id)
+                    still_open = batch is not None and batch.state in (BatchState.queued, BatchState.processing)
+                if still_open:
+                    q.enqueue_assembly(self.queue, self.settings, batch_id)
+
+    def run(self, stop: threading.Event, sweep_every: float = 5.0) -> None:
+        """Poll until ``stop`` is set. A second watcher on the same Redis waits for the first to stop."""
+        lock = self.connection.lock("scanstation:watcher-lock", timeout=60, blocking=True)
+        while not stop.is_set() and not lock.acquire(blocking_timeout=5):
+            log.info("another watcher is running; waiting")
+        if stop.is_set():
+            return
+        try:
+            self.settings.inbox.mkdir(parents=True, exist_ok=True)
+            self.sweep()
+            last_sweep = time.monotonic()
+            while not stop.is_set():
+                self.poll()
+                if time.monotonic() - last_sweep >= sweep_every:
+                    self.sweep()
+                    last_sweep = time.monotonic()
+                lock.extend(60, replace_ttl=True)
+                stop.wait(self.settings.poll_seconds)
+        finally:
+            try:
+                lock.release()
+            except Exception:  # noqa: BLE001 - the lock may have expired; nothing to release
+                pass
