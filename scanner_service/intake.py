@@ -23,7 +23,7 @@ from scanner_service.db import session_scope
 from scanner_service.exceptions import UnusableInput
 from scanner_service.models import Batch, BatchState, Original, Page, PageState
 from scanner_service.settings import Settings
-from workers.stages.load import inspect_file
+from workers.stages.load import PageSource, inspect_file
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +257,19 @@ def _into_folder(source: Path, folder: Path) -> None:
     os.rename(source, folder / source.name)
 
 
+def _inspect(path: Path, settings: Settings) -> list[PageSource]:
+    try:
+        return inspect_file(path, max_pixels=settings.max_pixels, render_dpi=settings.render_dpi)
+    except UnusableInput:
+        raise
+    except Exception as err:  # noqa: BLE001 - a file no reader expected must not stall the batch
+        log.exception("unexpected error reading %s", path)
+        raise UnusableInput(
+            f"The file could not be read ({type(err).__name__}); it may be damaged. Scan it again.",
+            reason_code="broken",
+        ) from err
+
+
 def split_into_pages(session: Session, settings: Settings, batch: Batch) -> list[int]:
     """Step 3: check every original, quarantine the unusable ones, create the pages in scan order."""
     folder = originals_dir(settings, batch.id)
@@ -282,7 +295,7 @@ def split_into_pages(session: Session, settings: Settings, batch: Batch) -> list
                 )
             if not path.exists():
                 raise UnusableInput("The file disappeared from the spool.", reason_code="missing")
-            sources = inspect_file(path, max_pixels=settings.max_pixels, render_dpi=settings.render_dpi)
+            sources = _inspect(path, settings)
         except UnusableInput as err:
             original.quarantined = True
             original.error = err.message

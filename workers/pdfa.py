@@ -62,17 +62,18 @@ def _glyphless_font() -> bytes:
     return out.getvalue()
 
 
-def _to_unicode_cmap() -> bytes:
-    """ToUnicode CMap: CID n is U+n for the whole BMP except controls and surrogates (never emitted)."""
-    # One bfrange per high byte: a range may not cross a high-byte boundary, a block holds at most 100.
-    ranges = [
-        f"<{hi:02X}{0x20 if hi == 0 else 0:02X}> <{hi:02X}FF> <{hi:02X}{0x20 if hi == 0 else 0:02X}>"
-        for hi in range(256)
-        if not 0xD8 <= hi <= 0xDF
-    ]
+def _to_unicode_cmap(cids: set[int]) -> bytes:
+    """ToUnicode CMap mapping each CID the document uses to the same code point.
+
+    One bfchar per CID, at most 100 per block. Full-BMP bfranges (one per high byte) would be
+    smaller and still valid, but Ghostscript 10.0 decodes any bfrange whose high byte isn't zero
+    wrongly, so its text extraction and pdfwrite (a likely future migration path) would
+    produce garbage.
+    """
+    entries = [f"<{cid:04X}> <{cid:04X}>" for cid in sorted(cids)]
     blocks = "".join(
-        f"{len(chunk)} beginbfrange\n" + "\n".join(chunk) + "\nendbfrange\n"
-        for chunk in (ranges[i : i + 100] for i in range(0, len(ranges), 100))
+        f"{len(chunk)} beginbfchar\n" + "\n".join(chunk) + "\nendbfchar\n"
+        for chunk in (entries[i : i + 100] for i in range(0, len(entries), 100))
     )
     return (
         "/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
@@ -83,7 +84,7 @@ def _to_unicode_cmap() -> bytes:
     ).encode("ascii")
 
 
-def _add_font(pdf: Pdf) -> pikepdf.Object:
+def _add_font(pdf: Pdf, cids: set[int]) -> pikepdf.Object:
     """The Type0 font every text layer shares: Identity-H, CID = Unicode code point, every CID -> glyph 1."""
     program = _glyphless_font()
     descriptor = Dictionary(
@@ -105,34 +106,34 @@ def _add_font(pdf: Pdf) -> pikepdf.Object:
     return pdf.make_indirect(Dictionary(
         Type=Name.Font, Subtype=Name.Type0, BaseFont=Name("/" + _FONT_NAME), Encoding=Name("/Identity-H"),
         DescendantFonts=Array([pdf.make_indirect(cid_font)]),
-        ToUnicode=pdf.make_stream(_to_unicode_cmap()),
+        ToUnicode=pdf.make_stream(_to_unicode_cmap(cids)),
     ))
 
 
-def _encode(text: str) -> str:
-    """Hex string of 2-byte CIDs; control characters dropped (CID 0 would be .notdef, banned in PDF/A)."""
-    cids = (ord(c) if ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF else _REPLACEMENT
-            for c in text if ord(c) >= 0x20 and c != "\x7f")
-    return "".join(f"{cid:04X}" for cid in cids)
+def _encode(text: str) -> list[int]:
+    """CIDs (= BMP code points) of a line; control characters dropped (CID 0 would show .notdef)."""
+    return [ord(c) if ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF else _REPLACEMENT
+            for c in text if ord(c) >= 0x20 and c != "\x7f"]
 
 
-def _text_layer(text: PageText, size_px: tuple[int, int], dpi: tuple[float, float]) -> bytes:
-    """Content stream with one invisible string per line, stretched over the line's box."""
+def _text_layer(text: PageText, size_px: tuple[int, int], dpi: tuple[float, float], used: set[int]) -> bytes:
+    """Content stream with one invisible string per line, stretched over the line's box; adds its CIDs to `used`."""
     # OCR may have run on a resized copy: bring its boxes to the pixels of the embedded image.
     sx = size_px[0] / text.width * 72 / dpi[0]
     sy = size_px[1] / text.height * 72 / dpi[1]
     page_h = size_px[1] * 72 / dpi[1]
     ops = ["BT", "3 Tr"]  # render mode 3: neither fill nor stroke
     for line in text.lines:
-        hexstr = _encode(line.text.strip())
-        if not hexstr:
+        cids = _encode(line.text.strip())
+        if not cids:
             continue
+        used.update(cids)
         x0, y0, x1, y1 = line.box
         size = max(y1 - y0, 1) * sy  # font size = box height, since ascent - descent = 1 em
         width = max(x1 - x0, 1) * sx
-        scale = 100 * width / (len(hexstr) // 4 * size)  # Tz so the string spans the box exactly
+        scale = 100 * width / (len(cids) * size)  # Tz so the string spans the box exactly
         baseline = page_h - y1 * sy - _DESCENT / _UPM * size
-        ops += [f"/FText {size:.3f} Tf {scale:.3f} Tz", f"1 0 0 1 {x0 * sx:.3f} {baseline:.3f} Tm", f"<{hexstr}> Tj"]
+        ops += [f"/FText {size:.3f} Tf {scale:.3f} Tz", f"1 0 0 1 {x0 * sx:.3f} {baseline:.3f} Tm", "<" + "".join(f"{cid:04X}" for cid in cids) + "> Tj"]
     ops.append("ET")
     return ("\n".join(ops) + "\n").encode("ascii")
 
@@ -182,15 +183,20 @@ def build_pdfa(pages: Sequence[PdfPage], output: Path, *, title: str = "", autho
     pdf = Pdf.new()
     sources: list[Pdf] = []  # kept open until saved: appended pages are copied lazily from them
     try:
-        font = _add_font(pdf)
+        used: set[int] = set()
+        texts: list[pikepdf.Page] = []  # pages with a text layer; they get the font once all CIDs are known
         for number, page in enumerate(pages, 1):
             src, size = _image_pdf(page, number)
             sources.append(src)
             pdf.pages.append(src.pages[0])
-            target = pdf.pages[-1]
             if page.text is not None and page.text.lines:
+                layer = _text_layer(page.text, size, page.dpi, used)
+                pdf.pages[-1].contents_add(pdf.make_stream(layer), prepend=False)
+                texts.append(pdf.pages[-1])
+        if used:
+            font = _add_font(pdf, used)
+            for target in texts:
                 target.Resources.Font = Dictionary(FText=font)
-                target.contents_add(pdf.make_stream(_text_layer(page.text, size, page.dpi)), prepend=False)
 
         pdf.Root.Lang = language
         icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
