@@ -98,7 +98,7 @@ def test_crashing_tesseract_fails_the_page_with_a_reason_after_retries(
     watcher.poll()
     run_queue(redis_conn, watcher)
     batch = one_batch(station_env)
-    text_page, blank_page = batch.pages
+    blank_page, text_page = batch.pages  # name order: scan_0006 (blank) first
     assert text_page.state == PageState.failed
     assert "Tesseract" in (text_page.error or "")
     assert len(counter.read_text().split()) == 3, "one try and two retries"

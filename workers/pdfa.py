@@ -20,8 +20,8 @@ import img2pdf
 import pikepdf
 from fontTools.fontBuilder import FontBuilder
 from fontTools.pens.ttGlyphPen import TTGlyphPen
-from PIL import Image, ImageCms, UnidentifiedImageError
 from pikepdf import Array, Dictionary, Name, Pdf
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ocr_models.base import PageText
 from scanner_service.exceptions import UnusableInput
@@ -45,7 +45,7 @@ class PdfPage:
 
 @cache
 def _glyphless_font() -> bytes:
-    """A TrueType font with .notdef and one empty glyph one em wide: text that takes space but draws nothing."""
+    """A TrueType font: .notdef plus one empty glyph one em wide, so text takes space but draws nothing."""
     fb = FontBuilder(_UPM, isTTF=True)
     fb.setupGlyphOrder([".notdef", "space"])
     fb.setupCharacterMap({0x20: "space"})
@@ -117,7 +117,10 @@ def _encode(text: str) -> list[int]:
 
 
 def _text_layer(text: PageText, size_px: tuple[int, int], dpi: tuple[float, float], used: set[int]) -> bytes:
-    """Content stream with one invisible string per line, stretched over the line's box; adds its CIDs to `used`."""
+    """Content stream with one invisible string per line, stretched over the line's box.
+
+    The CIDs it shows are added to `used`, for the ToUnicode CMap.
+    """
     # OCR may have run on a resized copy: bring its boxes to the pixels of the embedded image.
     sx = size_px[0] / text.width * 72 / dpi[0]
     sy = size_px[1] / text.height * 72 / dpi[1]
@@ -133,7 +136,9 @@ def _text_layer(text: PageText, size_px: tuple[int, int], dpi: tuple[float, floa
         width = max(x1 - x0, 1) * sx
         scale = 100 * width / (len(cids) * size)  # Tz so the string spans the box exactly
         baseline = page_h - y1 * sy - _DESCENT / _UPM * size
-        ops += [f"/FText {size:.3f} Tf {scale:.3f} Tz", f"1 0 0 1 {x0 * sx:.3f} {baseline:.3f} Tm", "<" + "".join(f"{cid:04X}" for cid in cids) + "> Tj"]
+        hexstr = "".join(f"{cid:04X}" for cid in cids)
+        ops += [f"/FText {size:.3f} Tf {scale:.3f} Tz",
+                f"1 0 0 1 {x0 * sx:.3f} {baseline:.3f} Tm", f"<{hexstr}> Tj"]
     ops.append("ET")
     return ("\n".join(ops) + "\n").encode("ascii")
 
@@ -144,7 +149,8 @@ def _image_pdf(page: PdfPage, number: int) -> tuple[Pdf, tuple[int, int]]:
         with Image.open(page.image) as im:
             size = im.size
             if getattr(im, "n_frames", 1) > 1:
-                raise UnusableInput(f"page {number}: {page.image} has several frames", reason_code="multipage")
+                raise UnusableInput(f"page {number}: {page.image} has several frames",
+                                    reason_code="multipage")
             source: str | bytes = str(page.image)
             if im.mode not in _PASS_MODES or "transparency" in im.info:
                 # Alpha, CMYK and the like have no place under an sRGB output intent: flatten on white.
@@ -159,7 +165,8 @@ def _image_pdf(page: PdfPage, number: int) -> tuple[Pdf, tuple[int, int]]:
     except (OSError, UnidentifiedImageError, img2pdf.ImageOpenError, img2pdf.PdfTooLargeError,
             img2pdf.AlphaChannelError, img2pdf.UnsupportedColorspaceError, img2pdf.JpegColorspaceError,
             ValueError) as exc:
-        raise UnusableInput(f"page {number}: cannot embed {page.image}: {exc}", reason_code="bad_image") from exc
+        raise UnusableInput(f"page {number}: cannot embed {page.image}: {exc}",
+                            reason_code="bad_image") from exc
     return Pdf.open(io.BytesIO(data)), size
 
 
@@ -168,7 +175,8 @@ def _check(pages: Sequence[PdfPage]) -> None:
         raise UnusableInput("no pages to put in the PDF", reason_code="no_pages")
     for number, page in enumerate(pages, 1):
         if not all(math.isfinite(d) and d > 0 for d in page.dpi):
-            raise UnusableInput(f"page {number}: resolution {page.dpi} is not positive", reason_code="bad_dpi")
+            raise UnusableInput(f"page {number}: resolution {page.dpi} is not positive",
+                                reason_code="bad_dpi")
         if page.text is not None and (page.text.width <= 0 or page.text.height <= 0):
             raise UnusableInput(f"page {number}: OCR page size is empty", reason_code="bad_text")
 
@@ -201,8 +209,9 @@ def build_pdfa(pages: Sequence[PdfPage], output: Path, *, title: str = "", autho
         pdf.Root.Lang = language
         icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
         pdf.Root.OutputIntents = Array([Dictionary(
-            Type=Name.OutputIntent, S=Name.GTS_PDFA1, OutputConditionIdentifier="sRGB", Info="sRGB IEC61966-2.1",
-            RegistryName="http://www.color.org", DestOutputProfile=pdf.make_stream(icc, N=3),
+            Type=Name.OutputIntent, S=Name.GTS_PDFA1, OutputConditionIdentifier="sRGB",
+            Info="sRGB IEC61966-2.1", RegistryName="http://www.color.org",
+            DestOutputProfile=pdf.make_stream(icc, N=3),
         )])
         now = datetime.now(UTC).astimezone().replace(microsecond=0)
         # Write XMP and let pikepdf derive the Info dictionary from it, so the two agree (PDF/A 6.6.2.3).
@@ -214,7 +223,9 @@ def build_pdfa(pages: Sequence[PdfPage], output: Path, *, title: str = "", autho
             if author:
                 meta["dc:creator"] = [author]
             meta["dc:language"] = [language]
-            meta["pdf:Producer"] = f"scanstation (pikepdf {pikepdf.__version__}, img2pdf {img2pdf.__version__})"
+            meta["pdf:Producer"] = (
+                f"scanstation (pikepdf {pikepdf.__version__}, img2pdf {img2pdf.__version__})"
+            )
             meta["xmp:CreatorTool"] = "scanstation"
             for key in ("xmp:CreateDate", "xmp:ModifyDate", "xmp:MetadataDate"):
                 meta[key] = now.isoformat()

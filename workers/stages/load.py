@@ -50,7 +50,11 @@ _EXIF_TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 # PDF /Rotate turns the page clockwise; Pillow's ROTATE_n turns counter-clockwise.
-_PDF_ROTATE = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+_PDF_ROTATE = {
+    90: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_90,
+}
 
 _OTHER_FORMATS = [
     (b"PK\x03\x04", "a ZIP archive or Office document"),
@@ -88,7 +92,9 @@ def inspect_file(path: Path, *, max_pixels: int, render_dpi: int = 300) -> list[
     kind = _sniff(path)
     if kind == "pdf":
         with _open_pdf(path) as pdf, _decoding(path, "PDF", max_pixels):
-            return [_analyse_pdf_page(pdf, path, i, max_pixels, render_dpi).source for i in range(len(pdf.pages))]
+            return [
+                _analyse_pdf_page(pdf, path, i, max_pixels, render_dpi).source for i in range(len(pdf.pages))
+            ]
     _check_complete(path, kind)
     with path.open("rb") as fp, _decoding(path, kind.upper(), max_pixels):
         im = Image.open(fp)
@@ -115,9 +121,9 @@ def load_page(path: Path, index: int, *, max_pixels: int, render_dpi: int = 300)
         im = Image.open(fp)
         if kind != "tiff" and index != 0 or index >= getattr(im, "n_frames", 1):
             raise IndexError(f"{path.name} has no page {index}")
-        source = _raster_source(im, path, index, max_pixels)
+        _raster_source(im, path, index, max_pixels)  # seeks to the frame and re-checks its size
         im.load()  # with our own file object: closing it afterwards keeps the pixels
-        return _finish_raster(im, source)
+        return _finish_raster(im)
 
 
 # --- recognising and guarding ----------------------------------------------------------------
@@ -136,14 +142,14 @@ def _broken(path: Path, kind: str, detail: str) -> UnusableInput:
     )
 
 
-def _too_large(path: Path, index: int, width: int, height: int, max_pixels: int, what: str = "page") -> UnusableInput:
+def _too_large(path: Path, what: str, width: int, height: int, max_pixels: int) -> UnusableInput:
     return _unusable(
         path,
         "too_large",
-        f"{what} {index + 1} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more than "
+        f"{what} is {width} x {height} pixels ({width * height / 1e6:.0f} megapixels), more than "
         f"the station's limit of {max_pixels / 1e6:.0f} megapixels",
         "A scanned page is never this large, so the file is damaged or was made to overload the station. "
-        "Scan at a normal resolution (300 dpi is enough for text); if the page is genuinely this big, an "
+        "Scan at a normal resolution (300 dpi is enough for text); if the page really is this big, an "
         "administrator can raise SCANSTATION_MAX_PIXELS.",
     )
 
@@ -154,7 +160,9 @@ def _sniff(path: Path) -> str:
         head = fp.read(1024)
     if not head:
         raise _unusable(
-            path, "empty", "the file is empty (0 bytes)",
+            path,
+            "empty",
+            "the file is empty (0 bytes)",
             "The scanner probably failed while saving it; scan these pages again.",
         )
     if head.startswith(b"\xff\xd8\xff"):
@@ -173,7 +181,9 @@ def _sniff(path: Path) -> str:
         except UnicodeDecodeError:
             seems = "a file of unknown type"
     raise _unusable(
-        path, "not_an_image", f"this is not a scan but {seems}",
+        path,
+        "not_an_image",
+        f"this is not a scan but {seems}",
         "The station takes TIFF, JPEG, PNG and PDF files only; take it out of the inbox, or save the scan "
         "in one of these formats.",
     )
@@ -193,7 +203,7 @@ def _check_complete(path: Path, kind: str) -> None:
 
 @contextmanager
 def _decoding(path: Path, kind: str, max_pixels: int) -> Iterator[None]:
-    """Run Pillow/pikepdf work with Pillow's bomb limit at ``max_pixels``; turn decoder failures into reasons."""
+    """Run decoding with Pillow's bomb limit at ``max_pixels``; turn decoder failures into reasons."""
     with _pil_lock, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
@@ -203,7 +213,9 @@ def _decoding(path: Path, kind: str, max_pixels: int) -> Iterator[None]:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise _unusable(
-                path, "too_large", f"an image in it is larger than the limit of {max_pixels / 1e6:.0f} megapixels",
+                path,
+                "too_large",
+                f"an image in it is larger than the limit of {max_pixels / 1e6:.0f} megapixels",
                 "Scan at a normal resolution (300 dpi is enough for text), or ask an administrator to raise "
                 "SCANSTATION_MAX_PIXELS.",
             ) from e
@@ -227,7 +239,9 @@ def _plausible(dpi: Any) -> tuple[float, float] | None:
     return tuple(float(round(v)) if abs(v - round(v)) < 0.01 else round(v, 2) for v in (x, y))  # type: ignore[return-value]
 
 
-def _square(width: int, height: int, dpi: tuple[float, float] | None) -> tuple[int, int, tuple[float, float] | None]:
+def _square(
+    width: int, height: int, dpi: tuple[float, float] | None
+) -> tuple[int, int, tuple[float, float] | None]:
     """Size and resolution after resampling non-square pixels (e.g. fax 204x98 dpi) to the larger one."""
     if dpi is None or max(dpi) / min(dpi) <= _ASPECT_TOLERANCE:
         return width, height, dpi
@@ -287,10 +301,10 @@ def _raster_source(im: Image.Image, path: Path, index: int, max_pixels: int) -> 
     if index:
         im.seek(index)
     if im.width * im.height > max_pixels:
-        raise _too_large(path, index, im.width, im.height, max_pixels)
+        raise _too_large(path, f"page {index + 1}", im.width, im.height, max_pixels)
     width, height, dpi = _square(*_raster_geometry(im)[:3])
     if width * height > max_pixels:
-        raise _too_large(path, index, width, height, max_pixels)
+        raise _too_large(path, f"page {index + 1}", width, height, max_pixels)
     _check_strips(im, path)
     return PageSource(index, width, height, dpi)
 
@@ -302,7 +316,10 @@ def _check_strips(im: Image.Image, path: Path) -> None:
     tags = im.tag_v2
     for offsets, counts in ((273, 279), (324, 325)):
         if offsets in tags and counts in tags:
-            end = max((int(o) + int(c) for o, c in zip(_seq(tags[offsets]), _seq(tags[counts]), strict=False)), default=0)
+            end = max(
+                (int(o) + int(c) for o, c in zip(_seq(tags[offsets]), _seq(tags[counts]), strict=False)),
+                default=0,
+            )
             if end > path.stat().st_size:
                 raise _broken(path, "TIFF", f"page {im.tell() + 1} ends past the end of the file")
 
@@ -311,29 +328,27 @@ def _seq(value: Any) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, tuple | list) else (value,)
 
 
-def _finish_raster(im: Image.Image, source: PageSource) -> LoadedPage:
+def _finish_raster(im: Image.Image) -> LoadedPage:
     notes: list[str] = []
     _, _, dpi, orientation = _raster_geometry(im)
     if orientation in _EXIF_TRANSPOSE:
         im = im.transpose(_EXIF_TRANSPOSE[orientation])
         notes.append(f"turned upright as its orientation tag ({orientation}) asks")
-    return _finish(_to_page_mode(im, notes), source.width, source.height, dpi, notes)
+    return _finish(_to_page_mode(im, notes), dpi, notes)
 
 
-def _finish(
-    image: Image.Image, width: int, height: int, dpi: tuple[float, float] | None, notes: list[str]
-) -> LoadedPage:
+def _finish(image: Image.Image, dpi: tuple[float, float] | None, notes: list[str]) -> LoadedPage:
     """Resample non-square pixels to the larger resolution, and fill in an unknown resolution."""
     if dpi is None:
         notes.append(f"the file does not give its resolution; {ASSUMED_DPI:.0f} dpi assumed")
         return LoadedPage(image, (ASSUMED_DPI, ASSUMED_DPI), notes)
-    if image.size != (width, height):
+    width, height, square = _square(image.width, image.height, dpi)
+    if square != dpi:
         # Bilevel scans stay bilevel: nearest neighbour only repeats rows/columns.
         resample = Image.Resampling.NEAREST if image.mode == "1" else Image.Resampling.LANCZOS
         image = image.resize((width, height), resample)
         notes.append(f"pixels were not square ({dpi[0]:g} x {dpi[1]:g} dpi); resampled to {max(dpi):g} dpi")
-        dpi = (max(dpi), max(dpi))
-    return LoadedPage(image, dpi, notes)
+    return LoadedPage(image, square or dpi, notes)
 
 
 def _to_page_mode(im: Image.Image, notes: list[str]) -> Image.Image:
@@ -353,7 +368,7 @@ def _to_page_mode(im: Image.Image, notes: list[str]) -> Image.Image:
         notes.append("transparency flattened onto white")
         return _grey_if_grey(page)
     if mode.startswith(("I", "F")):
-        # 16-bit (or float) samples: scale to 8 bits rather than let Pillow clip everything above 255 to white.
+        # 16-bit (or float) samples: scale to 8 bits; Pillow's convert would clip everything above 255.
         arr = np.asarray(im, dtype=np.float64)
         top = arr.max(initial=0.0)
         if mode.startswith("I;16") or top > 255:
@@ -375,3 +390,273 @@ def _grey_if_grey(im: Image.Image) -> Image.Image:
     if ImageChops.difference(r, g).getbbox() is None and ImageChops.difference(g, b).getbbox() is None:
         return r
     return im
+
+
+# --- PDF ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _PdfPlan:
+    source: PageSource
+    image: pikepdf.Stream | None  # the one image that is the whole page; None: render the page
+    image_dpi: tuple[float, float] | None  # that image's own resolution, upright, before squaring
+    rotate: int
+
+
+def _encrypted(path: Path) -> UnusableInput:
+    return _unusable(
+        path,
+        "encrypted",
+        "the PDF is encrypted (it has a password or use restrictions)",
+        "An archive copy must open without a password and may not be encrypted. Save it again without "
+        "security (in the scanner software or a PDF editor: remove the document security), then put it back "
+        "in the inbox.",
+    )
+
+
+@contextmanager
+def _open_pdf(path: Path) -> Iterator[pikepdf.Pdf]:
+    try:
+        pdf = pikepdf.open(path)
+    except pikepdf.PasswordError as e:
+        raise _encrypted(path) from e
+    except pikepdf.PdfError as e:
+        raise _broken(path, "PDF", str(e).removeprefix(f"{path}: ")) from e
+    with pdf:
+        # A file with only an owner password opens without one, but is still encrypted, which an archive
+        # copy (PDF/A) may not be; and the restrictions say its author did not want it copied freely.
+        if pdf.is_encrypted:
+            raise _encrypted(path)
+        try:
+            count = len(pdf.pages)
+        except pikepdf.PdfError as e:
+            raise _broken(path, "PDF", str(e).removeprefix(f"{path}: ")) from e
+        if count == 0:
+            raise _unusable(path, "no_pages", "the PDF has no pages", "Export or scan the document again.")
+        yield pdf
+
+
+def _analyse_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int, render_dpi: int) -> _PdfPlan:
+    """Decide from the page's objects alone (no pixels) how it will be loaded, and at what size."""
+    page = pdf.pages[index]
+    box = _page_box(page.obj)
+    if box is None:
+        raise _broken(path, "PDF", f"page {index + 1} has no valid size")
+    rotate = int(_inherited(page.obj, "/Rotate") or 0) % 360
+    rotate = rotate if rotate in (0, 90, 180, 270) else 0  # as PDF readers do with odd angles
+    resources = _inherited(page.obj, "/Resources") or pikepdf.Dictionary()
+    for width, height in _image_sizes(resources, set()):
+        if width * height > max_pixels:  # rendering would decode it too, so this is the bomb check
+            raise _too_large(path, f"an image on page {index + 1}", width, height, max_pixels)
+    plain = _whole_page_image(page, resources, box)
+    dpi = None
+    if plain is not None:
+        image, (drawn_w, drawn_h) = plain
+        width, height = int(image.Width), int(image.Height)
+        dpi = _plausible((width / (drawn_w / 72), height / (drawn_h / 72)))
+    if plain is not None and dpi is not None:
+        if rotate in (90, 270):
+            width, height, dpi = height, width, (dpi[1], dpi[0])
+        source = PageSource(index, *_square(width, height, dpi))
+    else:
+        plain = None
+        # pdftoppm's own arithmetic: ceil of points * dpi / 72, axes swapped for a turned page.
+        width, height = (
+            math.ceil((hi - lo) * render_dpi / 72 - 1e-6) for lo, hi in ((box[0], box[2]), (box[1], box[3]))
+        )
+        if rotate in (90, 270):
+            width, height = height, width
+        source = PageSource(index, width, height, (float(render_dpi), float(render_dpi)))
+    if source.width * source.height > max_pixels:
+        raise _too_large(path, f"page {index + 1}", source.width, source.height, max_pixels)
+    return _PdfPlan(source, plain[0] if plain else None, dpi, rotate)
+
+
+def _load_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int, render_dpi: int) -> LoadedPage:
+    plan = _analyse_pdf_page(pdf, path, index, max_pixels, render_dpi)
+    notes: list[str] = []
+    if plan.image is not None:
+        try:
+            image = _extract(plan.image, notes)
+        except (MemoryError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise
+        except Exception as e:  # e.g. JBIG2 without jbig2dec: poppler decodes it itself
+            dpi = max(plan.source.dpi or (render_dpi,))
+            bilevel = int(plan.image.get("/BitsPerComponent", 8)) == 1
+            notes.append(
+                f"its image could not be decoded directly ({_first_line(e)}); rendered at {dpi:g} dpi"
+            )
+            image = _render(path, index, dpi, grey=bilevel)
+            if bilevel:
+                image = image.point(lambda v: 255 if v >= 128 else 0).convert("1", dither=Image.Dither.NONE)
+            return LoadedPage(_grey_if_grey(image), (dpi, dpi), notes)
+        if plan.rotate:
+            image = image.transpose(_PDF_ROTATE[plan.rotate])
+        return _finish(image, plan.image_dpi, notes)
+    notes.append(f"rendered at {render_dpi} dpi (the page is not one scanned image)")
+    image = _grey_if_grey(_render(path, index, render_dpi))
+    return LoadedPage(image, (float(render_dpi), float(render_dpi)), notes)
+
+
+def _extract(xobj: pikepdf.Stream, notes: list[str]) -> Image.Image:
+    """The embedded image as it looks on the page: inversions applied, soft mask flattened onto white."""
+    pim = pikepdf.PdfImage(xobj)
+    im = pim.as_pil_image(apply_mask=False)
+    if im.mode == "CMYK" and "/DCTDecode" in pim.filters:
+        # Pillow reads every CMYK JPEG as Adobe-inverted; inside a PDF the samples count as stored,
+        # and an inversion is spelt out by /Decode. Without this, cmyk.pdf-style pages come out black.
+        im = ImageChops.invert(im)
+        if [float(v) for v in xobj.get("/Decode", [])][:2] == [1.0, 0.0]:
+            im = ImageChops.invert(im)
+    im.load()
+    smask = xobj.get("/SMask")
+    if isinstance(smask, pikepdf.Stream):
+        alpha = pikepdf.PdfImage(smask).as_pil_image().convert("L")
+        im = _to_page_mode(im, notes)
+        im = im.convert("L") if im.mode == "1" else im.copy()
+        im.putalpha(alpha if alpha.size == im.size else alpha.resize(im.size))
+    return _to_page_mode(im, notes)
+
+
+def _render(path: Path, index: int, dpi: float, *, grey: bool = False) -> Image.Image:
+    try:
+        images = convert_from_path(
+            path, dpi=dpi, first_page=index + 1, last_page=index + 1, use_cropbox=True, grayscale=grey
+        )
+    except PDFInfoNotInstalledError as e:
+        raise MissingProgram("poppler-utils (pdftoppm, pdfinfo) is needed to render PDF pages") from e
+    except (PDFPageCountError, PDFSyntaxError) as e:
+        raise _broken(path, "PDF", _first_line(e)) from e
+    if len(images) != 1:
+        raise _broken(path, "PDF", f"page {index + 1} could not be drawn")
+    return images[0]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _inherited(obj: Any, key: str) -> Any:
+    """A page attribute, looked up the page tree as PDF inheritance says (bounded: trees can loop)."""
+    for _ in range(64):
+        if obj is None:
+            return None
+        if key in obj:
+            return obj[key]
+        obj = obj.get("/Parent")
+    return None
+
+
+def _rect(value: Any) -> tuple[float, float, float, float] | None:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
+def _page_box(obj: Any) -> tuple[float, float, float, float] | None:
+    """The visible page: the crop box clipped to the media box (what pdftoppm -cropbox draws)."""
+    media = _rect(_inherited(obj, "/MediaBox"))
+    if media is None or media[2] <= media[0] or media[3] <= media[1]:
+        return None
+    crop = _rect(_inherited(obj, "/CropBox")) or media
+    box = (max(media[0], crop[0]), max(media[1], crop[1]), min(media[2], crop[2]), min(media[3], crop[3]))
+    return box if box[2] > box[0] and box[3] > box[1] else media
+
+
+def _image_sizes(resources: Any, seen: set[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """Declared pixel sizes of every image the page can draw, forms and soft masks included."""
+    xobjects = resources.get("/XObject") if isinstance(resources, pikepdf.Dictionary) else None
+    if not isinstance(xobjects, pikepdf.Dictionary):
+        return
+    for _, xobj in xobjects.items():
+        if not isinstance(xobj, pikepdf.Stream) or (xobj.is_indirect and xobj.objgen in seen):
+            continue
+        seen.add(xobj.objgen)
+        if xobj.get("/Subtype") == "/Image":
+            for im in (xobj, xobj.get("/SMask")):
+                if isinstance(im, pikepdf.Stream):
+                    yield int(im.get("/Width", 0)), int(im.get("/Height", 0))
+        elif xobj.get("/Subtype") == "/Form":
+            yield from _image_sizes(xobj.get("/Resources"), seen)
+
+
+def _multiply(m: list[float], ctm: tuple[float, ...]) -> tuple[float, ...]:
+    a, b, c, d, e, f = m
+    A, B, C, D, E, F = ctm  # noqa: N806 - the PDF spec's names
+    return (a * A + b * C, a * B + b * D, c * A + d * C, c * B + d * D, e * A + f * C + E, e * B + f * D + F)
+
+
+def _whole_page_image(
+    page: pikepdf.Page, resources: Any, box: tuple[float, float, float, float]
+) -> tuple[pikepdf.Stream, tuple[float, float]] | None:
+    """The page's only mark, if it is one upright image covering the page; with its drawn size in points.
+
+    Invisible text (an earlier OCR layer) is allowed: it does not change how the page looks.
+    """
+    contents = page.obj.get("/Contents")
+    streams = list(contents) if isinstance(contents, pikepdf.Array) else [contents]
+    if sum(int(s.get("/Length", 0)) for s in streams if isinstance(s, pikepdf.Stream)) > _MAX_PLAIN_CONTENT:
+        return None
+    xobjects = resources.get("/XObject") or pikepdf.Dictionary()
+    ctm: tuple[float, ...] = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
+    text_mode, stack = 0, []
+    found = None
+    for instruction in pikepdf.parse_content_stream(page):
+        op, operands = str(instruction.operator), getattr(instruction, "operands", [])
+        if op in _PAINTING:
+            return None
+        if op == "q":
+            stack.append((ctm, text_mode))
+        elif op == "Q" and stack:
+            ctm, text_mode = stack.pop()
+        elif op == "cm":
+            ctm = _multiply([float(v) for v in operands], ctm)
+        elif op == "Tr":
+            text_mode = int(operands[0])
+        elif op in _TEXT_SHOWING:
+            if text_mode != _INVISIBLE_TEXT:
+                return None
+        elif op == "gs":
+            if not _harmless_gs(resources, operands[0]):
+                return None
+        elif op == "Do":
+            xobj = xobjects.get(operands[0])
+            if xobj is None:
+                raise ValueError(f"the page draws {operands[0]}, which is missing from the file")
+            if (
+                found is not None
+                or xobj.get("/Subtype") != "/Image"
+                or xobj.get("/ImageMask", False)
+                or "/Mask" in xobj
+            ):
+                return None
+            found = (xobj, ctm)
+    if found is None:
+        return None
+    xobj, (a, b, c, d, e, f) = found
+    if (
+        a <= 0 or d <= 0 or abs(b) + abs(c) > 1e-3 * (a + d)
+    ):  # turned, mirrored or skewed: let poppler draw it
+        return None
+    x0, y0, x1, y1 = box
+    tx, ty = max(1.0, 0.01 * (x1 - x0)), max(1.0, 0.01 * (y1 - y0))
+    if abs(e - x0) > tx or abs(e + a - x1) > tx or abs(f - y0) > ty or abs(f + d - y1) > ty:
+        return None
+    return xobj, (a, d)
+
+
+def _harmless_gs(resources: Any, name: Any) -> bool:
+    """A graphics state that cannot change how an image looks (no transparency, no blending)."""
+    states = resources.get("/ExtGState")
+    state = states.get(name) if isinstance(states, pikepdf.Dictionary) else None
+    if not isinstance(state, pikepdf.Dictionary):
+        return True
+    soft = state.get("/SMask")
+    return (
+        (soft is None or soft == pikepdf.Name("/None"))
+        and all(float(state.get(k, 1)) >= 1 for k in ("/CA", "/ca"))
+        and str(state.get("/BM", "/Normal")) in ("/Normal", "/Compatible")
+    )

@@ -1,0 +1,96 @@
+"""The HTTP API with a real catalogue and Redis: tokens, batch listing, details and the PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from scanner_service.api.app import create_app
+from scanner_service.db import session_scope
+from scanner_service.models import ApiToken
+from scanner_service.settings import Settings
+from scanner_service.tokens import create_token, hash_token
+from scanner_service.watcher import Watcher
+from tests.conftest import REAL, copy_sample
+
+
+@pytest.fixture
+def client(station_env: Settings) -> TestClient:
+    return TestClient(create_app(station_env))
+
+
+def token(settings: Settings, role: str = "admin") -> dict[str, str]:
+    with session_scope(settings.effective_database_url) as session:
+        secret = create_token(session, role=role)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_tokens_are_stored_hashed(station_env: Settings) -> None:
+    headers = token(station_env)
+    secret = headers["Authorization"].split()[1]
+    with session_scope(station_env.effective_database_url) as session:
+        [row] = session.query(ApiToken).all()
+        assert row.token_hash == hash_token(secret) and secret not in row.token_hash
+
+
+@pytest.mark.parametrize("path", ["/api/batches", "/api/batches/1", "/api/batches/1/pdf"])
+def test_everything_but_healthz_needs_a_token(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 401
+    assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_healthz_needs_a_worker(client: TestClient, station_env: Settings, redis_conn: redis.Redis) -> None:
+    from rq import Worker
+
+    from scanner_service import queue as q
+
+    reply = client.get("/healthz")
+    assert reply.status_code == 503 and reply.json()["workers"] == 0
+    worker = Worker([q.get_queue(redis_conn)], connection=redis_conn)
+    worker.register_birth()
+    try:
+        reply = client.get("/healthz")
+        assert reply.status_code == 200 and reply.json() == {
+            "status": "ok",
+            "redis": True,
+            "catalogue": True,
+            "workers": 1,
+        }
+    finally:
+        worker.register_death()
+
+
+def test_batch_list_and_detail_show_pages_and_reasons(
+    client: TestClient, station_env: Settings, redis_conn: redis.Redis
+) -> None:
+    folder = station_env.inbox / "C015-WS·2013-Y-BGS-0001"
+    copy_sample(folder, ["scan_0001.jpg", "scan_0002.jpg"])
+    (folder / "notes.txt").write_text("备注")
+    (folder / ".done").touch()
+    (station_env.inbox / "invalid.pdf").write_bytes((REAL / "invalid.pdf").read_bytes())
+    watcher = Watcher(station_env, redis_conn)
+    watcher.poll()
+    watcher.poll(now=10_000)  # the loose file has been quiet long enough
+    headers = token(station_env, "operator")
+    listing = client.get("/api/batches", headers=headers).json()
+    assert [b["name"] for b in listing] == ["invalid.pdf", "C015-WS·2013-Y-BGS-0001"]
+    bad, good = listing
+    assert bad["state"] == "failed" and "invalid.pdf" in bad["error"]
+    assert good["state"] == "queued"
+    assert good["pages"] == {"total": 2, "done": 0, "blank": 0, "failed": 0}
+    detail = client.get(f"/api/batches/{good['id']}", headers=headers).json()
+    assert [p["source"] for p in detail["page_list"]] == ["scan_0001.jpg#1", "scan_0002.jpg#1"]
+    assert [o["name"] for o in detail["originals"] if o["quarantined"]] == ["notes.txt"]
+    reply = client.get(f"/api/batches/{good['id']}/pdf", headers=headers)
+    assert reply.status_code == 404 and "no PDF yet" in reply.json()["detail"]
+    assert client.get("/api/batches/999", headers=headers).status_code == 404
+
+
+def test_openapi_documents_the_paths(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/healthz", "/api/batches", "/api/batches/{batch_id}", "/api/batches/{batch_id}/pdf"} <= set(paths)
+
+
