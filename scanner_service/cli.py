@@ -48,6 +48,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         connection=connection,
         name=f"{socket.gethostname()}.{os.getpid()}",
         job_monitoring_interval=settings.job_monitoring_interval,
+        # An idle worker wakes every worker_ttl - 15 s; at each wake-up past maintenance_interval it
+        # takes over the scheduler (which runs retries with back-off) if the worker holding it died.
+        worker_ttl=45,
+        maintenance_interval=30,
     )
     worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from scanner_service import queue as q
 from scanner_service.db import migrate
@@ -40,6 +42,18 @@ class Child:
         # A session of its own: Ctrl-C reaches only the supervisor, which stops children one way, in order.
         self.proc = subprocess.Popen(self.args, env=env, start_new_session=True)
         log.info("started %s (pid %s)", self.role, self.proc.pid)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and its descendants (an RQ work horse runs in a process group of its own)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        _kill_tree(int(child))
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 class Station:
@@ -125,7 +139,7 @@ class Station:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("pid %s did not stop in time; killed (its page goes back to the queue)", proc.pid)
-                os.killpg(proc.pid, signal.SIGKILL)
+                _kill_tree(proc.pid)
                 proc.wait()
         if self.redis_proc is not None:
             redis_server.stop(self.redis_proc)

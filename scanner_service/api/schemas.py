@@ -10,6 +10,7 @@ from pydantic import BaseModel
 class PagePublic(BaseModel):
     seq: int
     state: str
+    attempts: int
     blank: bool
     flags: list[str]
     confidence: float | None

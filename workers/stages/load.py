@@ -5,9 +5,10 @@ use raises :class:`UnusableInput` with one of these ``reason_code`` values: ``em
 ``not_an_image``, ``broken``, ``encrypted``, ``too_large``, ``no_pages``.
 
 Pillow's decompression-bomb guard is a process-wide setting (``Image.MAX_IMAGE_PIXELS``). It is
-never changed for good here: each open/decode sets it to the caller's ``max_pixels`` and restores
-it afterwards (under a lock), so Pillow's own check fires at exactly our limit and becomes
-``too_large``; other code in the process keeps whatever limit it had.
+never changed for good here: each inspect/load sets it to the caller's ``max_pixels`` and restores it
+afterwards, so Pillow's own check fires at exactly our limit and becomes ``too_large``; other code
+keeps whatever limit it had. The window is guarded by a module lock and ``warnings.catch_warnings``,
+which serialises loads within one process: fine for the station's single-threaded workers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pikepdf
@@ -119,7 +120,7 @@ def load_page(path: Path, index: int, *, max_pixels: int, render_dpi: int = 300)
             return page
     with path.open("rb") as fp, _decoding(path, kind.upper(), max_pixels):
         im = Image.open(fp)
-        if kind != "tiff" and index != 0 or index >= getattr(im, "n_frames", 1):
+        if index < 0 or kind != "tiff" and index != 0 or index >= getattr(im, "n_frames", 1):
             raise IndexError(f"{path.name} has no page {index}")
         _raster_source(im, path, index, max_pixels)  # seeks to the frame and re-checks its size
         im.load()  # with our own file object: closing it afterwards keeps the pixels
@@ -175,11 +176,7 @@ def _sniff(path: Path) -> str:
         return "pdf"
     seems = next((name for magic, name in _OTHER_FORMATS if head.startswith(magic)), None)
     if seems is None:
-        try:
-            head.decode("utf-8")
-            seems = "a text file"
-        except UnicodeDecodeError:
-            seems = "a file of unknown type"
+        seems = "a text file" if b"\x00" not in head else "a file of unknown type"
     raise _unusable(
         path,
         "not_an_image",
@@ -206,6 +203,8 @@ def _decoding(path: Path, kind: str, max_pixels: int) -> Iterator[None]:
     """Run decoding with Pillow's bomb limit at ``max_pixels``; turn decoder failures into reasons."""
     with _pil_lock, warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Pillow only warns when a TIFF directory is cut off, then carries on with what it got.
+        warnings.filterwarnings("error", "Truncated File Read", UserWarning)
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
         try:
             yield
@@ -222,7 +221,7 @@ def _decoding(path: Path, kind: str, max_pixels: int) -> Iterator[None]:
         except pikepdf.PasswordError as e:
             raise _encrypted(path) from e
         except Exception as e:  # any other decoder failure on an untrusted file means the file is damaged
-            raise _broken(path, kind, str(e).splitlines()[0][:200] if str(e) else type(e).__name__) from e
+            raise _broken(path, kind, _first_line(e)) from e
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 
@@ -235,8 +234,9 @@ def _plausible(dpi: Any) -> tuple[float, float] | None:
     lo, hi = _PLAUSIBLE_DPI
     if not (lo <= x <= hi and lo <= y <= hi):
         return None
-    # PNG stores dots per metre, so 300 dpi comes back as 299.9994; give people the number they set.
-    return tuple(float(round(v)) if abs(v - round(v)) < 0.01 else round(v, 2) for v in (x, y))  # type: ignore[return-value]
+    # PNG stores dots per metre (300 dpi comes back as 299.9994) and PDF page sizes are often rounded
+    # to whole points (kcs.pdf: 300.24 dpi): give people the whole number they set.
+    return tuple(float(round(v)) if abs(v - round(v)) < 0.002 * v else round(v, 2) for v in (x, y))  # type: ignore[return-value]
 
 
 def _square(
@@ -256,17 +256,23 @@ def _raster_frames(im: Image.Image, kind: str) -> list[int]:
     """Pages of a raster file: every TIFF frame except thumbnails; only the main image of a JPEG/PNG."""
     if kind != "tiff":
         return [0]  # MPO previews and APNG frames are not pages
-    frames, thumbs = [], []
+    frames: list[int] = []
+    thumbs: list[int] = []
     for i in range(getattr(im, "n_frames", 1)):
         im.seek(i)  # reads one IFD only
-        (thumbs if int(im.tag_v2.get(_TIFF_SUBFILE_TYPE, 0)) & 1 else frames).append(i)
+        (thumbs if int(_tags(im).get(_TIFF_SUBFILE_TYPE, 0)) & 1 else frames).append(i)
     return frames or thumbs
+
+
+def _tags(im: Image.Image) -> Any:
+    """The current TIFF frame's directory (Pillow's typing does not know TiffImageFile's attribute)."""
+    return getattr(im, "tag_v2", {})
 
 
 def _raster_dpi(im: Image.Image) -> tuple[float, float] | None:
     if im.format == "TIFF":
         # Read this frame's own tags: Pillow's info["dpi"] can linger from the previous frame.
-        tags = im.tag_v2
+        tags = _tags(im)
         unit = {2: 1.0, 3: 2.54}.get(int(tags.get(296, 2)))
         if unit is None or 282 not in tags:
             return None
@@ -276,7 +282,7 @@ def _raster_dpi(im: Image.Image) -> tuple[float, float] | None:
 
 def _orientation(im: Image.Image) -> int:
     if im.format == "TIFF":
-        value = im.tag_v2.get(_TIFF_ORIENTATION, 1)
+        value = _tags(im).get(_TIFF_ORIENTATION, 1)
     elif im.format in ("JPEG", "MPO"):
         value = im.getexif().get(_TIFF_ORIENTATION, 1)
     else:  # a PNG's eXIf chunk may follow the pixels, so it cannot be read cheaply; scanners do not set it
@@ -298,8 +304,7 @@ def _raster_geometry(im: Image.Image) -> tuple[int, int, tuple[float, float] | N
 
 
 def _raster_source(im: Image.Image, path: Path, index: int, max_pixels: int) -> PageSource:
-    if index:
-        im.seek(index)
+    im.seek(index)  # also back to frame 0 after _raster_frames walked them all
     if im.width * im.height > max_pixels:
         raise _too_large(path, f"page {index + 1}", im.width, im.height, max_pixels)
     width, height, dpi = _square(*_raster_geometry(im)[:3])
@@ -313,7 +318,7 @@ def _check_strips(im: Image.Image, path: Path) -> None:
     """A TIFF frame whose data would lie past the end of the file was cut off while being copied."""
     if im.format != "TIFF":
         return
-    tags = im.tag_v2
+    tags = _tags(im)
     for offsets, counts in ((273, 279), (324, 325)):
         if offsets in tags and counts in tags:
             end = max(
@@ -481,7 +486,7 @@ def _load_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int, re
         except (MemoryError, Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise
         except Exception as e:  # e.g. JBIG2 without jbig2dec: poppler decodes it itself
-            dpi = max(plan.source.dpi or (render_dpi,))
+            dpi = round(max(plan.source.dpi or (render_dpi,)))
             bilevel = int(plan.image.get("/BitsPerComponent", 8)) == 1
             notes.append(
                 f"its image could not be decoded directly ({_first_line(e)}); rendered at {dpi:g} dpi"
@@ -489,7 +494,7 @@ def _load_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int, re
             image = _render(path, index, dpi, grey=bilevel)
             if bilevel:
                 image = image.point(lambda v: 255 if v >= 128 else 0).convert("1", dither=Image.Dither.NONE)
-            return LoadedPage(_grey_if_grey(image), (dpi, dpi), notes)
+            return LoadedPage(_grey_if_grey(image), (float(dpi), float(dpi)), notes)
         if plan.rotate:
             image = image.transpose(_PDF_ROTATE[plan.rotate])
         return _finish(image, plan.image_dpi, notes)
@@ -518,7 +523,7 @@ def _extract(xobj: pikepdf.Stream, notes: list[str]) -> Image.Image:
     return _to_page_mode(im, notes)
 
 
-def _render(path: Path, index: int, dpi: float, *, grey: bool = False) -> Image.Image:
+def _render(path: Path, index: int, dpi: int, *, grey: bool = False) -> Image.Image:
     try:
         images = convert_from_path(
             path, dpi=dpi, first_page=index + 1, last_page=index + 1, use_cropbox=True, grayscale=grey
@@ -584,9 +589,17 @@ def _image_sizes(resources: Any, seen: set[tuple[int, int]]) -> Iterator[tuple[i
 
 
 def _multiply(m: list[float], ctm: tuple[float, ...]) -> tuple[float, ...]:
+    """``m`` applied within ``ctm`` (PDF: CTM' = m x CTM, matrices as [a b c d e f])."""
     a, b, c, d, e, f = m
-    A, B, C, D, E, F = ctm  # noqa: N806 - the PDF spec's names
-    return (a * A + b * C, a * B + b * D, c * A + d * C, c * B + d * D, e * A + f * C + E, e * B + f * D + F)
+    ta, tb, tc, td, te, tf = ctm
+    return (
+        a * ta + b * tc,
+        a * tb + b * td,
+        c * ta + d * tc,
+        c * tb + d * td,
+        e * ta + f * tc + te,
+        e * tb + f * td + tf,
+    )
 
 
 def _whole_page_image(
@@ -637,15 +650,13 @@ def _whole_page_image(
     if found is None:
         return None
     xobj, (a, b, c, d, e, f) = found
-    if (
-        a <= 0 or d <= 0 or abs(b) + abs(c) > 1e-3 * (a + d)
-    ):  # turned, mirrored or skewed: let poppler draw it
+    if a <= 0 or d <= 0 or abs(b) + abs(c) > 1e-3 * (a + d):  # turned, mirrored or skewed: poppler draws it
         return None
     x0, y0, x1, y1 = box
     tx, ty = max(1.0, 0.01 * (x1 - x0)), max(1.0, 0.01 * (y1 - y0))
     if abs(e - x0) > tx or abs(e + a - x1) > tx or abs(f - y0) > ty or abs(f + d - y1) > ty:
         return None
-    return xobj, (a, d)
+    return cast(pikepdf.Stream, xobj), (a, d)
 
 
 def _harmless_gs(resources: Any, name: Any) -> bool:

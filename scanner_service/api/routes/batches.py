@@ -70,6 +70,7 @@ def get_batch(batch_id: int, session: SessionDep, _token: CurrentToken) -> dict:
             PagePublic(
                 seq=p.seq,
                 state=p.state.value,
+                attempts=p.attempts,
                 blank=p.blank,
                 flags=list(p.flags or []),
                 confidence=p.confidence,
