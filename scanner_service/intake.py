@@ -140,7 +140,9 @@ def record(session: Session, settings: Settings, path: Path, *, name: str | None
     if chash:
         earlier = session.scalar(
             select(Batch)
-            .where(Batch.content_hash == chash, Batch.duplicate_of.is_(None), Batch.state != BatchState.failed)
+            .where(
+                Batch.content_hash == chash, Batch.duplicate_of.is_(None), Batch.state != BatchState.failed
+            )
             .order_by(Batch.id)
             .limit(1)
         )
@@ -247,7 +249,9 @@ def quarantine_batch(settings: Settings, batch: Batch, source: Path) -> None:
     if source.exists() or source.is_symlink():
         if target.exists():
             target = target.with_name(target.name + "-again")
-        os.rename(source, target) if source.is_dir() and not source.is_symlink() else _into_folder(source, target)
+        os.rename(source, target) if source.is_dir() and not source.is_symlink() else _into_folder(
+            source, target
+        )
     readme = target if target.is_dir() else target.parent
     (readme / "REASON.txt").write_text(f"{batch.name}\n{batch.error}\n", encoding="utf-8")
 
@@ -339,7 +343,9 @@ def receive(settings: Settings, rq_queue: Queue, path: Path, *, copy: bool = Fal
     return batch_id
 
 
-def resume(settings: Settings, rq_queue: Queue, batch_id: int, *, source: Path | None = None, copy: bool = False) -> None:
+def resume(
+    settings: Settings, rq_queue: Queue, batch_id: int, *, source: Path | None = None, copy: bool = False
+) -> None:
     """Carry a batch on from whatever step it reached (also after a crash)."""
     url = settings.effective_database_url
     with session_scope(url) as session:

@@ -19,7 +19,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 

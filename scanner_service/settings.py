@@ -19,7 +19,8 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of the catalogue; SQLite under the data folder if unset"
     )
     redis_url: str | None = Field(
-        default=None, description="Redis URL; unset means the station's own redis-server under the data folder"
+        default=None,
+        description="Redis URL; unset means the station's own redis-server under the data folder",
     )
     host: str = "127.0.0.1"
     port: int = 8000
@@ -32,13 +33,18 @@ class Settings(BaseSettings):
     render_dpi: int = Field(default=300, description="Resolution for PDF pages that must be rendered")
     page_timeout: int = Field(default=600, description="Seconds one page job may run before it is stopped")
     page_retries: int = Field(default=3, description="Retries of a page job after an error that can pass")
-    retry_backoff: float = Field(default=5.0, description="Seconds before the first retry; later ones wait longer")
+    retry_backoff: float = Field(
+        default=5.0, description="Seconds before the first retry; later ones wait longer"
+    )
     job_monitoring_interval: int = Field(
-        default=10, description="Seconds between worker heartbeats; a dead worker's page is re-run after ~60 s more"
+        default=10,
+        description="Seconds between worker heartbeats; a dead worker's page is re-run after ~60 s more",
     )
     ocr_engine: str = "tesseract"
     ocr_languages: str = "chi_sim+eng"
-    min_confidence: float = Field(default=60.0, description="Mean OCR confidence below which a page is flagged")
+    min_confidence: float = Field(
+        default=60.0, description="Mean OCR confidence below which a page is flagged"
+    )
     jpeg_quality: int = 80
 
     @property

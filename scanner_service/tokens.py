@@ -25,7 +25,12 @@ def create_token(session: Session, *, role: str, fonds: str | None = None, name:
         raise ConfigError(f"Unknown role {role!r}; use one of: {allowed}.") from None
     secret = "sst_" + secrets.token_urlsafe(32)
     session.add(
-        ApiToken(name=name or f"{role_value.value} token", role=role_value, fonds=fonds, token_hash=hash_token(secret))
+        ApiToken(
+            name=name or f"{role_value.value} token",
+            role=role_value,
+            fonds=fonds,
+            token_hash=hash_token(secret),
+        )
     )
     session.flush()
     return secret

@@ -6,6 +6,7 @@ network shares.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -148,7 +149,10 @@ class Watcher:
             ):
                 with session_scope(url) as session:
                     batch = session.get(Batch, batch_id)
-                    still_open = batch is not None and batch.state in (BatchState.queued, BatchState.processing)
+                    still_open = batch is not None and batch.state in (
+                        BatchState.queued,
+                        BatchState.processing,
+                    )
                 if still_open:
                     q.enqueue_assembly(self.queue, self.settings, batch_id)
 
@@ -171,7 +175,5 @@ class Watcher:
                 lock.extend(60, replace_ttl=True)
                 stop.wait(self.settings.poll_seconds)
         finally:
-            try:
+            with contextlib.suppress(Exception):  # the lock may have expired: nothing to release
                 lock.release()
-            except Exception:  # noqa: BLE001 - the lock may have expired; nothing to release
-                pass

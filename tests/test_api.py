@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -91,6 +89,6 @@ def test_batch_list_and_detail_show_pages_and_reasons(
 
 def test_openapi_documents_the_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/healthz", "/api/batches", "/api/batches/{batch_id}", "/api/batches/{batch_id}/pdf"} <= set(paths)
-
-
+    assert {"/healthz", "/api/batches", "/api/batches/{batch_id}", "/api/batches/{batch_id}/pdf"} <= set(
+        paths
+    )

@@ -49,12 +49,20 @@ def test_exactly_one_caller_claims_the_assembly(catalogue_url: str, tmp_path: Pa
         session.flush()
         from scanner_service.models import Original
 
-        original = Original(batch_id=batch.id, seq=1, name="a.tif", stored_name="a.tif", size=1, sha256="0" * 64)
+        original = Original(
+            batch_id=batch.id, seq=1, name="a.tif", stored_name="a.tif", size=1, sha256="0" * 64
+        )
         session.add(original)
         session.flush()
         for seq in range(1, 9):
             session.add(
-                Page(batch_id=batch.id, original_id=original.id, seq=seq, source_index=seq - 1, state=PageState.queued)
+                Page(
+                    batch_id=batch.id,
+                    original_id=original.id,
+                    seq=seq,
+                    source_index=seq - 1,
+                    state=PageState.queued,
+                )
             )
         batch_id = batch.id
     assert not claim_assembly(catalogue_url, batch_id), "pages are still open"

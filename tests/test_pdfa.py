@@ -149,8 +149,12 @@ def test_pikepdf_pdfa_validator_approves(built: Built) -> None:
 
 
 def test_ghostscript_renders_and_reads_the_text(built: Built) -> None:
-    result = subprocess.run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=nullpage", str(built.pdf)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=nullpage", str(built.pdf)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip()
     # Ghostscript reads ToUnicode its own way (some CMap forms come out garbled there).
     text = _run("gs", "-q", "-dNOPAUSE", "-dBATCH", "-sDEVICE=txtwrite", "-sOutputFile=-", built.pdf)

@@ -41,7 +41,9 @@ def one_batch(settings: Settings) -> Batch:
 
 
 def pdftotext(path: Path) -> str:
-    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def test_batch_becomes_a_searchable_pdfa(station_env: Settings, redis_conn: redis.Redis) -> None:
@@ -74,11 +76,7 @@ def _fake_tesseract(folder: Path, body: str) -> Path:
     """A 'tesseract' that answers --version and --list-langs like the real one, and fails on pages."""
     real = subprocess.run(["which", "tesseract"], capture_output=True, text=True, check=True).stdout.strip()
     script = folder / "tesseract"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'case "$1" in --version|--list-langs) exec {real} "$@";; esac\n'
-        f"{body}\n"
-    )
+    script.write_text(f'#!/bin/sh\ncase "$1" in --version|--list-langs) exec {real} "$@";; esac\n{body}\n')
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script
 

@@ -62,10 +62,11 @@ class Station:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SCANSTATION_")}
         env.update(SCANSTATION_QUIET_SECONDS="2", SCANSTATION_JOB_MONITORING_INTERVAL="5")
         exe = Path(sys.executable).with_name("scanstation")
+        self.log = open(self.root / "station.log", "ab")  # noqa: SIM115 - open for the station's lifetime
         self.proc = subprocess.Popen(
             [str(exe), "up", "--data", str(self.data), "--inbox", str(self.inbox), "--port", str(self.port),
              "--workers", str(workers)],
-            env=env, stdout=open(self.root / "station.log", "ab"), stderr=subprocess.STDOUT,
+            env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 90
         while _get(self.base + "/healthz")[0] != 200:
@@ -115,7 +116,9 @@ def station(tmp_path: Path):  # type: ignore[no-untyped-def]
     if st.proc is not None and st.proc.poll() is None:
         st.proc.kill()
         st.proc.wait()
-        for pid in subprocess.run(["pgrep", "-f", str(st.data)], capture_output=True, text=True).stdout.split():
+        for pid in subprocess.run(
+            ["pgrep", "-f", str(st.data)], capture_output=True, text=True
+        ).stdout.split():
             os.kill(int(pid), signal.SIGKILL)
 
 

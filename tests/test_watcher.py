@@ -138,7 +138,9 @@ def test_bad_file_is_a_failed_batch_kept_in_quarantine(
     assert (kept[0].parent / f"{name}.reason.txt").read_text(encoding="utf-8").strip()
 
 
-def test_symlink_is_refused_and_its_target_untouched(station_env: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
+def test_symlink_is_refused_and_its_target_untouched(
+    station_env: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
     target = tmp_path / "outside.jpg"
     shutil.copy(SAMPLE / "scan_0001.jpg", target)
     (station_env.inbox / "link.jpg").symlink_to(target)
@@ -200,9 +202,9 @@ def test_multipage_files_become_pages_in_scan_order(station_env: Settings, redis
     Watcher(station_env, redis_conn).poll()
     [batch] = batches(station_env)
     names = {o.id: o.name for o in batch.originals}
-    assert [(names[p.original_id], p.source_index) for p in batch.pages] == [("a.pdf", i) for i in range(6)] + [
-        ("b.jpg", 0)
-    ]
+    assert [(names[p.original_id], p.source_index) for p in batch.pages] == [
+        ("a.pdf", i) for i in range(6)
+    ] + [("b.jpg", 0)]
 
 
 def test_crash_after_recording_before_the_move(station_env: Settings, redis_conn: redis.Redis) -> None:

@@ -69,7 +69,9 @@ def process_page(page_id: int) -> str:
         job.meta["stage"] = "ocr"
         job.save_meta()
     try:
-        engine = build_engine(settings.ocr_engine, languages=settings.ocr_languages, timeout=settings.page_timeout)
+        engine = build_engine(
+            settings.ocr_engine, languages=settings.ocr_languages, timeout=settings.page_timeout
+        )
         outcome = process_page_image(
             source,
             index,
@@ -208,7 +210,9 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
         if batch is not None:
             batch.state = BatchState.failed
             batch.error_code = "assembly_failed"
-            batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
+            batch.error = (
+                f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
+            )
 
 
 def worker_environment() -> None:

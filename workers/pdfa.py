@@ -54,8 +54,14 @@ def _glyphless_font() -> bytes:
     fb.setupHorizontalMetrics({".notdef": (_UPM, 0), "space": (_UPM, 0)})
     fb.setupHorizontalHeader(ascent=_ASCENT, descent=_DESCENT)
     fb.setupNameTable({"familyName": _FONT_NAME, "styleName": "Regular", "psName": _FONT_NAME})
-    fb.setupOS2(sTypoAscender=_ASCENT, sTypoDescender=_DESCENT, sTypoLineGap=0,
-                usWinAscent=_ASCENT, usWinDescent=-_DESCENT, fsType=0)  # fsType 0: embedding allowed
+    fb.setupOS2(
+        sTypoAscender=_ASCENT,
+        sTypoDescender=_DESCENT,
+        sTypoLineGap=0,
+        usWinAscent=_ASCENT,
+        usWinDescent=-_DESCENT,
+        fsType=0,
+    )  # fsType 0: embedding allowed
     fb.setupPost()
     out = io.BytesIO()
     fb.save(out)
@@ -88,32 +94,48 @@ def _add_font(pdf: Pdf, cids: set[int]) -> pikepdf.Object:
     """The Type0 font every text layer shares: Identity-H, CID = Unicode code point, every CID -> glyph 1."""
     program = _glyphless_font()
     descriptor = Dictionary(
-        Type=Name.FontDescriptor, FontName=Name("/" + _FONT_NAME),
+        Type=Name.FontDescriptor,
+        FontName=Name("/" + _FONT_NAME),
         Flags=4,  # symbolic: the glyphs are not the standard Latin set
-        FontBBox=Array([0, _DESCENT, _UPM, _ASCENT]), ItalicAngle=0,
-        Ascent=_ASCENT, Descent=_DESCENT, CapHeight=_ASCENT, StemV=80,
+        FontBBox=Array([0, _DESCENT, _UPM, _ASCENT]),
+        ItalicAngle=0,
+        Ascent=_ASCENT,
+        Descent=_DESCENT,
+        CapHeight=_ASCENT,
+        StemV=80,
         FontFile2=pdf.make_stream(program, Length1=len(program)),
     )
     cid_font = Dictionary(
-        Type=Name.Font, Subtype=Name.CIDFontType2, BaseFont=Name("/" + _FONT_NAME),
+        Type=Name.Font,
+        Subtype=Name.CIDFontType2,
+        BaseFont=Name("/" + _FONT_NAME),
         # Identity-H's own system info is Adobe-Identity-0; PDF/A wants the two compatible.
         CIDSystemInfo=Dictionary(Registry="Adobe", Ordering="Identity", Supplement=0),
         FontDescriptor=pdf.make_indirect(descriptor),
         # Widths in /DW and /W must match the program's advances (PDF/A-2 6.2.11.5): all are one em.
-        DW=_UPM, W=Array([0, 0xFFFF, _UPM]),
+        DW=_UPM,
+        W=Array([0, 0xFFFF, _UPM]),
         CIDToGIDMap=pdf.make_stream(b"\x00\x01" * 0x10000),
     )
-    return pdf.make_indirect(Dictionary(
-        Type=Name.Font, Subtype=Name.Type0, BaseFont=Name("/" + _FONT_NAME), Encoding=Name("/Identity-H"),
-        DescendantFonts=Array([pdf.make_indirect(cid_font)]),
-        ToUnicode=pdf.make_stream(_to_unicode_cmap(cids)),
-    ))
+    return pdf.make_indirect(
+        Dictionary(
+            Type=Name.Font,
+            Subtype=Name.Type0,
+            BaseFont=Name("/" + _FONT_NAME),
+            Encoding=Name("/Identity-H"),
+            DescendantFonts=Array([pdf.make_indirect(cid_font)]),
+            ToUnicode=pdf.make_stream(_to_unicode_cmap(cids)),
+        )
+    )
 
 
 def _encode(text: str) -> list[int]:
     """CIDs (= BMP code points) of a line; control characters dropped (CID 0 would show .notdef)."""
-    return [ord(c) if ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF else _REPLACEMENT
-            for c in text if ord(c) >= 0x20 and c != "\x7f"]
+    return [
+        ord(c) if ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF else _REPLACEMENT
+        for c in text
+        if ord(c) >= 0x20 and c != "\x7f"
+    ]
 
 
 def _text_layer(text: PageText, size_px: tuple[int, int], dpi: tuple[float, float], used: set[int]) -> bytes:
@@ -137,8 +159,11 @@ def _text_layer(text: PageText, size_px: tuple[int, int], dpi: tuple[float, floa
         scale = 100 * width / (len(cids) * size)  # Tz so the string spans the box exactly
         baseline = page_h - y1 * sy - _DESCENT / _UPM * size
         hexstr = "".join(f"{cid:04X}" for cid in cids)
-        ops += [f"/FText {size:.3f} Tf {scale:.3f} Tz",
-                f"1 0 0 1 {x0 * sx:.3f} {baseline:.3f} Tm", f"<{hexstr}> Tj"]
+        ops += [
+            f"/FText {size:.3f} Tf {scale:.3f} Tz",
+            f"1 0 0 1 {x0 * sx:.3f} {baseline:.3f} Tm",
+            f"<{hexstr}> Tj",
+        ]
     ops.append("ET")
     return ("\n".join(ops) + "\n").encode("ascii")
 
@@ -149,8 +174,9 @@ def _image_pdf(page: PdfPage, number: int) -> tuple[Pdf, tuple[int, int]]:
         with Image.open(page.image) as im:
             size = im.size
             if getattr(im, "n_frames", 1) > 1:
-                raise UnusableInput(f"page {number}: {page.image} has several frames",
-                                    reason_code="multipage")
+                raise UnusableInput(
+                    f"page {number}: {page.image} has several frames", reason_code="multipage"
+                )
             source: str | bytes = str(page.image)
             if im.mode not in _PASS_MODES or "transparency" in im.info:
                 # Alpha, CMYK and the like have no place under an sRGB output intent: flatten on white.
@@ -162,11 +188,19 @@ def _image_pdf(page: PdfPage, number: int) -> tuple[Pdf, tuple[int, int]]:
         layout = img2pdf.get_fixed_dpi_layout_fun(page.dpi)
         # Rotation.none: the OCR boxes are in the stored pixel grid, so EXIF orientation must not apply.
         data = img2pdf.convert(source, layout_fun=layout, rotation=img2pdf.Rotation.none)
-    except (OSError, UnidentifiedImageError, img2pdf.ImageOpenError, img2pdf.PdfTooLargeError,
-            img2pdf.AlphaChannelError, img2pdf.UnsupportedColorspaceError, img2pdf.JpegColorspaceError,
-            ValueError) as exc:
-        raise UnusableInput(f"page {number}: cannot embed {page.image}: {exc}",
-                            reason_code="bad_image") from exc
+    except (
+        OSError,
+        UnidentifiedImageError,
+        img2pdf.ImageOpenError,
+        img2pdf.PdfTooLargeError,
+        img2pdf.AlphaChannelError,
+        img2pdf.UnsupportedColorspaceError,
+        img2pdf.JpegColorspaceError,
+        ValueError,
+    ) as exc:
+        raise UnusableInput(
+            f"page {number}: cannot embed {page.image}: {exc}", reason_code="bad_image"
+        ) from exc
     return Pdf.open(io.BytesIO(data)), size
 
 
@@ -175,14 +209,21 @@ def _check(pages: Sequence[PdfPage]) -> None:
         raise UnusableInput("no pages to put in the PDF", reason_code="no_pages")
     for number, page in enumerate(pages, 1):
         if not all(math.isfinite(d) and d > 0 for d in page.dpi):
-            raise UnusableInput(f"page {number}: resolution {page.dpi} is not positive",
-                                reason_code="bad_dpi")
+            raise UnusableInput(
+                f"page {number}: resolution {page.dpi} is not positive", reason_code="bad_dpi"
+            )
         if page.text is not None and (page.text.width <= 0 or page.text.height <= 0):
             raise UnusableInput(f"page {number}: OCR page size is empty", reason_code="bad_text")
 
 
-def build_pdfa(pages: Sequence[PdfPage], output: Path, *, title: str = "", author: str = "scanstation",
-               language: str = "zh-CN") -> None:
+def build_pdfa(
+    pages: Sequence[PdfPage],
+    output: Path,
+    *,
+    title: str = "",
+    author: str = "scanstation",
+    language: str = "zh-CN",
+) -> None:
     """Write a PDF/A-2b file with one page per PdfPage, in order; atomically (tmp file + os.replace).
 
     Raises UnusableInput for an empty page list, a bad resolution or an image that cannot be embedded.
@@ -208,11 +249,18 @@ def build_pdfa(pages: Sequence[PdfPage], output: Path, *, title: str = "", autho
 
         pdf.Root.Lang = language
         icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-        pdf.Root.OutputIntents = Array([Dictionary(
-            Type=Name.OutputIntent, S=Name.GTS_PDFA1, OutputConditionIdentifier="sRGB",
-            Info="sRGB IEC61966-2.1", RegistryName="http://www.color.org",
-            DestOutputProfile=pdf.make_stream(icc, N=3),
-        )])
+        pdf.Root.OutputIntents = Array(
+            [
+                Dictionary(
+                    Type=Name.OutputIntent,
+                    S=Name.GTS_PDFA1,
+                    OutputConditionIdentifier="sRGB",
+                    Info="sRGB IEC61966-2.1",
+                    RegistryName="http://www.color.org",
+                    DestOutputProfile=pdf.make_stream(icc, N=3),
+                )
+            ]
+        )
         now = datetime.now(UTC).astimezone().replace(microsecond=0)
         # Write XMP and let pikepdf derive the Info dictionary from it, so the two agree (PDF/A 6.6.2.3).
         with pdf.open_metadata(set_pikepdf_as_editor=False, update_docinfo=True) as meta:
@@ -235,8 +283,12 @@ def build_pdfa(pages: Sequence[PdfPage], output: Path, *, title: str = "", autho
         try:
             with open(tmp, "wb") as fh:
                 # qpdf always writes a trailer /ID; no encryption, version pinned to 1.7 as PDF/A-2 allows.
-                pdf.save(fh, force_version="1.7", compress_streams=True,
-                         stream_decode_level=pikepdf.StreamDecodeLevel.none)
+                pdf.save(
+                    fh,
+                    force_version="1.7",
+                    compress_streams=True,
+                    stream_decode_level=pikepdf.StreamDecodeLevel.none,
+                )
                 fh.flush()
                 os.fsync(fh.fileno())  # the archive copy must survive a crash once it has been renamed
             os.replace(tmp, output)
