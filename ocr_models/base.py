@@ -47,9 +47,7 @@ class PageText:
             TextLine(text=line["text"], box=tuple(line["box"]), confidence=float(line["confidence"]))  # type: ignore[arg-type]
             for line in data.get("lines", [])
         ]
-        return cls(
-            width=int(data["width"]), height=int(data["height"]), lines=lines, engine=data.get("engine", "")
-        )
+        return cls(width=int(data["width"]), height=int(data["height"]), lines=lines, engine=data.get("engine", ""))
 
 
 class OcrEngine(Protocol):

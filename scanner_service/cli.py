@@ -106,9 +106,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not batch_ids:
         return 4
     final = {BatchState.done, BatchState.needs_review, BatchState.failed}
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    ) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         task = bar.add_task("pages", total=None)
         while True:
             with session_scope(url) as session:

@@ -35,11 +35,7 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        url = (
-            url.replace("postgresql://", "postgresql+psycopg://", 1)
-            if url.startswith("postgresql://")
-            else url
-        )
+        url = url.replace("postgresql://", "postgresql+psycopg://", 1) if url.startswith("postgresql://") else url
         engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
     return engine
 

@@ -140,9 +140,7 @@ def record(session: Session, settings: Settings, path: Path, *, name: str | None
     if chash:
         earlier = session.scalar(
             select(Batch)
-            .where(
-                Batch.content_hash == chash, Batch.duplicate_of.is_(None), Batch.state != BatchState.failed
-            )
+            .where(Batch.content_hash == chash, Batch.duplicate_of.is_(None), Batch.state != BatchState.failed)
             .order_by(Batch.id)
             .limit(1)
         )
@@ -249,9 +247,7 @@ def quarantine_batch(settings: Settings, batch: Batch, source: Path) -> None:
     if source.exists() or source.is_symlink():
         if target.exists():
             target = target.with_name(target.name + "-again")
-        os.rename(source, target) if source.is_dir() and not source.is_symlink() else _into_folder(
-            source, target
-        )
+        os.rename(source, target) if source.is_dir() and not source.is_symlink() else _into_folder(source, target)
     readme = target if target.is_dir() else target.parent
     (readme / "REASON.txt").write_text(f"{batch.name}\n{batch.error}\n", encoding="utf-8")
 

@@ -33,18 +33,14 @@ class Settings(BaseSettings):
     render_dpi: int = Field(default=300, description="Resolution for PDF pages that must be rendered")
     page_timeout: int = Field(default=600, description="Seconds one page job may run before it is stopped")
     page_retries: int = Field(default=3, description="Retries of a page job after an error that can pass")
-    retry_backoff: float = Field(
-        default=5.0, description="Seconds before the first retry; later ones wait longer"
-    )
+    retry_backoff: float = Field(default=5.0, description="Seconds before the first retry; later ones wait longer")
     job_monitoring_interval: int = Field(
         default=10,
         description="Seconds between worker heartbeats; a dead worker's page is re-run after ~60 s more",
     )
     ocr_engine: str = "tesseract"
     ocr_languages: str = "chi_sim+eng"
-    min_confidence: float = Field(
-        default=60.0, description="Mean OCR confidence below which a page is flagged"
-    )
+    min_confidence: float = Field(default=60.0, description="Mean OCR confidence below which a page is flagged")
     jpeg_quality: int = 80
 
     @property

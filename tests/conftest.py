@@ -83,9 +83,7 @@ def catalogue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def station_env(
-    tmp_path: Path, redis_url: str, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
+def station_env(tmp_path: Path, redis_url: str, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings for a station in tmp_path, also put in the environment so in-process jobs see them."""
     data, inbox = tmp_path / "data", tmp_path / "inbox"
     inbox.mkdir()

@@ -89,6 +89,4 @@ def test_batch_list_and_detail_show_pages_and_reasons(
 
 def test_openapi_documents_the_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/healthz", "/api/batches", "/api/batches/{batch_id}", "/api/batches/{batch_id}/pdf"} <= set(
-        paths
-    )
+    assert {"/healthz", "/api/batches", "/api/batches/{batch_id}", "/api/batches/{batch_id}/pdf"} <= set(paths)

@@ -49,9 +49,7 @@ def test_exactly_one_caller_claims_the_assembly(catalogue_url: str, tmp_path: Pa
         session.flush()
         from scanner_service.models import Original
 
-        original = Original(
-            batch_id=batch.id, seq=1, name="a.tif", stored_name="a.tif", size=1, sha256="0" * 64
-        )
+        original = Original(batch_id=batch.id, seq=1, name="a.tif", stored_name="a.tif", size=1, sha256="0" * 64)
         session.add(original)
         session.flush()
         for seq in range(1, 9):

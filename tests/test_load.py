@@ -47,9 +47,9 @@ def refused(path: Path, reason: str, *, both: bool = True, **kw: int) -> Unusabl
 
 def looks_like_poppler(page: LoadedPage, pdf: Path, index: int = 0) -> None:
     """The page looks like poppler's drawing of it at the same resolution: not inverted, not stretched."""
-    drawn = convert_from_path(
-        pdf, dpi=round(page.dpi[0]), first_page=index + 1, last_page=index + 1, use_cropbox=True
-    )[0]
+    drawn = convert_from_path(pdf, dpi=round(page.dpi[0]), first_page=index + 1, last_page=index + 1, use_cropbox=True)[
+        0
+    ]
     assert abs(drawn.width - page.image.width) <= 1 and abs(drawn.height - page.image.height) <= 1
     mine, drawn = page.image.convert("L"), drawn.convert("L").resize(page.image.size)
     assert ImageStat.Stat(ImageChops.difference(mine, drawn)).mean[0] < 20
@@ -140,10 +140,7 @@ def test_png_declaring_a_huge_size_is_refused_from_its_header(tmp_path: Path) ->
     f = tmp_path / "bomb.png"
     ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)  # 10 gigapixels, grey
     f.write_bytes(
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
     )
     start = time.perf_counter()
     assert "megapixels" in str(refused(f, "too_large"))
@@ -323,9 +320,7 @@ def test_multipage_tiff_with_mixed_codecs_and_an_odd_name(tmp_path: Path) -> Non
         for image, compression, dpi in frames:
             image.save(tiff, format="TIFF", compression=compression, dpi=(dpi, dpi))
             tiff.newFrame()
-    expected = [
-        PageSource(i, im.width, im.height, (float(dpi), float(dpi))) for i, (im, _, dpi) in enumerate(frames)
-    ]
+    expected = [PageSource(i, im.width, im.height, (float(dpi), float(dpi))) for i, (im, _, dpi) in enumerate(frames)]
     assert inspect(f) == expected
     for source, (image, _, _) in zip(expected, frames, strict=True):
         page = load(f, source.index)

@@ -100,9 +100,7 @@ def test_text_font_is_embedded_with_unicode_map(built: Built) -> None:
 
 def test_name_lies_inside_its_line_box(built: Built) -> None:
     xml = _run("pdftotext", "-bbox", "-f", "1", "-l", "1", built.pdf, "-")
-    words = re.findall(
-        r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', xml
-    )
+    words = re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', xml)
     hits = [tuple(map(float, w[:4])) for w in words if "王强" in w[4]]
     assert len(hits) == 1
     page = built.pages[0]

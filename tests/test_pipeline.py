@@ -41,9 +41,7 @@ def one_batch(settings: Settings) -> Batch:
 
 
 def pdftotext(path: Path) -> str:
-    return subprocess.run(
-        ["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True, check=True).stdout
 
 
 def test_batch_becomes_a_searchable_pdfa(station_env: Settings, redis_conn: redis.Redis) -> None:

@@ -116,9 +116,7 @@ def station(tmp_path: Path):  # type: ignore[no-untyped-def]
     if st.proc is not None and st.proc.poll() is None:
         st.proc.kill()
         st.proc.wait()
-        for pid in subprocess.run(
-            ["pgrep", "-f", str(st.data)], capture_output=True, text=True
-        ).stdout.split():
+        for pid in subprocess.run(["pgrep", "-f", str(st.data)], capture_output=True, text=True).stdout.split():
             os.kill(int(pid), signal.SIGKILL)
 
 

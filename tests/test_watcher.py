@@ -202,9 +202,9 @@ def test_multipage_files_become_pages_in_scan_order(station_env: Settings, redis
     Watcher(station_env, redis_conn).poll()
     [batch] = batches(station_env)
     names = {o.id: o.name for o in batch.originals}
-    assert [(names[p.original_id], p.source_index) for p in batch.pages] == [
-        ("a.pdf", i) for i in range(6)
-    ] + [("b.jpg", 0)]
+    assert [(names[p.original_id], p.source_index) for p in batch.pages] == [("a.pdf", i) for i in range(6)] + [
+        ("b.jpg", 0)
+    ]
 
 
 def test_crash_after_recording_before_the_move(station_env: Settings, redis_conn: redis.Redis) -> None:

@@ -69,9 +69,7 @@ def process_page(page_id: int) -> str:
         job.meta["stage"] = "ocr"
         job.save_meta()
     try:
-        engine = build_engine(
-            settings.ocr_engine, languages=settings.ocr_languages, timeout=settings.page_timeout
-        )
+        engine = build_engine(settings.ocr_engine, languages=settings.ocr_languages, timeout=settings.page_timeout)
         outcome = process_page_image(
             source,
             index,
@@ -188,9 +186,7 @@ def assemble_batch(batch_id: int) -> str:
         if not pdf_pages and all(state == PageState.failed for _, state, _, _ in pages):
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"
-            batch.error = "Every page failed: " + "; ".join(
-                f"page {p.seq}: {p.error}" for p in batch.pages if p.error
-            )
+            batch.error = "Every page failed: " + "; ".join(f"page {p.seq}: {p.error}" for p in batch.pages if p.error)
         else:
             batch.state = BatchState.needs_review if flagged or batch.error else BatchState.done
         batch.pdf_path = str(pdf_path) if pdf_pages else None
@@ -210,9 +206,7 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
         if batch is not None:
             batch.state = BatchState.failed
             batch.error_code = "assembly_failed"
-            batch.error = (
-                f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
-            )
+            batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
 
 
 def worker_environment() -> None:

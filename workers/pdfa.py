@@ -174,9 +174,7 @@ def _image_pdf(page: PdfPage, number: int) -> tuple[Pdf, tuple[int, int]]:
         with Image.open(page.image) as im:
             size = im.size
             if getattr(im, "n_frames", 1) > 1:
-                raise UnusableInput(
-                    f"page {number}: {page.image} has several frames", reason_code="multipage"
-                )
+                raise UnusableInput(f"page {number}: {page.image} has several frames", reason_code="multipage")
             source: str | bytes = str(page.image)
             if im.mode not in _PASS_MODES or "transparency" in im.info:
                 # Alpha, CMYK and the like have no place under an sRGB output intent: flatten on white.
@@ -198,9 +196,7 @@ def _image_pdf(page: PdfPage, number: int) -> tuple[Pdf, tuple[int, int]]:
         img2pdf.JpegColorspaceError,
         ValueError,
     ) as exc:
-        raise UnusableInput(
-            f"page {number}: cannot embed {page.image}: {exc}", reason_code="bad_image"
-        ) from exc
+        raise UnusableInput(f"page {number}: cannot embed {page.image}: {exc}", reason_code="bad_image") from exc
     return Pdf.open(io.BytesIO(data)), size
 
 
@@ -209,9 +205,7 @@ def _check(pages: Sequence[PdfPage]) -> None:
         raise UnusableInput("no pages to put in the PDF", reason_code="no_pages")
     for number, page in enumerate(pages, 1):
         if not all(math.isfinite(d) and d > 0 for d in page.dpi):
-            raise UnusableInput(
-                f"page {number}: resolution {page.dpi} is not positive", reason_code="bad_dpi"
-            )
+            raise UnusableInput(f"page {number}: resolution {page.dpi} is not positive", reason_code="bad_dpi")
         if page.text is not None and (page.text.width <= 0 or page.text.height <= 0):
             raise UnusableInput(f"page {number}: OCR page size is empty", reason_code="bad_text")
 
@@ -271,9 +265,7 @@ def build_pdfa(
             if author:
                 meta["dc:creator"] = [author]
             meta["dc:language"] = [language]
-            meta["pdf:Producer"] = (
-                f"scanstation (pikepdf {pikepdf.__version__}, img2pdf {img2pdf.__version__})"
-            )
+            meta["pdf:Producer"] = f"scanstation (pikepdf {pikepdf.__version__}, img2pdf {img2pdf.__version__})"
             meta["xmp:CreatorTool"] = "scanstation"
             for key in ("xmp:CreateDate", "xmp:ModifyDate", "xmp:MetadataDate"):
                 meta[key] = now.isoformat()

@@ -58,9 +58,7 @@ def process_page_image(
             flags.append("low_confidence")
     if min(loaded.dpi) < MIN_DPI:
         flags.append("low_resolution")
-    return PageOutcome(
-        image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details
-    )
+    return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)
 
 
 def save_usage_image(image: Image.Image, stem: Path, *, jpeg_quality: int) -> Path:

@@ -29,9 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ScanstationError)
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        return JSONResponse(
-            {"error": exc.code, "detail": exc.message}, status_code=exc.http_status, headers=headers
-        )
+        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.http_status, headers=headers)
 
     @app.get(
         "/healthz",
@@ -53,9 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         except Exception:  # noqa: BLE001
             pass
         ok = redis_ok and catalogue_ok and workers > 0
-        body = Health(
-            status="ok" if ok else "unavailable", redis=redis_ok, catalogue=catalogue_ok, workers=workers
-        )
+        body = Health(status="ok" if ok else "unavailable", redis=redis_ok, catalogue=catalogue_ok, workers=workers)
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     app.include_router(batches.router)

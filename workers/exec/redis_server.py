@@ -19,9 +19,7 @@ def version() -> tuple[int, int, int]:
     """redis-server's version, or MissingProgram with what to install."""
     exe = shutil.which("redis-server")
     if exe is None:
-        raise MissingProgram(
-            "redis-server is not installed: run 'make run' or 'apt-get install redis-server'."
-        )
+        raise MissingProgram("redis-server is not installed: run 'make run' or 'apt-get install redis-server'.")
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
     match = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
     if not match:

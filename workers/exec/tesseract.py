@@ -41,9 +41,7 @@ def check(langs: str) -> None:
     missing = set(langs.split("+")) - languages()
     if missing:
         pkgs = " ".join(f"tesseract-ocr-{m.replace('_', '-')}" for m in sorted(missing))
-        raise MissingProgram(
-            f"Tesseract language data missing: {', '.join(sorted(missing))}; apt-get install {pkgs}."
-        )
+        raise MissingProgram(f"Tesseract language data missing: {', '.join(sorted(missing))}; apt-get install {pkgs}.")
 
 
 def single_thread_env() -> None:

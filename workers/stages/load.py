@@ -93,9 +93,7 @@ def inspect_file(path: Path, *, max_pixels: int, render_dpi: int = 300) -> list[
     kind = _sniff(path)
     if kind == "pdf":
         with _open_pdf(path) as pdf, _decoding(path, "PDF", max_pixels):
-            return [
-                _analyse_pdf_page(pdf, path, i, max_pixels, render_dpi).source for i in range(len(pdf.pages))
-            ]
+            return [_analyse_pdf_page(pdf, path, i, max_pixels, render_dpi).source for i in range(len(pdf.pages))]
     _check_complete(path, kind)
     with path.open("rb") as fp, _decoding(path, kind.upper(), max_pixels):
         im = Image.open(fp)
@@ -239,9 +237,7 @@ def _plausible(dpi: Any) -> tuple[float, float] | None:
     return tuple(float(round(v)) if abs(v - round(v)) < 0.002 * v else round(v, 2) for v in (x, y))  # type: ignore[return-value]
 
 
-def _square(
-    width: int, height: int, dpi: tuple[float, float] | None
-) -> tuple[int, int, tuple[float, float] | None]:
+def _square(width: int, height: int, dpi: tuple[float, float] | None) -> tuple[int, int, tuple[float, float] | None]:
     """Size and resolution after resampling non-square pixels (e.g. fax 204x98 dpi) to the larger one."""
     if dpi is None or max(dpi) / min(dpi) <= _ASPECT_TOLERANCE:
         return width, height, dpi
@@ -488,9 +484,7 @@ def _load_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int, re
         except Exception as e:  # e.g. JBIG2 without jbig2dec: poppler decodes it itself
             dpi = round(max(plan.source.dpi or (render_dpi,)))
             bilevel = int(plan.image.get("/BitsPerComponent", 8)) == 1
-            notes.append(
-                f"its image could not be decoded directly ({_first_line(e)}); rendered at {dpi:g} dpi"
-            )
+            notes.append(f"its image could not be decoded directly ({_first_line(e)}); rendered at {dpi:g} dpi")
             image = _render(path, index, dpi, grey=bilevel)
             if bilevel:
                 image = image.point(lambda v: 255 if v >= 128 else 0).convert("1", dither=Image.Dither.NONE)

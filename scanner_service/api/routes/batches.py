@@ -47,9 +47,7 @@ def list_batches(
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> list[dict]:  # type: ignore[type-arg]
-    stmt = (
-        select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
-    )
+    stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
     if state:
         stmt = stmt.where(Batch.state == state)
     return [_public(b) for b in session.scalars(stmt)]
@@ -84,9 +82,7 @@ def get_batch(batch_id: int, session: SessionDep, _token: CurrentToken) -> dict:
             for p in batch.pages
         ],
         "originals": [
-            OriginalPublic(
-                name=o.name, size=o.size, sha256=o.sha256, quarantined=o.quarantined, error=o.error
-            )
+            OriginalPublic(name=o.name, size=o.size, sha256=o.sha256, quarantined=o.quarantined, error=o.error)
             for o in batch.originals
         ],
     }
