@@ -300,7 +300,8 @@ def split_into_pages(session: Session, settings: Settings, batch: Batch) -> list
             original.quarantined = True
             original.error = err.message
             original.error_code = err.reason_code
-            reasons.append(f"{original.name}: {err.message}")
+            named = err.message if err.message.startswith(f"{original.name}:") else f"{original.name}: {err.message}"
+            reasons.append(named)
             _quarantine_file(settings, batch, original, path, err.message)
             continue
         for source in sources:
