@@ -258,3 +258,28 @@ def test_lost_queue_is_rebuilt_from_the_catalogue(station_env: Settings, redis_c
     with session_scope(station_env.effective_database_url) as session:
         page_ids = session.scalars(select(Page.id)).all()
     assert sorted(queued_page_jobs(redis_conn)) == sorted(q.page_job_id(i) for i in page_ids)
+
+
+def test_ingest_command_copies_and_queues(station_env: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
+    """`scanstation ingest PATH…` takes a folder and a file now; the operator's files stay where they are."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "desk" / "batch"
+    copy_sample(folder, ["scan_0001.jpg", "scan_0002.jpg"])
+    single = tmp_path / "desk" / "scan_0003.jpg"
+    shutil.copy(SAMPLE / "scan_0003.jpg", single)
+    exe = Path(sys.executable).with_name("scanstation")
+    out = subprocess.run(
+        [str(exe), "ingest", "--no-wait", str(folder), str(single), str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "missing: no such file or folder" in out.stderr
+    assert folder.exists() and single.exists(), "ingest copies; it never takes the operator's files away"
+    states = [(b.name, b.state, len(b.pages)) for b in batches(station_env)]
+    assert states == [("batch", BatchState.queued, 2), ("scan_0003.jpg", BatchState.queued, 1)]
+    assert len(queued_page_jobs(redis_conn)) == 3
