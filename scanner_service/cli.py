@@ -37,11 +37,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from scanner_service import queue as q
     from workers.exec import tesseract
-    from workers.jobs import worker_environment
 
     settings = _settings(args)
     tesseract.check(settings.ocr_languages)
-    worker_environment()
+    tesseract.single_thread_env()
     connection = q.connect(settings)
     worker = Worker(
         [q.get_queue(connection)],

@@ -179,6 +179,14 @@ def record(session: Session, settings: Settings, path: Path, *, name: str | None
     return batch
 
 
+def _remove(path: Path) -> None:
+    """Remove a file, a link (never its target) or a folder tree."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def _move_into(source: Path, target: Path, *, copy: bool) -> None:
     """Rename, or copy (verified by size) then rename, so ``target`` appears whole or not at all."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -191,7 +199,7 @@ def _move_into(source: Path, target: Path, *, copy: bool) -> None:
                 raise
     partial = target.with_name(target.name + ".partial")
     if partial.exists() or partial.is_symlink():
-        shutil.rmtree(partial) if partial.is_dir() and not partial.is_symlink() else partial.unlink()
+        _remove(partial)
     if source.is_dir() and not source.is_symlink():
         shutil.copytree(source, partial, symlinks=True)
     else:
@@ -199,7 +207,7 @@ def _move_into(source: Path, target: Path, *, copy: bool) -> None:
         shutil.copy2(source, partial / source.name, follow_symlinks=False)
     os.rename(partial, target)
     if not copy:
-        shutil.rmtree(source) if source.is_dir() and not source.is_symlink() else source.unlink()
+        _remove(source)
 
 
 def move_to_spool(settings: Settings, batch: Batch, source: Path, *, copy: bool = False) -> None:
@@ -247,7 +255,10 @@ def quarantine_batch(settings: Settings, batch: Batch, source: Path) -> None:
     if source.exists() or source.is_symlink():
         if target.exists():
             target = target.with_name(target.name + "-again")
-        os.rename(source, target) if source.is_dir() and not source.is_symlink() else _into_folder(source, target)
+        if source.is_dir() and not source.is_symlink():
+            os.rename(source, target)
+        else:
+            _into_folder(source, target)
     readme = target if target.is_dir() else target.parent
     (readme / "REASON.txt").write_text(f"{batch.name}\n{batch.error}\n", encoding="utf-8")
 

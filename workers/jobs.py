@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -119,7 +118,10 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError |
         batch_id = page.batch_id
     # A separate transaction: by now every other page's final state is committed or will see ours.
     if claim_assembly(url, batch_id):
-        q.enqueue_assembly(q.get_queue(q.connect(settings)), settings, batch_id)
+        job = get_current_job()
+        # Inside a job, reuse the worker's connection rather than open one per page.
+        connection = job.connection if job is not None else q.connect(settings)
+        q.enqueue_assembly(q.get_queue(connection), settings, batch_id)
 
 
 def claim_assembly(url: str, batch_id: int, *, reclaim: bool = False) -> bool:
@@ -207,8 +209,3 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
             batch.state = BatchState.failed
             batch.error_code = "assembly_failed"
             batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
-
-
-def worker_environment() -> None:
-    """Set before any job runs in a worker process."""
-    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
