@@ -8,7 +8,8 @@ PORT ?= 8000
 WORKERS ?= 2
 # Debian packages the station calls; fonts-* are for generating test and benchmark pages.
 APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscript poppler-utils qpdf \
-	redis-server fonts-noto-cjk fonts-arphic-ukai fonts-arphic-uming python3-venv
+	redis-server fonts-noto-cjk fonts-arphic-ukai fonts-arphic-uming python3-venv \
+	libgl1 libglib2.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test deps system venv lint bench clean
