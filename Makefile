@@ -20,6 +20,10 @@ run: deps
 test: deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The station end to end against ocrmypdf on a generated corpus; see bench/README.md.
+bench: deps
+	$(PY) -m bench $(BENCH_ARGS)
+
 deps: system venv
 
 # Installs only what is missing, so a second run starts at once.

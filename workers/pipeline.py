@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,10 +10,10 @@ from PIL import Image
 
 from ocr_models.base import OcrEngine, PageText
 from workers.stages.blank import detect_blank
+from workers.stages.border import crop_border
+from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
-
-# Geometry stages (orientation, deskew, border) plug in here: image in, image and notes out.
-GeometryStage = Callable[[Image.Image], tuple[Image.Image, dict[str, Any]]]
+from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
 
 MIN_DPI = 200  # DA/T 31-2017: text records are digitised at no less than 200 dpi
 
@@ -29,6 +28,25 @@ class PageOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def straighten(image: Image.Image, dpi: float, reader: LineReader) -> tuple[Image.Image, Orientation, dict[str, Any]]:
+    """Orientation → deskew → border crop, each decided on the page as it is after the previous one."""
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("L" if image.mode in ("1", "I;16", "I", "F") else "RGB")
+    orientation = detect_orientation(image, reader, dpi)
+    image = turn_upright(image, orientation.turn)
+    skew = estimate_skew(image, dpi)
+    image = deskew(image, skew.angle) if skew.found else image
+    image, border = crop_border(image)
+    notes = {
+        "turn": orientation.turn,
+        "orientation_confidence": orientation.confidence,
+        "skew_deg": round(skew.angle, 3),
+        "skew_lines": skew.lines,
+        "crop": list(border.box) if border.box else None,
+    }
+    return image, orientation, notes
+
+
 def process_page_image(
     source: Path,
     index: int,
@@ -37,15 +55,14 @@ def process_page_image(
     max_pixels: int,
     render_dpi: int,
     min_confidence: float,
-    geometry: list[tuple[str, GeometryStage]] | None = None,
+    reader: LineReader | None = None,
 ) -> PageOutcome:
-    """Load → geometry stages → blank? → OCR, and the flags that send a batch to review."""
+    """Load → orientation, deskew, border → blank? → OCR, and the flags that send a batch to review."""
     loaded = load_page(source, index, max_pixels=max_pixels, render_dpi=render_dpi)
-    image = loaded.image
+    dpi = min(loaded.dpi)
     details: dict[str, Any] = {"notes": list(loaded.notes)}
-    for name, stage in geometry or []:
-        image, notes = stage(image)
-        details[name] = notes
+    image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader())
+    details.update(notes)
     flags: list[str] = []
     verdict = detect_blank(image)
     details["ink_ratio"] = round(verdict.ink_ratio, 5)
@@ -53,12 +70,20 @@ def process_page_image(
         flags.append("blank")
         text = PageText(width=image.width, height=image.height, engine=engine.name)
     else:
+        if not orientation.sure:
+            flags.append("orientation_unsure")
         text = engine.recognise(image)
         if text.mean_confidence < min_confidence:
             flags.append("low_confidence")
-    if min(loaded.dpi) < MIN_DPI:
+    if dpi < MIN_DPI:
         flags.append("low_resolution")
     return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)
+
+
+def default_reader() -> LineReader:
+    from ocr_models.rapidocr import read_lines
+
+    return read_lines
 
 
 def save_usage_image(image: Image.Image, stem: Path, *, jpeg_quality: int) -> Path:

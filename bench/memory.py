@@ -1,0 +1,101 @@
+"""Peak memory of process trees, sampled with psutil from a background thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import psutil
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class Peak:
+    """The largest sum, over one process tree, seen in any one sample (bytes)."""
+
+    rss: int = 0
+    pss: int = 0
+
+    def update(self, rss: int, pss: int) -> None:
+        self.rss = max(self.rss, rss)
+        self.pss = max(self.pss, pss)
+
+
+def tree_memory(root: psutil.Process) -> tuple[int, int]:
+    """RSS and PSS summed over a process and all its descendants; processes that vanish count 0."""
+    rss = pss = 0
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0, 0
+    for proc in procs:
+        try:
+            info = proc.memory_full_info()  # reads /proc/PID/smaps_rollup: cheap on Linux ≥ 4.14
+        except psutil.Error:
+            continue
+        rss += info.rss
+        pss += info.pss
+    return rss, pss
+
+
+@dataclass
+class TreeSampler:
+    """Every ``interval`` s, the memory of each tree ``roots()`` names; ``peaks`` by root pid.
+
+    Use as a context manager around the work to measure.
+    """
+
+    roots: Callable[[], list[psutil.Process]]
+    interval: float = 0.2
+    peaks: dict[int, Peak] = field(default_factory=dict)
+    samples: int = 0
+    busy_seconds: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def sample(self) -> None:
+        started = time.thread_time()  # CPU the sampler costs, not time waiting for a core
+        try:
+            roots = self.roots()
+        except psutil.Error:
+            roots = []
+        for root in roots:
+            self.peaks.setdefault(root.pid, Peak()).update(*tree_memory(root))
+        self.samples += 1
+        self.busy_seconds += time.thread_time() - started
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread = threading.Thread(target=self._loop, name="memory-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def max_peak(self) -> Peak:
+        """The largest peak over all trees (the worst worker)."""
+        return Peak(
+            rss=max((p.rss for p in self.peaks.values()), default=0),
+            pss=max((p.pss for p in self.peaks.values()), default=0),
+        )
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "interval_s": self.interval,
+            "samples": self.samples,
+            "mean_sample_cpu_ms": 1000 * self.busy_seconds / max(1, self.samples),
+            "peak_mib_by_root_pid": {pid: {"rss": p.rss / MIB, "pss": p.pss / MIB} for pid, p in self.peaks.items()},
+        }

@@ -1,0 +1,189 @@
+"""``python -m bench``: the station end to end against ocrmypdf on one generated corpus; see bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from bench import tools
+from bench.metrics import Metrics, blank_scores, run_metrics, station_blank_files
+from bench.ocrmypdf_run import JOBS, run_ocrmypdf
+from bench.report import Report, render, station_label, targets
+from bench.station import ISOLATING, run_station
+from bench.tools import BenchError
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Corpus:
+    root: Path
+    source: str
+    pages: list[Path] = field(init=False)
+    truth: list[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        truth_path, pages_dir = self.root / "truth.json", self.root / "pages"
+        if not truth_path.is_file() or not pages_dir.is_dir():
+            raise BenchError(f"{self.root} is not a make_corpus.py output (pages/ and truth.json).")
+        self.truth = json.loads(truth_path.read_text(encoding="utf-8"))
+        self.pages = sorted(p for p in pages_dir.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def summary(self) -> dict[str, Any]:
+        blanks = sum(bool(e["blank"]) for e in self.truth)
+        return {"pages": len(self.pages), "text_pages": len(self.truth) - blanks, "blank_pages": blanks,
+                "source": self.source, "root": str(self.root)}  # fmt: skip
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"worker counts must be distinct and at least 1: {text!r}")
+    return counts
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--pages", type=int, default=40, help="text pages to generate; about 1 blank per 10 is added")
+    parser.add_argument("--seed", type=int, default=2026, help="make_corpus.py seed")
+    parser.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=[2, 1],
+        help="worker counts to run the station with, in this order; the first is compared with ocrmypdf",
+    )
+    parser.add_argument("--skip-ocrmypdf", action="store_true", help="run only the station")
+    parser.add_argument("--corpus", type=Path, help="an existing make_corpus.py output instead of a new one")
+    parser.add_argument("--keep", action="store_true", help="keep the working folder (corpus, data, PDFs, logs)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.md and latest.json go")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict[str, Any]:
+    settings = [
+        f"{k}={v}"
+        for k, v in sorted(os.environ.items())
+        if k.startswith("SCANSTATION_") and k not in ISOLATING and "URL" not in k and k != "SCANSTATION_SHARED"
+    ]
+    return {
+        "date": datetime.now().isoformat(sep=" ", timespec="minutes"),
+        "cpus": os.cpu_count(),
+        "load_average": f"{os.getloadavg()[0]:.2f}",
+        "python": platform.python_version(),
+        "tesseract": tools.first_line(["tesseract", "--version"]),
+        "ocrmypdf": tools.first_line([tools.venv_command("ocrmypdf"), "--version"]),
+        "station_env": settings,
+    }
+
+
+def prepare_corpus(args: argparse.Namespace, work: Path) -> Corpus:
+    if args.corpus:
+        return Corpus(args.corpus.resolve(), f"given: {args.corpus}")
+    log(f"generating {args.pages} text pages, seed {args.seed}")
+    tools.make_corpus(work / "corpus", args.pages, args.seed)
+    return Corpus(work / "corpus", f"seed {args.seed} (make_corpus.py --pages {args.pages})")
+
+
+def score(corpus: Corpus, pdf: Path | None, label: str, notes: list[str]) -> dict[str, Any] | None:
+    """score_pdf.py's figures, or None with a note saying why there are none."""
+    if pdf is None:
+        notes.append(f"{label}: no PDF, nothing to score.")
+        return None
+    log(f"scoring {label}")
+    try:
+        return tools.score_pdf(corpus.root / "truth.json", pdf)
+    except BenchError as err:
+        notes.append(f"{label}: {err}")
+        return None
+
+
+def _flag_counts(batch: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for page in batch["page_list"]:
+        for flag in page["flags"]:
+            counts[flag] = counts.get(flag, 0) + 1
+    return counts
+
+
+def bench_station(corpus: Corpus, work: Path, workers: int, raw: dict[str, Any], notes: list[str]) -> Metrics:
+    log(f"station with {workers} worker(s), {len(corpus.pages)} pages")
+    load = os.getloadavg()[0]
+    run = run_station(work / f"station-w{workers}", corpus.pages, workers)
+    label = station_label(workers)
+    notes.append(f"{label}: batch {run.batch['state']} in {run.seconds:.1f} s; page flags {_flag_counts(run.batch)}.")
+    result = score(corpus, run.pdf, label, notes)
+    metrics = run_metrics(len(corpus.pages), run.seconds, run.pdf, result, run.memory)
+    metrics["blank_precision"], metrics["blank_recall"] = blank_scores(corpus.truth, station_blank_files(run.batch))
+    raw[f"station_w{workers}"] = {"load_average_before": load, "run": asdict(run), "score": result, "metrics": metrics}
+    return metrics
+
+
+def bench_ocrmypdf(corpus: Corpus, work: Path, raw: dict[str, Any], notes: list[str]) -> Metrics:
+    log(f"ocrmypdf --jobs {JOBS}, {len(corpus.pages)} pages")
+    load = os.getloadavg()[0]
+    run = run_ocrmypdf(work / "ocrmypdf", corpus.pages)
+    result = score(corpus, run.pdf, "ocrmypdf", notes)
+    metrics = run_metrics(len(corpus.pages), run.seconds, run.pdf, result, run.memory, memory_share=JOBS)
+    metrics["blank_precision"], metrics["blank_recall"] = blank_scores(corpus.truth, [])  # it flags none
+    metrics["img2pdf_seconds"] = run.img2pdf_seconds
+    raw["ocrmypdf"] = {"load_average_before": load, "run": asdict(run), "score": result, "metrics": metrics}
+    return metrics
+
+
+def benchmark(args: argparse.Namespace, work: Path) -> tuple[Report, dict[str, Any]]:
+    corpus = prepare_corpus(args, work)
+    notes: list[str] = []
+    raw: dict[str, Any] = {"args": vars(args), "machine": machine(), "corpus": corpus.summary()}
+    started = time.monotonic()
+    station = {w: bench_station(corpus, work, w, raw, notes) for w in args.workers}
+    reference = None if args.skip_ocrmypdf else bench_ocrmypdf(corpus, work, raw, notes)
+    log(f"finished in {(time.monotonic() - started) / 60:.1f} min")
+    raw["notes"] = notes
+    report = Report(raw["machine"], raw["corpus"], station, reference, JOBS, notes)
+    return report, raw
+
+
+def write_results(out: Path, text: str, raw: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latest.md").write_text(text, encoding="utf-8")
+    (out / "latest.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    log(f"wrote {out / 'latest.md'} and {out / 'latest.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="scanstation-bench-"))
+    finished = False
+    try:
+        report, raw = benchmark(args, work)
+        finished = True
+    except BenchError as err:
+        log(str(err))
+        return 1
+    finally:
+        if args.keep or (not finished and any(work.iterdir())):
+            log(f"working folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    text = render(report)
+    print(text, end="")
+    raw["targets"] = [{"target": name, "pass": ok, "value": value} for name, ok, value in targets(report)]
+    write_results(args.out, text, raw)
+    return 0

@@ -1,0 +1,76 @@
+"""The programs the benchmark calls: the venv's commands, ``../shared/tools`` and version probes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin when run as `.venv/bin/python -m bench`
+
+
+class BenchError(Exception):
+    """Something the benchmark cannot go on without; the message says what."""
+
+
+def shared_dir() -> Path:
+    return Path(os.environ.get("SCANSTATION_SHARED") or REPO.parent / "shared")
+
+
+def venv_command(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        raise BenchError(f"{path} is missing: run 'make deps' first.")
+    return str(path)
+
+
+def _shared_tool(name: str) -> str:
+    path = shared_dir() / "tools" / name
+    if not path.exists():
+        raise BenchError(f"{path} is missing: put shared/ beside the repository or set SCANSTATION_SHARED.")
+    return str(path)
+
+
+def make_corpus(out: Path, pages: int, seed: int) -> None:
+    """``make_corpus.py``: writes ``out/pages/*`` and ``out/truth.json``."""
+    cmd = [sys.executable, _shared_tool("make_corpus.py"), "--out", str(out), "--pages", str(pages)]
+    subprocess.run([*cmd, "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
+
+
+def score_pdf(truth: Path, pdf: Path) -> dict[str, float | int | None]:
+    """``score_pdf.py --json``: pages, CER, residual skew and pages left turned of one PDF."""
+    cmd = [sys.executable, _shared_tool("score_pdf.py"), str(truth), str(pdf), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"score_pdf.py failed on {pdf.name}: {done.stderr.strip()[-2000:]}")
+    result: dict[str, float | int | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def first_line(cmd: list[str]) -> str:
+    """The first line a ``--version`` prints, or why there is none."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as err:
+        return f"unavailable ({err})"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0] if lines else "unknown"
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process we started and every descendant it has now."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue

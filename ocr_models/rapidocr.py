@@ -1,0 +1,154 @@
+"""PP-OCR (PaddleOCR's v4 Chinese models) through RapidOCR and onnxruntime.
+
+The ``rapidocr-onnxruntime`` wheel carries the three ONNX models (text detection, 0/180 direction
+classifier, text recognition), so nothing is downloaded. Sessions are created once per process and use
+one thread each: a station runs one worker per core.
+"""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ocr_models.base import PageText, TextLine
+from scanner_service.exceptions import ConfigError, TransientError
+
+# Longest side of the page image given to the detector. Text at 300 dpi is then about 38 px high,
+# inside the recogniser's 48-px input.
+DET_MAX_SIDE = 2000
+MIN_LINE_SCORE = 0.5  # lines the recogniser reads with less confidence are dropped as noise
+
+
+def package_dir() -> Path:
+    try:
+        import rapidocr_onnxruntime
+    except ImportError as err:  # pragma: no cover - a broken install
+        raise ConfigError("The rapidocr-onnxruntime package is not installed; run `make run` or `make test`.") from err
+    return Path(rapidocr_onnxruntime.__file__).resolve().parent
+
+
+def _config() -> dict[str, Any]:
+    from rapidocr_onnxruntime.utils import read_yaml
+
+    root = package_dir()
+    config: dict[str, Any] = read_yaml(str(root / "config.yaml"))
+    for part in ("Det", "Cls", "Rec"):
+        config[part]["model_path"] = str(root / config[part]["model_path"])
+        config[part]["intra_op_num_threads"] = 1
+        config[part]["inter_op_num_threads"] = 1
+    return config
+
+
+@functools.cache
+def detector() -> Any:
+    from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
+
+    config = _config()["Det"]
+    config["limit_type"], config["limit_side_len"] = "max", DET_MAX_SIDE
+    return TextDetector(config)
+
+
+@functools.cache
+def recogniser() -> Any:
+    from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer
+
+    return TextRecognizer(_config()["Rec"])
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
+def read_lines(crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+    """Read single text lines (grey or RGB arrays): text and confidence 0..1 for each."""
+    if not crops:
+        return []
+    results, _ = recogniser()([_bgr(c) for c in crops])
+    return [(str(text), float(score)) for text, score, *_ in results]
+
+
+def _crop_line(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    import cv2
+
+    quad = quad.astype(np.float32)
+    width = int(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[2] - quad[3])))
+    height = int(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))
+    target = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    matrix = cv2.getPerspectiveTransform(quad, target)
+    return cv2.warpPerspective(
+        image, matrix, (max(width, 1), max(height, 1)), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
+
+
+def _reading_order(quads: list[np.ndarray]) -> list[np.ndarray]:
+    """Top to bottom; boxes whose vertical centres overlap by half a line are one row, left to right."""
+    boxes = sorted(quads, key=lambda q: float(q[:, 1].mean()))
+    rows: list[list[np.ndarray]] = []
+    for quad in boxes:
+        top, bottom = float(quad[:, 1].min()), float(quad[:, 1].max())
+        centre = (top + bottom) / 2
+        if rows:
+            last = rows[-1][0]
+            l_top, l_bottom = float(last[:, 1].min()), float(last[:, 1].max())
+            if l_top <= centre <= l_bottom:
+                rows[-1].append(quad)
+                continue
+        rows.append([quad])
+    return [q for row in rows for q in sorted(row, key=lambda q: float(q[:, 0].min()))]
+
+
+def _clean(text: str) -> str:
+    """NFC, and no space between two CJK characters (the recogniser sometimes inserts one)."""
+    text = unicodedata.normalize("NFC", text).strip()
+    out = []
+    for i, ch in enumerate(text):
+        if ch == " " and 0 < i < len(text) - 1:
+            before, after = text[i - 1], text[i + 1]
+            if unicodedata.east_asian_width(before) in "WF" or unicodedata.east_asian_width(after) in "WF":
+                continue
+        out.append(ch)
+    return "".join(out)
+
+
+class RapidOcrEngine:
+    """PP-OCRv4 detection and recognition (Chinese and English) on an upright page."""
+
+    name = "rapidocr"
+
+    def __init__(self, languages: str = "ch", timeout: float = 300) -> None:
+        self.languages = languages
+        self.timeout = timeout
+
+    def recognise(self, image: Image.Image) -> PageText:
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        scale = min(1.0, DET_MAX_SIDE / max(rgb.size))
+        if scale < 1.0:
+            small = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
+        else:
+            small = rgb
+        array = np.asarray(small)
+        try:
+            quads, _ = detector()(_bgr(array))
+            quads = [] if quads is None else list(quads)
+            ordered = _reading_order(quads)
+            read = read_lines([_crop_line(array, q) for q in ordered])
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise TransientError(f"RapidOCR failed on this page: {err}") from err
+        result = PageText(width=image.width, height=image.height, engine=self.name)
+        for quad, (text, score) in zip(ordered, read, strict=True):
+            text = _clean(text)
+            if not text or score < MIN_LINE_SCORE:
+                continue
+            x0, y0 = (quad.min(axis=0) / scale).tolist()
+            x1, y1 = (quad.max(axis=0) / scale).tolist()
+            box = (max(0, round(x0)), max(0, round(y0)), min(image.width, round(x1)), min(image.height, round(y1)))
+            result.lines.append(TextLine(text=text, box=box, confidence=round(score * 100, 2)))
+        return result

@@ -1,0 +1,83 @@
+"""Remove the scanner backing around the sheet, and nothing of the sheet.
+
+DA/T 31-2017 allows removing only what the scan added. So: find the sheet (the bright region the
+backing surrounds), cut to its bounding box on a page already turned straight, and paint paper over
+what is left of the backing in a thin band along the new edges, only where that dark band touches the
+edge. Holes, stamps and stains inside the sheet are never touched. A page with no dark backing is
+returned as it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from workers.stages.ink import grey_array, sheet_mask
+
+EDGE_BAND = 0.006  # share of the page's size along each edge where leftover backing is painted over
+
+
+@dataclass(frozen=True)
+class Border:
+    box: tuple[int, int, int, int] | None  # x0, y0, x1, y1 of the sheet kept; None: nothing cut
+    painted: int  # leftover backing pixels painted with the paper's colour
+
+
+def _sheet_edges(bright_rows: np.ndarray) -> tuple[int, int]:
+    """First and last index where at least half of the row (or column) is sheet."""
+    inside = np.nonzero(bright_rows >= 0.5)[0]
+    return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, len(bright_rows))
+
+
+def find_sheet(grey: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The sheet's bounding box in full-image pixels, or None when no dark backing surrounds it."""
+    h, w = grey.shape
+    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    sheet, backing = sheet_mask(small)
+    if not backing:
+        return None
+    ys, xs = np.nonzero(sheet)
+    # Refine each edge at full resolution: threshold half-way between backing and paper.
+    paper = float(np.median(small[sheet]))
+    dark = float(np.median(small[~sheet])) if (~sheet).any() else 0.0
+    bright = grey > (paper + dark) / 2
+    y0, y1 = max(0, ys.min() * 4 - 8), min(h, (ys.max() + 1) * 4 + 8)
+    x0, x1 = max(0, xs.min() * 4 - 8), min(w, (xs.max() + 1) * 4 + 8)
+    top, bottom = _sheet_edges(bright[y0:y1, x0:x1].mean(axis=1))
+    left, right = _sheet_edges(bright[y0:y1, x0:x1].mean(axis=0))
+    return x0 + left, y0 + top, x0 + right, y0 + bottom
+
+
+def _paint_leftover(grey: np.ndarray, threshold: float) -> np.ndarray:
+    """Mask of dark pixels in a thin band along the edges that are connected to the edge."""
+    h, w = grey.shape
+    band = max(2, int(EDGE_BAND * max(h, w)))
+    dark = (grey < threshold).astype(np.uint8)
+    inner = np.zeros_like(dark)
+    inner[band : h - band, band : w - band] = 1
+    dark[inner > 0] = 0
+    count, labels = cv2.connectedComponents(dark)
+    touching = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
+    return np.isin(labels, list(touching)) if touching else np.zeros_like(dark, dtype=bool)
+
+
+def crop_border(image: Image.Image) -> tuple[Image.Image, Border]:
+    """The sheet without the scanner backing around it (call after deskew)."""
+    grey = grey_array(image)
+    box = find_sheet(grey)
+    if box is None:
+        return image, Border(None, 0)
+    cropped = image.crop(box)
+    g = grey[box[1] : box[3], box[0] : box[2]]
+    paper = float(np.median(g))
+    mask = _paint_leftover(g, 0.6 * paper)
+    painted = int(mask.sum())
+    if painted:
+        a = np.array(cropped)
+        sample = a[::8, ::8][~mask[::8, ::8]]
+        a[mask] = np.median(sample, axis=0).astype(a.dtype) if len(sample) else 255
+        cropped = Image.fromarray(a, mode=cropped.mode)
+    return cropped, Border(box, painted)

@@ -1,0 +1,119 @@
+"""Which way up the page is: 0, 90, 180 or 270 degrees, with a confidence.
+
+Two questions, answered by what works on Chinese and on Latin print alike:
+1. Do the lines run across or down the scan? Text falls into sharp rows across its lines (the gaps
+   between lines are much wider than the gaps between characters), so the ink's row profile is far
+   sharper along the true line direction than across it. The page is turned a quarter if the best
+   profile over ±15° is sharper for columns than for rows.
+2. Upright or upside down? A few of the longest lines are read both ways by the recogniser; the way
+   it reads with more confidence is up. Tesseract's OSD does not do this reliably on Chinese, and
+   PP-OCR's small direction classifier is unsure on the Kai typeface; reading is much surer
+   (measured on 70 pages: 0 wrong, confidences 0.99 against ≤ 0.25).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from workers.stages.deskew import MAX_SKEW, best_profile_angle, deskew, estimate_skew_from_ink
+from workers.stages.ink import InkMap, grey_array, ink_map
+
+# Reads single text lines: crops in, (text, confidence 0..1) out. ocr_models.rapidocr.read_lines is one.
+LineReader = Callable[[Sequence[np.ndarray]], list[tuple[str, float]]]
+
+LINES_READ = 4
+AXIS_SURE = 1.08  # rows this much sharper than columns (or the reverse) decide the axis with confidence
+READ_SURE = 0.3
+MIN_LETTERS = 4  # and fewer letters or characters than this were read
+READABLE = 0.5  # below this mean reading confidence both ways, the lines are not text the reader knows  # mean reading confidence one way ahead of the other by this much decides up/down
+
+
+@dataclass(frozen=True)
+class Orientation:
+    turn: int  # degrees the scan is turned counter-clockwise from upright: 0, 90, 180 or 270
+    confidence: float  # 0..1
+    axis_ratio: float  # sharpness of rows over columns in the scan (> 1: lines run across)
+    reading: tuple[float, float]  # mean reading confidence as turned back, and the other way up
+
+    @property
+    def sure(self) -> bool:
+        return self.confidence >= 0.5
+
+
+def axis_ratio(ink: InkMap, dpi: float = 300) -> float:
+    """Row-profile sharpness over column-profile sharpness (best over ±15°); > 1 when lines run across."""
+    x, y = ink.points(limit=40_000)
+    if len(x) < 200:
+        return 1.0
+    angles = np.arange(-MAX_SKEW, MAX_SKEW + 1e-9, 0.5)
+    bin_px = 8 * dpi / 300
+    _, rows = best_profile_angle(x, y, angles, bin_px)
+    _, cols = best_profile_angle(y, -x, angles, bin_px)
+    return rows / cols if cols else 1.0
+
+
+def line_crops(grey: np.ndarray, dpi: float = 300, count: int = LINES_READ) -> list[np.ndarray]:
+    """The ``count`` longest text lines of a page whose lines run across (skew already removed)."""
+    ink = ink_map(grey, dpi)
+    rows = ink.ink.sum(axis=1)
+    if not rows.any():
+        return []
+    on = np.concatenate([rows > 0.15 * np.percentile(rows[rows > 0], 90), [False]])
+    found: list[tuple[int, np.ndarray]] = []
+    start = None
+    f = ink.factor
+    for i, is_on in enumerate(on):
+        if is_on and start is None:
+            start = i
+        elif not is_on and start is not None:
+            cols = np.nonzero(ink.ink[start:i].any(axis=0))[0]
+            height = i - start
+            if len(cols) and cols[-1] - cols[0] >= 3 * height:
+                pad = height // 3 + 1
+                y0, y1 = int((start - pad) * f), int((i + pad) * f)
+                x0, x1 = int((cols[0] - pad) * f), int((cols[-1] + pad) * f)
+                found.append((cols[-1] - cols[0], grey[max(0, y0) : y1, max(0, x0) : x1]))
+            start = None
+    found.sort(key=lambda item: -item[0])
+    return [crop for _, crop in found[:count]]
+
+
+def _reading(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, int]:
+    """Mean confidence of reading these lines, and how many letters or characters were read."""
+    read = reader(crops)
+    if not read:
+        return 0.0, 0
+    return float(np.mean([score for _, score in read])), sum(ch.isalnum() for text, _ in read for ch in text)
+
+
+def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300) -> Orientation:
+    """How the scan is turned; turn it back with ``image.rotate(-turn, expand=True)``."""
+    grey = grey_array(image)
+    ink = ink_map(grey, dpi)
+    ratio = axis_ratio(ink, dpi)
+    base = 90 if ratio < 1.0 else 0
+    across = Image.fromarray(grey).rotate(-base, expand=True) if base else Image.fromarray(grey)
+    skew = estimate_skew_from_ink(ink_map(np.asarray(across), dpi) if base else ink, dpi)
+    level = np.asarray(deskew(across, skew.angle))
+    crops = line_crops(level, dpi)
+    if not crops:
+        return Orientation(0, 0.0, ratio, (0.0, 0.0))
+    as_is, letters = _reading(reader, crops)
+    flipped, letters_flipped = _reading(reader, [np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
+    if max(as_is, flipped) < READABLE or max(letters, letters_flipped) < MIN_LETTERS:
+        # Nothing legible either way (a blank sheet's holes, a photo): leave the page as it is.
+        return Orientation(0, 0.0, round(ratio, 3), (round(as_is, 3), round(flipped, 3)))
+    turn = (base + (180 if flipped > as_is else 0)) % 360
+    axis_conf = min(1.0, abs(np.log(max(ratio, 1e-9))) / np.log(AXIS_SURE))
+    read_conf = min(1.0, abs(as_is - flipped) / READ_SURE)
+    return Orientation(turn, round(min(axis_conf, read_conf), 3), round(ratio, 3), (round(as_is, 3), round(flipped, 3)))
+
+
+def turn_upright(image: Image.Image, turn: int) -> Image.Image:
+    """Undo a quarter-turn multiple without resampling."""
+    ops = {90: Image.Transpose.ROTATE_270, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_90}
+    return image.transpose(ops[turn]) if turn in ops else image
