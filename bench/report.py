@@ -76,6 +76,7 @@ class Report:
     station: dict[int, Metrics]  # by worker count, in run order: the first is the one compared
     ocrmypdf: Metrics | None
     ocrmypdf_jobs: int
+    states: dict[int, str]  # the batch's final state, by worker count
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -111,10 +112,14 @@ def comparison_table(report: Report) -> list[str]:
 
 
 def workers_table(report: Report) -> list[str]:
-    lines = ["| workers | seconds | pages/min | CER | peak memory per worker, RSS (MiB) |", "|--:|--:|--:|--:|--:|"]
+    lines = [
+        "| workers | batch state | seconds | pages/min | CER | peak memory per worker, RSS (MiB) |",
+        "|--:|---|--:|--:|--:|--:|",
+    ]
     for workers, m in report.station.items():
-        cells = [_cell(m, "seconds", _one), _cell(m, "pages_per_min", _one), _cell(m, "cer", _percent)]
-        lines.append(f"| {workers} | " + " | ".join([*cells, _cell(m, "peak_rss_mib", _count)]) + " |")
+        cells = [report.states[workers], _cell(m, "seconds", _one), _cell(m, "pages_per_min", _one)]
+        cells += [_cell(m, "cer", _percent), _cell(m, "peak_rss_mib", _count)]
+        lines.append(f"| {workers} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -173,7 +178,7 @@ def render(report: Report) -> str:
         "",
         *workers_table(report),
         "",
-        f"Targets ({station_label(report.main_workers)}):",
+        f"Targets, {station_label(report.main_workers)}:",
         "",
         *[f"- {_outcome(ok)} {name}: {detail}" for name, ok, detail in targets(report)],
     ]

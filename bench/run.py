@@ -122,7 +122,10 @@ def _flag_counts(batch: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def bench_station(corpus: Corpus, work: Path, workers: int, raw: dict[str, Any], notes: list[str]) -> Metrics:
+def bench_station(
+    corpus: Corpus, work: Path, workers: int, raw: dict[str, Any], notes: list[str]
+) -> tuple[Metrics, str]:
+    """The station's figures and the batch's final state."""
     log(f"station with {workers} worker(s), {len(corpus.pages)} pages")
     load = os.getloadavg()[0]
     run = run_station(work / f"station-w{workers}", corpus.pages, workers)
@@ -132,7 +135,7 @@ def bench_station(corpus: Corpus, work: Path, workers: int, raw: dict[str, Any],
     metrics = run_metrics(len(corpus.pages), run.seconds, run.pdf, result, run.memory)
     metrics["blank_precision"], metrics["blank_recall"] = blank_scores(corpus.truth, station_blank_files(run.batch))
     raw[f"station_w{workers}"] = {"load_average_before": load, "run": asdict(run), "score": result, "metrics": metrics}
-    return metrics
+    return metrics, run.batch["state"]
 
 
 def bench_ocrmypdf(corpus: Corpus, work: Path, raw: dict[str, Any], notes: list[str]) -> Metrics:
@@ -152,11 +155,12 @@ def benchmark(args: argparse.Namespace, work: Path) -> tuple[Report, dict[str, A
     notes: list[str] = []
     raw: dict[str, Any] = {"args": vars(args), "machine": machine(), "corpus": corpus.summary()}
     started = time.monotonic()
-    station = {w: bench_station(corpus, work, w, raw, notes) for w in args.workers}
+    runs = {w: bench_station(corpus, work, w, raw, notes) for w in args.workers}
     reference = None if args.skip_ocrmypdf else bench_ocrmypdf(corpus, work, raw, notes)
     log(f"finished in {(time.monotonic() - started) / 60:.1f} min")
     raw["notes"] = notes
-    report = Report(raw["machine"], raw["corpus"], station, reference, JOBS, notes)
+    station, states = {w: m for w, (m, _) in runs.items()}, {w: state for w, (_, state) in runs.items()}
+    report = Report(raw["machine"], raw["corpus"], station, reference, JOBS, states, notes)
     return report, raw
 
 

@@ -26,10 +26,12 @@ from workers.stages.ink import InkMap, grey_array, ink_map
 LineReader = Callable[[Sequence[np.ndarray]], list[tuple[str, float]]]
 
 LINES_READ = 4
+MIN_LINE_HEIGHT_IN = 0.04  # a text line is at least this high (about 3 pt type)
+MAX_CROP_RATIO = 25
 AXIS_SURE = 1.08  # rows this much sharper than columns (or the reverse) decide the axis with confidence
-READ_SURE = 0.3
-MIN_LETTERS = 4  # and fewer letters or characters than this were read
-READABLE = 0.5  # below this mean reading confidence both ways, the lines are not text the reader knows  # mean reading confidence one way ahead of the other by this much decides up/down
+READ_SURE = 0.3  # mean reading confidence one way ahead of the other by this much decides up/down
+READABLE = 0.5  # below this mean reading confidence both ways, the lines are not text the reader knows
+MIN_LETTERS = 4  # ... nor when fewer letters or characters than this were read
 
 
 @dataclass(frozen=True)
@@ -57,25 +59,31 @@ def axis_ratio(ink: InkMap, dpi: float = 300) -> float:
 
 
 def line_crops(grey: np.ndarray, dpi: float = 300, count: int = LINES_READ) -> list[np.ndarray]:
-    """The ``count`` longest text lines of a page whose lines run across (skew already removed)."""
+    """The ``count`` longest text lines of a page whose lines run across (skew already removed).
+
+    Each crop is at most MAX_CROP_RATIO times as wide as high: enough characters to read, and a thin
+    rule or a noisy row cannot make the recogniser's input enormous.
+    """
     ink = ink_map(grey, dpi)
     rows = ink.ink.sum(axis=1)
     if not rows.any():
         return []
+    f = ink.factor
+    min_height = MIN_LINE_HEIGHT_IN * dpi / f
     on = np.concatenate([rows > 0.15 * np.percentile(rows[rows > 0], 90), [False]])
     found: list[tuple[int, np.ndarray]] = []
     start = None
-    f = ink.factor
     for i, is_on in enumerate(on):
         if is_on and start is None:
             start = i
         elif not is_on and start is not None:
             cols = np.nonzero(ink.ink[start:i].any(axis=0))[0]
             height = i - start
-            if len(cols) and cols[-1] - cols[0] >= 3 * height:
+            if height >= min_height and len(cols) and cols[-1] - cols[0] >= 3 * height:
                 pad = height // 3 + 1
                 y0, y1 = int((start - pad) * f), int((i + pad) * f)
-                x0, x1 = int((cols[0] - pad) * f), int((cols[-1] + pad) * f)
+                x0 = int((cols[0] - pad) * f)
+                x1 = min(int((cols[-1] + pad) * f), x0 + int(MAX_CROP_RATIO * (y1 - y0)))
                 found.append((cols[-1] - cols[0], grey[max(0, y0) : y1, max(0, x0) : x1]))
             start = None
     found.sort(key=lambda item: -item[0])
@@ -90,27 +98,38 @@ def _reading(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, int]:
     return float(np.mean([score for _, score in read])), sum(ch.isalnum() for text, _ in read for ch in text)
 
 
-def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300) -> Orientation:
-    """How the scan is turned; turn it back with ``image.rotate(-turn, expand=True)``."""
-    grey = grey_array(image)
-    ink = ink_map(grey, dpi)
-    ratio = axis_ratio(ink, dpi)
-    base = 90 if ratio < 1.0 else 0
-    across = Image.fromarray(grey).rotate(-base, expand=True) if base else Image.fromarray(grey)
-    skew = estimate_skew_from_ink(ink_map(np.asarray(across), dpi) if base else ink, dpi)
-    level = np.asarray(deskew(across, skew.angle))
-    crops = line_crops(level, dpi)
+def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float) -> tuple[float, float, bool]:
+    """Turn the scan back by ``base``, level it, and read its longest lines as they are and upside down:
+    (confidence as is, confidence upside down, whether anything legible was read)."""
+    across = turn_upright(Image.fromarray(grey), base)
+    skew = estimate_skew_from_ink(ink_map(np.asarray(across), dpi), dpi)
+    crops = line_crops(np.asarray(deskew(across, skew.angle)), dpi)
     if not crops:
-        return Orientation(0, 0.0, ratio, (0.0, 0.0))
+        return 0.0, 0.0, False
     as_is, letters = _reading(reader, crops)
     flipped, letters_flipped = _reading(reader, [np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
-    if max(as_is, flipped) < READABLE or max(letters, letters_flipped) < MIN_LETTERS:
+    legible = max(as_is, flipped) >= READABLE and max(letters, letters_flipped) >= MIN_LETTERS
+    return as_is, flipped, legible
+
+
+def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300) -> Orientation:
+    """How the scan is turned; turn it back with ``turn_upright(image, turn)``."""
+    grey = grey_array(image)
+    ratio = axis_ratio(ink_map(grey, dpi), dpi)
+    base = 90 if ratio < 1.0 else 0
+    as_is, flipped, legible = _read_both_ways(grey, base, reader, dpi)
+    axis_conf = min(1.0, abs(float(np.log(max(ratio, 1e-9)))) / float(np.log(AXIS_SURE)))
+    if not legible:  # the profile may have chosen wrong (little text, a table): try the other axis
+        base = 90 - base
+        as_is, flipped, legible = _read_both_ways(grey, base, reader, dpi)
+        axis_conf = 0.0
+    reading = (round(as_is, 3), round(flipped, 3))
+    if not legible:
         # Nothing legible either way (a blank sheet's holes, a photo): leave the page as it is.
-        return Orientation(0, 0.0, round(ratio, 3), (round(as_is, 3), round(flipped, 3)))
+        return Orientation(0, 0.0, round(ratio, 3), reading)
     turn = (base + (180 if flipped > as_is else 0)) % 360
-    axis_conf = min(1.0, abs(np.log(max(ratio, 1e-9))) / np.log(AXIS_SURE))
     read_conf = min(1.0, abs(as_is - flipped) / READ_SURE)
-    return Orientation(turn, round(min(axis_conf, read_conf), 3), round(ratio, 3), (round(as_is, 3), round(flipped, 3)))
+    return Orientation(turn, round(min(axis_conf, read_conf), 3), round(ratio, 3), reading)
 
 
 def turn_upright(image: Image.Image, turn: int) -> Image.Image:
