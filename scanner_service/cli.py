@@ -35,12 +35,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from rq import Worker
 
+    from ocr_models import registry
     from scanner_service import queue as q
     from workers.exec import tesseract
 
     settings = _settings(args)
-    tesseract.check(settings.ocr_languages)
+    registry.check(settings.ocr_engine, settings.ocr_languages)
     tesseract.single_thread_env()
+    import cv2
+
+    cv2.setNumThreads(1)  # one worker per core: a page's image work stays on its own core
     connection = q.connect(settings)
     worker = Worker(
         [q.get_queue(connection)],

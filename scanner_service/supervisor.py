@@ -14,10 +14,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ocr_models import registry
 from scanner_service import queue as q
 from scanner_service.db import migrate
 from scanner_service.settings import Settings
-from workers.exec import redis_server, tesseract
+from workers.exec import redis_server
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Station:
 
     def run(self) -> int:
         s = self.settings
-        tesseract.check(s.ocr_languages)
+        registry.check(s.ocr_engine, s.ocr_languages)
         for folder in (s.data, s.inbox, s.spool_dir, s.quarantine_dir, s.archive_dir):
             folder.mkdir(parents=True, exist_ok=True)
         migrate(s.effective_database_url)

@@ -11,6 +11,7 @@ from PIL import Image
 from ocr_models.base import OcrEngine, PageText
 from workers.stages.blank import detect_blank
 from workers.stages.border import crop_border
+from workers.stages.compress import usage_image
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
 from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
@@ -75,6 +76,8 @@ def process_page_image(
         text = engine.recognise(image)
         if text.mean_confidence < min_confidence:
             flags.append("low_confidence")
+        image, encoding = usage_image(image)
+        details["encoding"] = encoding.kind
     if dpi < MIN_DPI:
         flags.append("low_resolution")
     return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)

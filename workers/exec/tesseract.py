@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from scanner_service.exceptions import MissingProgram
 
@@ -29,10 +30,21 @@ def version() -> tuple[int, int]:
     return found
 
 
-def languages() -> set[str]:
+def _list_langs() -> str:
     exe = os.environ.get("SCANSTATION_TESSERACT", "tesseract")
-    out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, check=False)
-    return {line.strip() for line in out.stdout.splitlines()[1:] if line.strip()}
+    return subprocess.run([exe, "--list-langs"], capture_output=True, text=True, check=False).stdout
+
+
+def languages() -> set[str]:
+    return {line.strip() for line in _list_langs().splitlines()[1:] if line.strip()}
+
+
+def tessdata_dir() -> Path:
+    """Where Tesseract reads its language data (it says so on the first line of --list-langs)."""
+    match = re.search(r'"([^"]+)"', _list_langs())
+    if not match:
+        raise MissingProgram("Cannot find Tesseract's tessdata folder from 'tesseract --list-langs'.")
+    return Path(match.group(1))
 
 
 def check(langs: str) -> None:
