@@ -79,8 +79,14 @@ def crop(scanned: Image.Image, *, band: int = 0, side: str = "left", edge: int =
 
 
 def handwrite(
-    page: Image.Image, text: str, xy: tuple[int, int], *, pt: float = 18, ink: int | tuple[int, ...] = 60,
-    dpi: int = 300, seed: int = 0,
+    page: Image.Image,
+    text: str,
+    xy: tuple[int, int],
+    *,
+    pt: float = 18,
+    ink: int | tuple[int, ...] = 60,
+    dpi: int = 300,
+    seed: int = 0,
 ) -> Image.Image:
     """Write ``text`` in a brush hand (AR PL UKai): characters of uneven size, tilt and baseline."""
     rng = random.Random(seed)
@@ -99,7 +105,12 @@ def handwrite(
 
 
 def signature(
-    page: Image.Image, xy: tuple[int, int], *, length: int = 360, width: int = 3, ink: int | tuple[int, ...] = 50,
+    page: Image.Image,
+    xy: tuple[int, int],
+    *,
+    length: int = 360,
+    width: int = 3,
+    ink: int | tuple[int, ...] = 50,
     seed: int = 0,
 ) -> Image.Image:
     """A scribbled signature: one quick zig-zag pen stroke ``length`` px long, with a flourish under it."""
@@ -115,8 +126,9 @@ def signature(
     return page
 
 
-def staple(page: Image.Image, xy: tuple[int, int], *, length: int = 140, width: int = 12, angle: float = 45,
-           ink: int = 60) -> Image.Image:
+def staple(
+    page: Image.Image, xy: tuple[int, int], *, length: int = 140, width: int = 12, angle: float = 45, ink: int = 60
+) -> Image.Image:
     """A staple seen from the back: a short dark bar, here at ``angle`` degrees near a corner."""
     page = page.copy()
     dx, dy = math.cos(math.radians(angle)) * length / 2, -math.sin(math.radians(angle)) * length / 2
@@ -133,7 +145,9 @@ def hole(page: Image.Image, xy: tuple[int, int], *, diameter: int = 70, ink: int
     return page
 
 
-def harsh(page: Image.Image, *, light: float = 0.12, noise: float = 10.0, blur: float = 1.1, seed: int = 0) -> Image.Image:
+def harsh(
+    page: Image.Image, *, light: float = 0.12, noise: float = 10.0, blur: float = 1.1, seed: int = 0
+) -> Image.Image:
     """The worst of make_corpus's scanner without the backing: 12 % light fall-off, noise sigma 10, blur."""
     a = np.asarray(page.convert("L"), dtype=np.float32)
     xx = np.linspace(0.0, 1.0, a.shape[1], dtype=np.float32)[None, :]

@@ -65,7 +65,7 @@ def process_page_image(
     image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader())
     details.update(notes)
     flags: list[str] = []
-    verdict = detect_blank(image)
+    verdict = detect_blank(image, dpi=dpi)
     details["ink_ratio"] = round(verdict.ink_ratio, 5)
     if verdict.blank:
         flags.append("blank")

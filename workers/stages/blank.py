@@ -20,7 +20,6 @@ The method, on a copy at about 150 dpi:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +40,9 @@ SPECK_MM2 = 0.12  # smaller dark blobs are dust and noise, not marks (a printed 
 EDGE_MM = 1.5  # marks this close to the border are the sheet's edge or backing, not writing
 OUTER_BAND = 0.17  # share of each side in which scanner backing may lie on an uncropped scan
 HOLE_DIAMETER_MM = (3.0, 12.0)  # filing punches make 4-8 mm holes; room for a wrong dpi
+HOLE_CORE_MM = 2.4  # thicker than any pen or brush stroke, thinner than any punch hole
+HOLE_CORE_SHARE = 0.85
+STAPLE_SOLID = 0.85  # share of its convex hull a staple fills; a written character fills far less
 STAPLE_LENGTH_MM = (4.0, 25.0)
 STAPLE_WIDTH_MM = 3.0
 STAPLE_EDGE_MM = 50.0  # staples sit along an edge, not in the middle of a page
@@ -78,7 +80,8 @@ def _grey(image: Image.Image) -> np.ndarray:
 
 
 def _paper_level(work: np.ndarray, block: int, window: int) -> np.ndarray:
-    """The paper's brightness around each pixel: closing of block means, so dark things smaller than the window vanish."""
+    """The paper's brightness around each pixel: a closing of block means, which drops dark things narrower
+    than the window (print, writing, holes) and follows paper tone and uneven light."""
     h, w = work.shape
     bh, bw = max(1, h // block), max(1, w // block)
     small = cv2.resize(work, (bw, bh), interpolation=cv2.INTER_AREA)
@@ -131,37 +134,37 @@ def _classify(
         ignored["backing"] = int(backing.sum())
         keep &= ~backing
 
-    # Punch holes: solid, round, of hole size.
-    diameter = np.sqrt(4 * area / math.pi) * mm_per_px
-    aspect = np.maximum(bw, bh) / np.maximum(1, np.minimum(bw, bh))
+    # Punch holes: one to three holes of filing-punch size, touching or overlapping. They are thick: an opening
+    # with a disc of HOLE_CORE_MM keeps (almost) all of them, and wipes out pen and brush strokes entirely.
+    # Staples: a short thin bar near an edge, that fills its convex hull (no written character does).
+    mm = mm_per_px
+    long_side, short_side = np.maximum(bw, bh) * mm, np.minimum(bw, bh) * mm
     fill = area / np.maximum(1, bw * bh)
-    hole = (
-        keep & (diameter >= HOLE_DIAMETER_MM[0]) & (diameter <= HOLE_DIAMETER_MM[1]) & (aspect <= 1.6) & (fill >= 0.6)
-    )
-    ignored["hole"] = int(hole.sum())
-    keep &= ~hole
-
-    # Staples: a solid short bar near an edge.
-    edge = STAPLE_EDGE_MM / mm_per_px
+    hole_like = (short_side >= HOLE_DIAMETER_MM[0] * 0.9) & (long_side <= 3.2 * HOLE_DIAMETER_MM[1]) & (fill >= 0.4)
+    edge = STAPLE_EDGE_MM / mm
     near_edge = (x < edge) | (y < edge) | (x + bw > w - edge) | (y + bh > h - edge)
-    long_side = np.maximum(bw, bh) * mm_per_px
-    candidates = np.flatnonzero(
-        keep & near_edge & (long_side >= STAPLE_LENGTH_MM[0] * 0.7) & (long_side <= STAPLE_LENGTH_MM[1] * 1.05)
-    )
-    for i in candidates:
+    staple_like = near_edge & (long_side >= STAPLE_LENGTH_MM[0] * 0.7) & (long_side <= STAPLE_LENGTH_MM[1] * 1.05)
+    core = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (round(HOLE_CORE_MM / mm) | 1,) * 2)
+    for i in np.flatnonzero(keep & (hole_like | staple_like)):
         sub = (labels[y[i] : y[i] + bh[i], x[i] : x[i] + bw[i]] == i + 1).view(np.uint8)
         pts = cv2.findNonZero(sub)
         (_, _), (rw, rh), _ = cv2.minAreaRect(pts)
-        length, width = max(rw, rh) * mm_per_px, max(1.0, min(rw, rh)) * mm_per_px
-        solid = area[i] * px_mm2 / max(1e-6, length * width)
-        if (
-            STAPLE_LENGTH_MM[0] <= length <= STAPLE_LENGTH_MM[1]
-            and width <= STAPLE_WIDTH_MM
-            and length / width >= 2.5
-            and solid >= 0.55
-        ):
-            keep[i] = False
-            ignored["staple"] += 1
+        length, width = (max(rw, rh) + 1) * mm, (min(rw, rh) + 1) * mm
+        if hole_like[i] and HOLE_DIAMETER_MM[0] <= width <= HOLE_DIAMETER_MM[1] and length <= 3.2 * width:
+            pad = core.shape[0]
+            opened = cv2.morphologyEx(
+                cv2.copyMakeBorder(sub, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0), cv2.MORPH_OPEN, core
+            )
+            if np.count_nonzero(opened) >= HOLE_CORE_SHARE * area[i]:
+                keep[i] = False
+                ignored["hole"] += 1
+                continue
+        if staple_like[i] and STAPLE_LENGTH_MM[0] <= length <= STAPLE_LENGTH_MM[1] and width <= STAPLE_WIDTH_MM:
+            hull = np.zeros_like(sub)
+            cv2.fillConvexPoly(hull, cv2.convexHull(pts), 1)
+            if length >= 2.5 * width and area[i] >= STAPLE_SOLID * np.count_nonzero(hull):
+                keep[i] = False
+                ignored["staple"] += 1
     return _Components(scale, mm_per_px, (h, w), area[keep], ignored)
 
 
