@@ -88,8 +88,9 @@ def _crop_line(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     )
 
 
-def _reading_order(quads: list[np.ndarray]) -> list[np.ndarray]:
-    """Top to bottom; boxes whose vertical centres overlap by half a line are one row, left to right."""
+def _rows(quads: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Rows top to bottom, boxes left to right; a box whose vertical centre lies within the previous
+    box's height is on the same row (a signature line split at its wide spaces)."""
     boxes = sorted(quads, key=lambda q: float(q[:, 1].mean()))
     rows: list[list[np.ndarray]] = []
     for quad in boxes:
@@ -102,12 +103,16 @@ def _reading_order(quads: list[np.ndarray]) -> list[np.ndarray]:
                 rows[-1].append(quad)
                 continue
         rows.append([quad])
-    return [q for row in rows for q in sorted(row, key=lambda q: float(q[:, 0].min()))]
+    return [sorted(row, key=lambda q: float(q[:, 0].min())) for row in rows]
+
+
+# The recogniser's dictionary has the radical 丶, which running Chinese text never uses; it is 、 misread.
+MISREADINGS = str.maketrans({"丶": "、"})
 
 
 def _clean(text: str) -> str:
-    """NFC, and no space between two CJK characters (the recogniser sometimes inserts one)."""
-    text = unicodedata.normalize("NFC", text).strip()
+    """NFC, known misreadings fixed, no space next to a CJK character (the recogniser inserts some)."""
+    text = unicodedata.normalize("NFC", text).translate(MISREADINGS).strip()
     out = []
     for i, ch in enumerate(text):
         if ch == " " and 0 < i < len(text) - 1:
@@ -137,18 +142,20 @@ class RapidOcrEngine:
         array = np.asarray(small)
         try:
             quads, _ = detector()(_bgr(array))
-            quads = [] if quads is None else list(quads)
-            ordered = _reading_order(quads)
-            read = read_lines([_crop_line(array, q) for q in ordered])
+            rows = _rows([] if quads is None else list(quads))
+            ordered = [(quad, i) for i, row in enumerate(rows) for quad in row]
+            read = read_lines([_crop_line(array, quad) for quad, _ in ordered])
         except Exception as err:  # onnxruntime raises its own exception types
             raise TransientError(f"RapidOCR failed on this page: {err}") from err
         result = PageText(width=image.width, height=image.height, engine=self.name)
-        for quad, (text, score) in zip(ordered, read, strict=True):
+        # One top and bottom per row: a PDF reader then sees one line and keeps its pieces in order.
+        row_span = [(min(float(q[:, 1].min()) for q in row), max(float(q[:, 1].max()) for q in row)) for row in rows]
+        for (quad, row), (text, score) in zip(ordered, read, strict=True):
             text = _clean(text)
             if not text or score < MIN_LINE_SCORE:
                 continue
-            x0, y0 = (quad.min(axis=0) / scale).tolist()
-            x1, y1 = (quad.max(axis=0) / scale).tolist()
+            x0, x1 = float(quad[:, 0].min()) / scale, float(quad[:, 0].max()) / scale
+            y0, y1 = row_span[row][0] / scale, row_span[row][1] / scale
             box = (max(0, round(x0)), max(0, round(y0)), min(image.width, round(x1)), min(image.height, round(y1)))
             result.lines.append(TextLine(text=text, box=box, confidence=round(score * 100, 2)))
         return result
