@@ -147,15 +147,35 @@ class RapidOcrEngine:
             read = read_lines([_crop_line(array, quad) for quad, _ in ordered])
         except Exception as err:  # onnxruntime raises its own exception types
             raise TransientError(f"RapidOCR failed on this page: {err}") from err
-        result = PageText(width=image.width, height=image.height, engine=self.name)
-        # One top and bottom per row: a PDF reader then sees one line and keeps its pieces in order.
-        row_span = [(min(float(q[:, 1].min()) for q in row), max(float(q[:, 1].max()) for q in row)) for row in rows]
+        pieces: dict[int, list[tuple[np.ndarray, str, float]]] = {}
         for (quad, row), (text, score) in zip(ordered, read, strict=True):
             text = _clean(text)
-            if not text or score < MIN_LINE_SCORE:
-                continue
-            x0, x1 = float(quad[:, 0].min()) / scale, float(quad[:, 0].max()) / scale
-            y0, y1 = row_span[row][0] / scale, row_span[row][1] / scale
-            box = (max(0, round(x0)), max(0, round(y0)), min(image.width, round(x1)), min(image.height, round(y1)))
-            result.lines.append(TextLine(text=text, box=box, confidence=round(score * 100, 2)))
+            if text and score >= MIN_LINE_SCORE:
+                pieces.setdefault(row, []).append((quad, text, score))
+        result = PageText(width=image.width, height=image.height, engine=self.name)
+        for row in sorted(pieces):
+            result.lines.append(_row_line(pieces[row], scale, image.size))
         return result
+
+
+def _join(texts: list[str]) -> str:
+    """Pieces of one row: nothing between Chinese pieces, a space between Latin ones."""
+    out = ""
+    for text in texts:
+        if out and not (unicodedata.east_asian_width(out[-1]) in "WF" or unicodedata.east_asian_width(text[0]) in "WF"):
+            out += " "
+        out += text
+    return out
+
+
+def _row_line(pieces: list[tuple[np.ndarray, str, float]], scale: float, size: tuple[int, int]) -> TextLine:
+    """One line per row of the page, however many boxes the detector split it into (a signature row
+    with wide spaces): a PDF reader then keeps the row's pieces in order instead of taking the gaps
+    for a column gutter."""
+    quads = np.concatenate([quad for quad, _, _ in pieces]) / scale
+    x0, y0 = quads.min(axis=0)
+    x1, y1 = quads.max(axis=0)
+    chars = [len(text) for _, text, _ in pieces]
+    confidence = sum(score * n for (_, _, score), n in zip(pieces, chars, strict=True)) / sum(chars)
+    box = (max(0, round(x0)), max(0, round(y0)), min(size[0], round(x1)), min(size[1], round(y1)))
+    return TextLine(text=_join([text for _, text, _ in pieces]), box=box, confidence=round(confidence * 100, 2))

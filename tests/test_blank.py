@@ -65,8 +65,11 @@ def test_sheet_with_only_holes_staple_and_backing_band_is_blank() -> None:
     sheet = Image.new("L", bp.mc.A4, 236)
     sheet = bp.hole(sheet, (110, 1250))
     sheet = bp.hole(sheet, (110, 2200), diameter=80, ink=60)
+    sheet = bp.hole(sheet, (1000, 100), diameter=60)  # punched twice, the holes touching
+    sheet = bp.hole(sheet, (1045, 145), diameter=60)
     sheet = bp.staple(sheet, (190, 190), angle=45)
     sheet = bp.staple(sheet, (1240, 140), angle=0, length=160, width=10, ink=40)
+    sheet = bp.staple(sheet, (2300, 3300), angle=125, length=120, width=6, ink=70)  # a thin one, across a corner
     scanned = bp.scan(sheet, 236, 7)
     for side in SIDES:
         img = bp.crop(scanned, band=60, side=side, edge=3)
