@@ -85,6 +85,7 @@ def test_crashing_tesseract_fails_the_page_with_a_reason_after_retries(
     counter = tmp_path / "calls"
     fake = _fake_tesseract(tmp_path, f'echo x >> {counter}\necho "Segmentation fault" >&2\nexit 139')
     monkeypatch.setenv("SCANSTATION_TESSERACT", str(fake))
+    monkeypatch.setenv("SCANSTATION_OCR_ENGINE", "tesseract")
     monkeypatch.setenv("SCANSTATION_PAGE_RETRIES", "2")
     station_env = Settings(**{**station_env.model_dump(), "page_retries": 2})
     folder = station_env.inbox / "batch"
@@ -107,6 +108,7 @@ def test_hanging_tesseract_is_stopped_by_the_time_limit(
 ) -> None:
     fake = _fake_tesseract(tmp_path, "sleep 600")
     monkeypatch.setenv("SCANSTATION_TESSERACT", str(fake))
+    monkeypatch.setenv("SCANSTATION_OCR_ENGINE", "tesseract")
     monkeypatch.setenv("SCANSTATION_PAGE_RETRIES", "0")
     monkeypatch.setenv("SCANSTATION_PAGE_TIMEOUT", "3")
     settings = Settings(**{**station_env.model_dump(), "page_retries": 0, "page_timeout": 3})

@@ -1,0 +1,106 @@
+"""The two OCR engines behind one interface, and the registry that pins their model files."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import unicodedata
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from rapidfuzz.distance import Levenshtein
+
+from ocr_models import registry
+from ocr_models.base import PageText
+from scanner_service.exceptions import ConfigError, MissingProgram
+from tests.blank_pages import mc
+
+LINES = [
+    "农村土地承包经营权合同",
+    "　　发包方：保定市北市区东金庄乡尚庄村村民委员会",
+    "　　承包方代表：王强，身份证号码：130602197702255719",
+    "　　发包方负责人：张强玉　　承包方：江永　　签订日期：",
+    "2008年1月7日",
+]
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+
+
+def _cer(page: PageText) -> float:
+    want = _norm("".join(LINES))
+    return Levenshtein.distance(want, _norm(page.text)) / len(want)
+
+
+@pytest.fixture(scope="module")
+def printed_page() -> Image.Image:
+    return mc.draw_lines(LINES, "serif", 300)
+
+
+def test_rapidocr_reads_a_chinese_page_in_order(printed_page: Image.Image) -> None:
+    page = registry.build_engine("rapidocr", languages="", timeout=60).recognise(printed_page)
+    assert page.engine == "rapidocr"
+    assert _cer(page) <= 0.01
+    # Reading order: the title first, the date last; a row split at its wide spaces stays one line.
+    assert page.lines[0].text == "农村土地承包经营权合同"
+    assert any(line.text.startswith("发包方负责人") and "签订日期" in line.text for line in page.lines)
+    # No space between Chinese characters; boxes inside the page, top to bottom, confidences 0..100.
+    assert not re.search(r"[\u4e00-\u9fff] +[\u4e00-\u9fff]", page.text)
+    tops = [line.box[1] for line in page.lines]
+    assert tops == sorted(tops)
+    for line in page.lines:
+        x0, y0, x1, y1 = line.box
+        assert 0 <= x0 < x1 <= printed_page.width and 0 <= y0 < y1 <= printed_page.height
+        assert 50 <= line.confidence <= 100
+
+
+def test_tesseract_reads_the_same_page_through_the_same_interface(printed_page: Image.Image) -> None:
+    page = registry.build_engine("tesseract", languages="", timeout=120).recognise(printed_page)
+    assert page.engine == "tesseract"
+    assert "承包经营权合同" in page.text.replace(" ", "")
+    assert _cer(page) <= 0.25  # Tesseract's floor on Chinese print is far above RapidOCR's
+
+
+def test_rapidocr_reads_a_latin_page() -> None:
+    page = mc.draw_lines(["Portez ce vieux whisky au juge blond", "qui fume sur son ile."], "sans", 300)
+    text = registry.build_engine("rapidocr", languages="", timeout=60).recognise(page).text
+    assert "whisky" in text and "juge" in text
+
+
+def test_an_empty_page_reads_as_nothing() -> None:
+    page = Image.new("L", (1240, 1754), 240)
+    result = registry.build_engine("rapidocr", languages="", timeout=60).recognise(page)
+    assert result.lines == [] and result.mean_confidence == 0.0
+
+
+@pytest.mark.parametrize("name", ["rapidocr", "tesseract"])
+def test_registry_lists_and_verifies_each_engines_model_files(name: str) -> None:
+    registry.check.cache_clear()
+    info = registry.check(name)
+    assert info.version and info.licence and info.models
+    for model in info.models:
+        assert (registry.model_dir(name) / model.name).is_file()
+
+
+def test_a_changed_model_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = registry.model_dir("rapidocr")
+    fake = tmp_path / "models"
+    shutil.copytree(real, fake)
+    target = fake / registry.ENGINES["rapidocr"].models[1].name
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    monkeypatch.setattr(registry, "model_dir", lambda name: fake)
+    registry.check.cache_clear()
+    with pytest.raises(MissingProgram, match="SHA-256 differs"):
+        registry.check("rapidocr")
+    registry.check.cache_clear()
+
+
+def test_an_unknown_engine_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="known: rapidocr, tesseract"):
+        registry.check("paddle")
+    with pytest.raises(ConfigError):
+        registry.build_engine("paddle", languages="", timeout=1)
