@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.memory import INTERVAL, PSS_EVERY
 from bench.metrics import Metrics
 
 Format = Callable[[float], str]
@@ -56,12 +57,13 @@ FOOTNOTES = """\
    rename into the inbox (with its `.done` marker) to the batch's final state, polled every 0.5 s on
    `GET /api/batches`. ocrmypdf: the ocrmypdf run alone; combining the images into its input PDF
    with img2pdf first ({img2pdf}) is not counted, as the station is given the image files.
-2. Sampled every 0.2 s with psutil, from start to the batch's final state (ocrmypdf: its whole run).
+2. Sampled every {interval} s with psutil, from start to the batch's final state (ocrmypdf: its whole run).
    Station: for each RQ worker (a child of `scanstation up` with `worker` in its command line), the
    sum over the worker and all its descendants (the work horse RQ forks per job, Tesseract); the
    highest sum seen, for the worst worker. ocrmypdf (`--jobs {jobs}`): the highest sum over its whole
    process tree, divided by {jobs}. RSS counts the pages a forked work horse shares with its worker
-   twice; PSS divides shared pages among the processes that share them.
+   twice; PSS divides shared pages among the processes that share them, but costs more to read, so
+   it is read every {pss_interval} s only and may miss a short peak.
 3. ratio = station / ocrmypdf. Higher is better for pages/min, blank precision and recall; lower is
    better for every other row but "pages in the PDF" (the station leaves blank pages out, ocrmypdf
    keeps every page). ocrmypdf does not look for blank pages: its blank recall is 0.
@@ -173,7 +175,10 @@ def render(report: Report) -> str:
         *comparison_table(report),
         "",
         *FOOTNOTES.format(
-            jobs=report.ocrmypdf_jobs, img2pdf=_cell(report.ocrmypdf, "img2pdf_seconds", lambda v: f"{v:.1f} s")
+            interval=INTERVAL,
+            pss_interval=INTERVAL * PSS_EVERY,
+            jobs=report.ocrmypdf_jobs,
+            img2pdf=_cell(report.ocrmypdf, "img2pdf_seconds", lambda v: f"{v:.1f} s"),
         ).splitlines(),
         "",
         *workers_table(report),

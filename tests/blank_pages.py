@@ -145,6 +145,15 @@ def hole(page: Image.Image, xy: tuple[int, int], *, diameter: int = 70, ink: int
     return page
 
 
+def streak(scanned: Image.Image, x: int, *, width: int = 3, ink: int = 110, slant: float = 3.0) -> Image.Image:
+    """A sheet-fed scanner's streak (dirt on the glass): a thin line the whole length of the scan, slanted
+    by ``slant`` degrees because deskew turned the page after the scanner drew it."""
+    img = scanned.copy()
+    drift = math.tan(math.radians(slant)) * img.height
+    ImageDraw.Draw(img).line([(x, 0), (x + drift, img.height)], fill=ink, width=width)
+    return img
+
+
 def harsh(
     page: Image.Image, *, light: float = 0.12, noise: float = 10.0, blur: float = 1.1, seed: int = 0
 ) -> Image.Image:

@@ -86,6 +86,17 @@ def test_thin_dark_edge_left_by_the_crop_is_not_writing() -> None:
         assert_blank(detect_blank(bp.crop(scanned, edge=edge)), f"blank sheet with a {edge} px dark edge")
 
 
+def test_scanner_streak_on_a_blank_sheet_is_not_writing() -> None:
+    page, paper = bp.blank_sheet(12)
+    scanned = bp.scan(page, paper, 12)
+    for edge, band in ((-4, 0), (2, 40)):  # a tight crop, and one that left backing the streak runs into
+        img = bp.crop(scanned, edge=edge, band=band)
+        for slant in (0.0, -2.5, 4.0):
+            assert_blank(detect_blank(bp.streak(img, 900, slant=slant)), f"a blank sheet with a streak, {slant} deg")
+    noted = bp.crop(bp.scan(bp.handwrite(page, "同意", (1700, 3000), pt=16, ink=70), paper, 12), edge=-4)
+    assert_kept(detect_blank(bp.streak(noted, 900)), "a sheet with a streak and 同意")
+
+
 # --- pages with something on them ---------------------------------------------------------------------------
 
 

@@ -13,8 +13,9 @@ The method, on a copy at about 150 dpi:
    Measured on make_corpus pages: bleed-through (with noise sigma 10 and blur) reaches ~0.12; print,
    brush notes and pen signatures stay detectable up to a threshold of 0.35-0.45.
 3. Connected dark components, then set aside: backing (at the image border, and lying in the outer
-   band or backing-dark), punch holes (one to three thick solid blobs of punch size), staples (solid
-   short bars near an edge) and specks (smaller than a full stop).
+   band or backing-dark), scanner streaks (a thin straight line the length of the sheet), punch holes
+   (one to three thick solid blobs of punch size), staples (short straight bars near an edge) and
+   specks (smaller than a full stop).
 4. The rest are marks. The page is blank when there are fewer than ``max_marks`` of them *and* they
    cover less than ``threshold`` of the page.
 
@@ -43,6 +44,8 @@ BACKGROUND_WINDOW_MM = 13.0  # dark features narrower than this (text, holes) do
 SPECK_MM2 = 0.12  # smaller dark blobs are dust and noise, not marks (a printed full stop is ~0.3 mm²)
 EDGE_MM = 1.5  # marks this close to the border are the sheet's edge or backing, not writing
 OUTER_BAND = 0.17  # share of each side in which scanner backing may lie on an uncropped scan
+STREAK_SPAN = 0.9  # a scanner streak runs (nearly) the whole length of the sheet...
+STREAK_MM = 1.5  # ... and is a thin straight line
 HOLE_DIAMETER_MM = (3.0, 12.0)  # filing punches make 4-8 mm holes; room for a wrong dpi
 HOLE_CORE_MM = 2.4  # thicker than any pen or brush stroke, thinner than any punch hole
 HOLE_CORE_SHARE = 0.85
@@ -57,7 +60,7 @@ class BlankVerdict:
     blank: bool
     ink_ratio: float  # share of the page covered by text-like marks (backing, holes, staples, specks left out)
     marks: int = 0  # number of text-like dark components
-    ignored: int = 0  # components set aside as backing, punch holes or staples
+    ignored: int = 0  # components set aside as backing, scanner streaks, punch holes or staples
     reason: str = ""
 
 
@@ -121,7 +124,7 @@ def _classify(labels: np.ndarray, stats: np.ndarray, n: int, black: np.ndarray, 
     x, y, bw, bh, area = (stats[:, i].astype(np.int64) for i in range(5))
     px_mm2 = mm_per_px * mm_per_px
     keep = area * px_mm2 >= SPECK_MM2
-    ignored = {"backing": 0, "hole": 0, "staple": 0}
+    ignored = {"backing": 0, "streak": 0, "hole": 0, "staple": 0}
 
     # Backing: at the border, and either (almost) all in the outer band or (mostly) backing-dark.
     e = max(1, round(EDGE_MM / mm_per_px))
@@ -133,6 +136,16 @@ def _classify(labels: np.ndarray, stats: np.ndarray, n: int, black: np.ndarray, 
         backing = border & ((inside <= 0.05 * area) | (blackish >= 0.8 * area))
         ignored["backing"] = int(backing.sum())
         keep &= ~backing
+
+    # Streaks: a sheet-fed scanner with dirt on its glass draws a thin straight line along the whole sheet.
+    for i in np.flatnonzero(keep & ((bh >= STREAK_SPAN * h) | (bw >= STREAK_SPAN * w))):
+        sub = (labels[y[i] : y[i] + bh[i], x[i] : x[i] + bw[i]] == i + 1).view(np.uint8)
+        (_, _), (rw, rh), _ = cv2.minAreaRect(cv2.findNonZero(sub))
+        long_px, wide_px = max(rw, rh) + 1, min(rw, rh) + 1
+        thickness = area[i] / long_px
+        if thickness * mm_per_px <= STREAK_MM and wide_px <= STAPLE_STRAIGHT * thickness + 1:
+            keep[i] = False
+            ignored["streak"] += 1
 
     # Punch holes: one to three holes of filing-punch size, touching or overlapping. They are thick: an opening
     # with a disc of HOLE_CORE_MM keeps (almost) all of them, and wipes out pen and brush strokes entirely.

@@ -48,7 +48,7 @@ def find_sheet(grey: np.ndarray) -> tuple[int, int, int, int] | None:
     x0, x1 = max(0, xs.min() * 4 - 8), min(w, (xs.max() + 1) * 4 + 8)
     top, bottom = _sheet_edges(bright[y0:y1, x0:x1].mean(axis=1))
     left, right = _sheet_edges(bright[y0:y1, x0:x1].mean(axis=0))
-    return x0 + left, y0 + top, x0 + right, y0 + bottom
+    return int(x0 + left), int(y0 + top), int(x0 + right), int(y0 + bottom)
 
 
 def _paint_leftover(grey: np.ndarray, threshold: float) -> np.ndarray:

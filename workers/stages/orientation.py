@@ -126,10 +126,10 @@ def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300)
     reading = (round(as_is, 3), round(flipped, 3))
     if not legible:
         # Nothing legible either way (a blank sheet's holes, a photo): leave the page as it is.
-        return Orientation(0, 0.0, round(ratio, 3), reading)
+        return Orientation(0, 0.0, round(float(ratio), 3), reading)
     turn = (base + (180 if flipped > as_is else 0)) % 360
     read_conf = min(1.0, abs(as_is - flipped) / READ_SURE)
-    return Orientation(turn, round(min(axis_conf, read_conf), 3), round(ratio, 3), reading)
+    return Orientation(turn, round(float(min(axis_conf, read_conf)), 3), round(float(ratio), 3), reading)
 
 
 def turn_upright(image: Image.Image, turn: int) -> Image.Image:
