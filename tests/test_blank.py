@@ -20,10 +20,13 @@ from workers.stages.blank import BlankVerdict, detect_blank
 SIDES = ("left", "right", "top", "bottom")
 
 
-def cropped_scan(page: Image.Image, paper: int, seed: int, *, band: int | None = None) -> Image.Image:
-    """The sheet as the geometry stages hand it on: deskewed, cropped, some backing left at one edge."""
+def cropped_scan(
+    page: Image.Image, paper: int, seed: int, *, band: int | None = None, angle: float = 0.0
+) -> Image.Image:
+    """The sheet as the geometry stages hand it on: deskewed (to within ``angle``), cropped, some backing
+    left at one edge (``band`` px, random up to 60 if not given) and a thin dark edge all round."""
     rng = random.Random(seed)
-    scanned = bp.scan(page, paper, seed)
+    scanned = bp.scan(page, paper, seed, angle=angle)
     band = rng.randint(0, 60) if band is None else band
     return bp.crop(scanned, band=band, side=rng.choice(SIDES), edge=rng.randint(0, 4))
 
@@ -42,10 +45,10 @@ def assert_kept(verdict: BlankVerdict, what: str) -> None:
 @pytest.mark.parametrize("seed", range(30))
 def test_blank_sheet_with_bleed_through_and_holes_is_blank(seed: int) -> None:
     page, paper = bp.blank_sheet(seed, bleed=seed % 6 != 0)
-    assert_blank(detect_blank(cropped_scan(page, paper, seed)), f"blank sheet {seed}")
+    residual = {5: 0.4, 10: -0.6, 25: 0.8}.get(seed, 0.0)  # a few pages the deskew left slightly skewed
+    assert_blank(detect_blank(cropped_scan(page, paper, seed, angle=residual)), f"blank sheet {seed}")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(6))
 def test_uncropped_skewed_blank_sheet_is_blank(seed: int) -> None:
     """Even straight off the scanner, skewed and framed by backing, a blank sheet is blank."""

@@ -33,8 +33,8 @@ from PIL import Image
 WORK_DPI = 150.0  # enough for pen strokes of 0.3 mm; 4x fewer pixels than a 300 dpi scan
 _MM = 25.4  # mm per inch
 
-# Darkness = 1 - pixel / local paper. Bleed-through stays under ~0.12 (with noise); notes in ink or pencil-grey
-# brush (grey 130 on paper 240) are still found at 0.35. 0.20 sits between, about the geometric mean.
+# Darkness = 1 - pixel / local paper. Bleed-through (with noise and blur) makes marks only below ~0.12; short notes
+# and signatures, down to a 0.17 mm line of grey 120 or a brush note of grey 130 on paper 240, are still found at 0.30.
 INK_DARKNESS = 0.20
 BACKING_ABSOLUTE = 0.45  # darker than this share of the paper level: backing or a hole, whatever the local estimate
 
