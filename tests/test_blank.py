@@ -190,16 +190,21 @@ def test_200_dpi_scans() -> None:
     assert_kept(detect_blank(noted_img), "a 200 dpi sheet with 同意 judged as if 300 dpi")
 
 
-def test_colour_scans_with_a_blue_pen_note() -> None:
-    """Colour scans, tinted like make_corpus's JPEGs; the note is drawn in each channel and scanned alike."""
+def test_colour_scan_of_a_blank_sheet_is_blank() -> None:
+    """Tinted like make_corpus's JPEGs."""
     page, paper = bp.blank_sheet(61)
     grey = cropped_scan(page, paper, 61)
-    blank_rgb = Image.merge("RGB", (grey, grey.point(lambda v: v * 0.99), grey.point(lambda v: v * 0.93)))
-    assert_blank(detect_blank(blank_rgb), "a colour blank sheet")
+    rgb = Image.merge("RGB", (grey, grey.point(lambda v: v * 0.99), grey.point(lambda v: v * 0.93)))
+    assert_blank(detect_blank(rgb), "a colour blank sheet")
+
+
+def test_colour_scan_with_a_blue_pen_note_is_not_blank() -> None:
+    """The note is drawn in each channel in its own shade of blue, and each channel scanned alike."""
+    page, paper = bp.blank_sheet(61)
     pen = (40, 60, 150)  # blue ballpoint
     channels = [bp.handwrite(page, "同意", (1700, 3000), ink=c) for c in pen]
-    noted_rgb = Image.merge("RGB", [cropped_scan(ch, paper, 61) for ch in channels])
-    assert_kept(detect_blank(noted_rgb), "a colour sheet with 同意 in blue pen")
+    rgb = Image.merge("RGB", [cropped_scan(ch, paper, 61) for ch in channels])
+    assert_kept(detect_blank(rgb), "a colour sheet with 同意 in blue pen")
 
 
 # --- the sample corpus and speed ----------------------------------------------------------------------------
