@@ -10,7 +10,7 @@ from PIL import Image
 
 from ocr_models.base import OcrEngine, PageText
 from workers.stages.blank import detect_blank
-from workers.stages.border import crop_border
+from workers.stages.border import crop_border, sheet_angle
 from workers.stages.compress import usage_image
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
@@ -36,12 +36,14 @@ def straighten(image: Image.Image, dpi: float, reader: LineReader) -> tuple[Imag
     orientation = detect_orientation(image, reader, dpi)
     image = turn_upright(image, orientation.turn)
     skew = estimate_skew(image, dpi)
-    image = deskew(image, skew.angle) if skew.found else image
+    angle = skew.angle if skew.found else sheet_angle(image)  # a blank back: straighten the sheet itself
+    image = deskew(image, angle) if angle else image
     image, border = crop_border(image)
     notes = {
         "turn": orientation.turn,
         "orientation_confidence": orientation.confidence,
-        "skew_deg": round(skew.angle, 3),
+        "skew_deg": round(angle or 0.0, 3),
+        "skew_from": "text" if skew.found else "sheet edges" if angle is not None else None,
         "skew_lines": skew.lines,
         "crop": list(border.box) if border.box else None,
     }

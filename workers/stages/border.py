@@ -2,8 +2,9 @@
 
 DA/T 31-2017 allows removing only what the scan added. So: find the sheet (the bright region the
 backing surrounds), cut to its bounding box on a page already turned straight, and paint paper over
-what is left of the backing in a thin band along the new edges, only where that dark band touches the
-edge. Holes, stamps and stains inside the sheet are never touched. A page with no dark backing is
+what is left of the backing: dark regions that reach outside the sheet's outline or the image's edge
+(the corners of a sheet that could not be straightened exactly, a ragged edge). Holes, stamps and
+stains inside the sheet do not reach either and are never touched. A page with no dark backing is
 returned as it is.
 """
 
@@ -16,8 +17,6 @@ import numpy as np
 from PIL import Image
 
 from workers.stages.ink import grey_array, sheet_mask
-
-EDGE_BAND = 0.006  # share of the page's size along each edge where leftover backing is painted over
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,33 @@ def find_sheet(grey: np.ndarray) -> tuple[int, int, int, int] | None:
     return int(x0 + left), int(y0 + top), int(x0 + right), int(y0 + bottom)
 
 
-def _paint_leftover(grey: np.ndarray, threshold: float) -> np.ndarray:
-    """Mask of dark pixels in a thin band along the edges that are connected to the edge."""
+def _leftover_backing(grey: np.ndarray, outside: np.ndarray, threshold: float) -> np.ndarray:
+    """Dark pixels of the backing left after the cut: dark regions that reach outside the sheet's
+    outline or the image's edge. Marks inside the sheet (holes, stamps) do not reach either."""
     h, w = grey.shape
-    band = max(2, int(EDGE_BAND * max(h, w)))
     dark = (grey < threshold).astype(np.uint8)
-    inner = np.zeros_like(dark)
-    inner[band : h - band, band : w - band] = 1
-    dark[inner > 0] = 0
+    seeds = outside.copy()
+    seeds[:2], seeds[-2:], seeds[:, :2], seeds[:, -2:] = True, True, True, True
     count, labels = cv2.connectedComponents(dark)
-    touching = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))) - {0}
-    return np.isin(labels, list(touching)) if touching else np.zeros_like(dark, dtype=bool)
+    touching = np.unique(labels[seeds & (dark > 0)])
+    touching = touching[touching > 0]
+    return np.isin(labels, touching) if len(touching) else np.zeros((h, w), dtype=bool)
+
+
+def sheet_angle(image: Image.Image) -> float | None:
+    """The sheet's own skew from its outline against the backing (degrees counter-clockwise), or None
+    without a backing. Used for pages with too little text to measure (a blank back)."""
+    grey = grey_array(image)
+    h, w = grey.shape
+    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    sheet, backing = sheet_mask(small)
+    if not backing:
+        return None
+    contours, _ = cv2.findContours(sheet.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    (_, _), (rw, rh), angle = cv2.minAreaRect(max(contours, key=cv2.contourArea))
+    # OpenCV gives the angle of one side in (0, 90]; fold it to the nearest of the sheet's axes.
+    angle = ((angle + 45) % 90) - 45
+    return float(-angle)
 
 
 def crop_border(image: Image.Image) -> tuple[Image.Image, Border]:
@@ -72,8 +87,12 @@ def crop_border(image: Image.Image) -> tuple[Image.Image, Border]:
         return image, Border(None, 0)
     cropped = image.crop(box)
     g = grey[box[1] : box[3], box[0] : box[2]]
+    h, w = grey.shape
+    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    sheet, _ = sheet_mask(small)
+    outside = cv2.resize((~sheet).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     paper = float(np.median(g))
-    mask = _paint_leftover(g, 0.6 * paper)
+    mask = _leftover_backing(g, outside[box[1] : box[3], box[0] : box[2]], 0.6 * paper)
     painted = int(mask.sum())
     if painted:
         a = np.array(cropped)
