@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from ocr_models.rapidocr import read_lines
 from tests.blank_pages import blank_sheet, scan, text_page
 from tests.conftest import REAL
-from workers.stages.border import crop_border
+from workers.stages.border import crop_border, sheet_angle
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.orientation import detect_orientation, turn_upright
 
@@ -123,3 +123,22 @@ def test_a_page_without_backing_is_not_cropped() -> None:
     cropped, border = crop_border(page)
     assert border.box is None
     assert cropped.size == page.size
+
+
+def test_a_blank_back_is_straightened_by_its_outline_and_no_backing_is_left() -> None:
+    sheet, paper = blank_sheet(7)
+    scanned = scan(sheet, paper, 7, angle=3.3)
+    angle = sheet_angle(scanned)
+    assert angle == pytest.approx(3.3, abs=0.1)
+    straight, _ = crop_border(deskew(scanned, angle))
+    assert abs(straight.width - sheet.width) <= 6 and abs(straight.height - sheet.height) <= 6
+    # Cut without straightening: the backing's corner wedges are painted over, the sheet is kept.
+    cut, border = crop_border(scanned)
+    dark = np.asarray(cut.convert("L")) < 0.5 * paper
+    assert border.painted > 0
+    assert dark.mean() < 0.002  # at most the sheet's own punch holes
+
+
+def test_a_page_without_backing_has_no_outline_angle() -> None:
+    with Image.open(REAL / "typewriter.png") as im:
+        assert sheet_angle(im.convert("L")) is None
