@@ -45,6 +45,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import cv2
 
     cv2.setNumThreads(1)  # one worker per core: a page's image work stays on its own core
+    from ocr_models import rapidocr
+
+    # Load the PP-OCR models once, before RQ forks a work horse per page: every horse then starts
+    # with them in memory (shared, copy-on-write) instead of loading them again for each page.
+    rapidocr.detector()
+    rapidocr.recogniser()
     connection = q.connect(settings)
     worker = Worker(
         [q.get_queue(connection)],

@@ -51,7 +51,9 @@ def start(directory: Path, socket: Path, *, port: int = 0) -> subprocess.Popen[b
         "--daemonize", "no",
         "--logfile", str(directory / "redis.log"),
     ]  # fmt: skip
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    # Its own session: a Ctrl-C or a signal to the station's process group must not stop Redis before
+    # the workers have finished (the supervisor stops it last).
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
     client = redis.Redis(unix_socket_path=str(socket))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
