@@ -51,6 +51,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # with them in memory (shared, copy-on-write) instead of loading them again for each page.
     rapidocr.detector()
     rapidocr.recogniser()
+    import workers.jobs  # noqa: F401  (the jobs' imports, half a second, paid once and not per page)
     connection = q.connect(settings)
     worker = Worker(
         [q.get_queue(connection)],

@@ -81,6 +81,10 @@ def test_batch_list_and_detail_show_pages_and_reasons(
     assert good["pages"] == {"total": 2, "done": 0, "blank": 0, "failed": 0}
     detail = client.get(f"/api/batches/{good['id']}", headers=headers).json()
     assert [p["source"] for p in detail["page_list"]] == ["scan_0001.jpg#1", "scan_0002.jpg#1"]
+    assert [(p["source_file"], p["source_page"]) for p in detail["page_list"]] == [
+        ("scan_0001.jpg", 1),
+        ("scan_0002.jpg", 1),
+    ]
     assert [o["name"] for o in detail["originals"] if o["quarantined"]] == ["notes.txt"]
     reply = client.get(f"/api/batches/{good['id']}/pdf", headers=headers)
     assert reply.status_code == 404 and "no PDF yet" in reply.json()["detail"]

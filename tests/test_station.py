@@ -124,7 +124,7 @@ def test_station_end_to_end_with_bad_inputs_and_clean_stop(station: Station, tmp
     station.start()
     staging = tmp_path / "staging" / "C015-WS·2013-Y-BGS-0001"
     staging.mkdir(parents=True)
-    for f in ["scan_0008.png", "scan_0006.jpg", "scan_0003.jpg"]:
+    for f in ["scan_0008.png", "scan_0006.jpg", "scan_0002.jpg"]:  # upright, a blank back, upside down
         shutil.copy(SAMPLE / f, staging / f)
     (staging / ".done").touch()
     os.rename(staging, station.inbox / staging.name)  # as an operator moves a finished folder in
@@ -138,6 +138,14 @@ def test_station_end_to_end_with_bad_inputs_and_clean_stop(station: Station, tmp
     good = by_name.pop("C015-WS·2013-Y-BGS-0001")
     assert good["state"] in ("done", "needs_review")
     assert good["pages"] == {"total": 3, "done": 3, "blank": 1, "failed": 0}
+    # What the stages did to each page, as the API reports it, against the sample's truth.
+    truth = {e["file"]: e for e in json.loads((SAMPLE.parent / "truth.json").read_text(encoding="utf-8"))}
+    detail = json.loads(_get(f"{station.base}/api/batches/{good['id']}", station.token)[1])
+    for page in detail["page_list"]:
+        want = truth[page["source_file"]]
+        assert page["details"]["turn"] == want["turn_deg"], page
+        assert abs(page["details"]["skew_deg"] - want["skew_deg"]) < 0.1, page
+        assert ("blank" in page["flags"]) == want["blank"], page
     for name, batch in by_name.items():
         assert batch["state"] == "failed" and batch["error"], name
     assert _get(station.base + "/healthz")[0] == 200

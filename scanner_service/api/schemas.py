@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class PagePublic(BaseModel):
@@ -17,7 +18,14 @@ class PagePublic(BaseModel):
     dpi: float | None
     error: str | None
     error_code: str | None
-    source: str
+    source: str  # "file#page", kept for older clients
+    source_file: str
+    source_page: int  # 1-based page of that file
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What the page stages did: turn, skew_deg (and whether measured from text or the sheet's "
+        "edges), crop box, orientation_confidence, blank verdict, usage encoding",
+    )
 
 
 class OriginalPublic(BaseModel):

@@ -78,6 +78,9 @@ def get_batch(batch_id: int, session: SessionDep, _token: CurrentToken) -> dict:
                 error=p.error,
                 error_code=p.error_code,
                 source=f"{names.get(p.original_id, '?')}#{p.source_index + 1}",
+                source_file=names.get(p.original_id, "?"),
+                source_page=p.source_index + 1,
+                details=dict(p.details or {}),
             )
             for p in batch.pages
         ],
