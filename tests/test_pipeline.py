@@ -64,10 +64,10 @@ def test_batch_becomes_a_searchable_pdfa(station_env: Settings, redis_conn: redi
     text = pdftotext(pdf)
     pages = text.split("\f")
     assert "保定市" in pages[0] and "保定市" in pages[1]
-    # scan_0008: a two-character name is found as a viewer's search finds it, in reading order, and
-    # no space is put between Chinese characters.
-    first = pages[0]
-    assert first.index("农村土地承包经营权合同") < first.index("侯福") < first.index("萧桂霞") < first.index("签订日期")
+    # scan_0008 (pages are in file-name order): a two-character name is found as a viewer's search
+    # finds it, in reading order, and no space is put between Chinese characters.
+    last = pages[1]
+    assert last.index("农村土地承包经营权合同") < last.index("侯福") < last.index("萧桂霞") < last.index("签订日期")
     assert not re.search(r"[\u4e00-\u9fff] +[\u4e00-\u9fff]", text)
     # The masters are kept as scanned.
     originals = Path(station_env.spool_dir / str(batch.id) / "originals")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from ocr_models.base import OcrEngine, PageText
@@ -83,6 +84,22 @@ def process_page_image(
     if dpi < MIN_DPI:
         flags.append("low_resolution")
     return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)
+
+
+def warm_up(engine: OcrEngine, folder: Path) -> None:
+    """Run one made-up page through every stage. A worker does this before RQ forks its first work
+    horse, so the first-call costs (onnxruntime's session set-up, Pillow's plug-ins, OpenCV's
+    kernels; about a second in all) are paid once, not in every page job."""
+    page = Image.new("L", (2480, 3508), 235)
+    a = np.array(page)
+    for row in range(500, 3000, 120):
+        a[row : row + 60, 330:2150:70] = 30  # rows of dark blocks, like lines of characters
+    path = folder / "warm-up.png"
+    Image.fromarray(a).rotate(1.5, expand=True, fillcolor=40).save(path, dpi=(300, 300))
+    try:
+        process_page_image(path, 0, engine=engine, max_pixels=10**8, render_dpi=300, min_confidence=0)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def default_reader() -> LineReader:
