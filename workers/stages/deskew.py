@@ -77,6 +77,8 @@ def fit_lines(x: np.ndarray, y: np.ndarray, angle: float, bin_px: float) -> tupl
         return None
     slopes = np.where(usable, sxy / np.maximum(sxx, 1e-9), 0.0)
     agree = usable & (np.abs(slopes - np.median(slopes[usable])) < LINE_SLOPE_AGREEMENT)
+    if not agree.any() or sxx[agree].sum() <= 0:
+        return None
     slope = sxy[agree].sum() / sxx[agree].sum()
     return -math.degrees(math.atan(slope)), int(agree.sum())
 

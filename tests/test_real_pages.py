@@ -1,0 +1,32 @@
+"""Latin and English pages from other projects' test suites still come out upright and readable."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocr_models.registry import build_engine
+from tests.conftest import REAL
+from workers.pipeline import process_page_image
+
+CASES = [
+    ("typewriter.png", 0, ["Linzensoep", "kruidnagel"]),
+    ("baiona_color.jpg", 0, ["BAIONA", "Komunikabideak"]),
+    ("baiona_gray.png", 0, ["BAIONA", "Trenbideak"]),
+    ("multipage.pdf", 0, ["tip-toeing", "garden"]),
+    ("multipage.pdf", 2, ["Support", "Oppose"]),
+    ("francais.pdf", 0, ["whisky", "juge"]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "index", "words"), CASES)
+def test_latin_page_stays_upright_and_readable(name: str, index: int, words: list[str]) -> None:
+    engine = build_engine("rapidocr", languages="", timeout=120)
+    outcome = process_page_image(
+        REAL / name, index, engine=engine, max_pixels=150_000_000, render_dpi=300, min_confidence=60
+    )
+    assert outcome.details["turn"] == 0
+    assert abs(outcome.details["skew_deg"]) < 1.0
+    assert not outcome.blank
+    for word in words:
+        assert word in outcome.text.text
