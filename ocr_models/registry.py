@@ -8,7 +8,6 @@ and are the files listed here (SHA-256), so a station cannot silently run with o
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,14 +91,6 @@ def model_dir(name: str) -> Path:
     return tessdata_dir()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @functools.cache
 def check(name: str, languages: str = "") -> EngineInfo:
     """The engine's registry entry, after checking its program and model files; raises with what to do."""
@@ -110,12 +101,14 @@ def check(name: str, languages: str = "") -> EngineInfo:
         from workers.exec import tesseract
 
         tesseract.check(languages or info.languages)
+    from scanner_service.intake import sha256_of
+
     folder = model_dir(name)
     for model in info.models:
         path = folder / model.name
         if not path.is_file():
             raise MissingProgram(f"{name}: model file {path} is missing; reinstall from {info.package}.")
-        if _sha256(path) != model.sha256:
+        if sha256_of(path) != model.sha256:
             raise MissingProgram(
                 f"{name}: model file {path} is not the one in the registry (SHA-256 differs); "
                 f"install {info.package} {info.version}, or update ocr_models/registry.py after a benchmark."
