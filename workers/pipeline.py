@@ -36,7 +36,7 @@ def straighten(image: Image.Image, dpi: float, reader: LineReader) -> tuple[Imag
         image = image.convert("L" if image.mode in ("1", "I;16", "I", "F") else "RGB")
     orientation = detect_orientation(image, reader, dpi)
     image = turn_upright(image, orientation.turn)
-    skew = estimate_skew(image, dpi)
+    skew = orientation.skew if orientation.skew is not None else estimate_skew(image, dpi)
     angle = skew.angle if skew.found else sheet_angle(image)  # a blank back: straighten the sheet itself
     image = deskew(image, angle) if angle else image
     image, border = crop_border(image)

@@ -31,11 +31,20 @@ def _sheet_edges(bright_rows: np.ndarray) -> tuple[int, int]:
     return (int(inside[0]), int(inside[-1]) + 1) if len(inside) else (0, len(bright_rows))
 
 
-def find_sheet(grey: np.ndarray) -> tuple[int, int, int, int] | None:
-    """The sheet's bounding box in full-image pixels, or None when no dark backing surrounds it."""
+def _quarter_sheet(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """A quarter-size copy, the sheet on it, and whether a backing surrounds the sheet."""
     h, w = grey.shape
     small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
     sheet, backing = sheet_mask(small)
+    return small, sheet, backing
+
+
+def find_sheet(
+    grey: np.ndarray, quarter: tuple[np.ndarray, np.ndarray, bool] | None = None
+) -> tuple[int, int, int, int] | None:
+    """The sheet's bounding box in full-image pixels, or None when no dark backing surrounds it."""
+    h, w = grey.shape
+    small, sheet, backing = quarter or _quarter_sheet(grey)
     if not backing:
         return None
     ys, xs = np.nonzero(sheet)
@@ -66,10 +75,7 @@ def _leftover_backing(grey: np.ndarray, outside: np.ndarray, threshold: float) -
 def sheet_angle(image: Image.Image) -> float | None:
     """The sheet's own skew from its outline against the backing (degrees counter-clockwise), or None
     without a backing. Used for pages with too little text to measure (a blank back)."""
-    grey = grey_array(image)
-    h, w = grey.shape
-    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-    sheet, backing = sheet_mask(small)
+    _, sheet, backing = _quarter_sheet(grey_array(image))
     if not backing:
         return None
     contours, _ = cv2.findContours(sheet.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -82,14 +88,14 @@ def sheet_angle(image: Image.Image) -> float | None:
 def crop_border(image: Image.Image) -> tuple[Image.Image, Border]:
     """The sheet without the scanner backing around it (call after deskew)."""
     grey = grey_array(image)
-    box = find_sheet(grey)
+    quarter = _quarter_sheet(grey)
+    box = find_sheet(grey, quarter)
     if box is None:
         return image, Border(None, 0)
     cropped = image.crop(box)
     g = grey[box[1] : box[3], box[0] : box[2]]
     h, w = grey.shape
-    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-    sheet, _ = sheet_mask(small)
+    sheet = quarter[1]
     outside = cv2.resize((~sheet).astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     paper = float(np.median(g))
     mask = _leftover_backing(g, outside[box[1] : box[3], box[0] : box[2]], 0.6 * paper)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from workers.stages.deskew import MAX_SKEW, best_profile_angle, deskew, estimate_skew_from_ink
+from workers.stages.deskew import MAX_SKEW, Skew, best_profile_angle, deskew, estimate_skew_from_ink
 from workers.stages.ink import InkMap, grey_array, ink_map
 
 # Reads single text lines: crops in, (text, confidence 0..1) out. ocr_models.rapidocr.read_lines is one.
@@ -40,6 +40,9 @@ class Orientation:
     confidence: float  # 0..1
     axis_ratio: float  # sharpness of rows over columns in the scan (> 1: lines run across)
     reading: tuple[float, float]  # mean reading confidence as turned back, and the other way up
+    # The skew measured on the way (the same whether the page is then turned 180° or not), so the
+    # deskew stage need not measure it again; None when no text was legible.
+    skew: Skew | None = None
 
     @property
     def sure(self) -> bool:
@@ -98,38 +101,48 @@ def _reading(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, int]:
     return float(np.mean([score for _, score in read])), sum(ch.isalnum() for text, _ in read for ch in text)
 
 
-def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float) -> tuple[float, float, bool]:
-    """Turn the scan back by ``base``, level it, and read its longest lines as they are and upside down:
-    (confidence as is, confidence upside down, whether anything legible was read)."""
+@dataclass(frozen=True)
+class _Reading:
+    as_is: float  # mean confidence reading the lines as they are
+    flipped: float  # ... and upside down
+    legible: bool
+    skew: Skew
+
+
+def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float, ink: InkMap | None = None) -> _Reading:
+    """Turn the scan back by ``base``, level it, and read its longest lines as they are and upside down.
+    ``ink`` is the scan's ink map when ``base`` is 0 (it is the same)."""
     across = turn_upright(Image.fromarray(grey), base)
-    skew = estimate_skew_from_ink(ink_map(np.asarray(across), dpi), dpi)
+    skew = estimate_skew_from_ink(ink if ink is not None and base == 0 else ink_map(np.asarray(across), dpi), dpi)
     crops = line_crops(np.asarray(deskew(across, skew.angle)), dpi)
     if not crops:
-        return 0.0, 0.0, False
+        return _Reading(0.0, 0.0, False, skew)
     as_is, letters = _reading(reader, crops)
     flipped, letters_flipped = _reading(reader, [np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
     legible = max(as_is, flipped) >= READABLE and max(letters, letters_flipped) >= MIN_LETTERS
-    return as_is, flipped, legible
+    return _Reading(as_is, flipped, legible, skew)
 
 
 def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300) -> Orientation:
     """How the scan is turned; turn it back with ``turn_upright(image, turn)``."""
     grey = grey_array(image)
-    ratio = axis_ratio(ink_map(grey, dpi), dpi)
+    ink = ink_map(grey, dpi)
+    ratio = axis_ratio(ink, dpi)
     base = 90 if ratio < 1.0 else 0
-    as_is, flipped, legible = _read_both_ways(grey, base, reader, dpi)
+    read = _read_both_ways(grey, base, reader, dpi, ink)
     axis_conf = min(1.0, abs(float(np.log(max(ratio, 1e-9)))) / float(np.log(AXIS_SURE)))
-    if not legible:  # the profile may have chosen wrong (little text, a table): try the other axis
+    if not read.legible:  # the profile may have chosen wrong (little text, a table): try the other axis
         base = 90 - base
-        as_is, flipped, legible = _read_both_ways(grey, base, reader, dpi)
+        read = _read_both_ways(grey, base, reader, dpi, ink)
         axis_conf = 0.0
+    as_is, flipped, legible = read.as_is, read.flipped, read.legible
     reading = (round(as_is, 3), round(flipped, 3))
     if not legible:
         # Nothing legible either way (a blank sheet's holes, a photo): leave the page as it is.
         return Orientation(0, 0.0, round(float(ratio), 3), reading)
     turn = (base + (180 if flipped > as_is else 0)) % 360
     read_conf = min(1.0, abs(as_is - flipped) / READ_SURE)
-    return Orientation(turn, round(float(min(axis_conf, read_conf)), 3), round(float(ratio), 3), reading)
+    return Orientation(turn, round(float(min(axis_conf, read_conf)), 3), round(float(ratio), 3), reading, read.skew)
 
 
 def turn_upright(image: Image.Image, turn: int) -> Image.Image:
