@@ -27,7 +27,7 @@ LineReader = Callable[[Sequence[np.ndarray]], list[tuple[str, float]]]
 
 LINES_READ = 4
 MIN_LINE_HEIGHT_IN = 0.04  # a text line is at least this high (about 3 pt type)
-MAX_CROP_RATIO = 25
+MAX_CROP_RATIO = 12
 AXIS_SURE = 1.08  # rows this much sharper than columns (or the reverse) decide the axis with confidence
 READ_SURE = 0.3  # mean reading confidence one way ahead of the other by this much decides up/down
 READABLE = 0.5  # below this mean reading confidence both ways, the lines are not text the reader knows
