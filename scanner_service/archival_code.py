@@ -238,28 +238,25 @@ def _fail(shown: str, part: str, problem: str) -> NoReturn:
     raise InvalidArchivalCode(f"{shown}: {_LABELS[part]} {problem}", part=part)
 
 
-def _check_fonds(shown: str, token: str) -> str:
+def _match(shown: str, part: str, token: str, pattern: re.Pattern[str], want: str) -> str:
+    """The token if it is there and has its part's shape; otherwise the error naming that part."""
     if not token:
-        _fail(shown, "fonds", "missing")
-    if not _FONDS.fullmatch(token):
-        _fail(shown, "fonds", f'"{token}" must be 1-8 letters or digits such as C015')
+        _fail(shown, part, "missing")
+    if not pattern.fullmatch(token):
+        _fail(shown, part, f'"{token}" must be {want}')
     return token
+
+
+def _check_fonds(shown: str, token: str) -> str:
+    return _match(shown, "fonds", token, _FONDS, "1-8 letters or digits such as C015")
 
 
 def _check_category(shown: str, token: str) -> str:
-    if not token:
-        _fail(shown, "category", "missing")
-    if not _CATEGORY.fullmatch(token):
-        _fail(shown, "category", f'"{token}" must be 2-4 letters such as WS')
-    return token
+    return _match(shown, "category", token, _CATEGORY, "2-4 letters such as WS")
 
 
 def _check_year(shown: str, token: str) -> int:
-    if not token:
-        _fail(shown, "year", "missing")
-    if not _YEAR.fullmatch(token):
-        _fail(shown, "year", f'"{token}" must be 4 digits')
-    year = int(token)
+    year = int(_match(shown, "year", token, _YEAR, "4 digits"))
     if not YEAR_MIN <= year <= YEAR_MAX:
         _fail(shown, "year", f'"{token}" must be between {YEAR_MIN} and {YEAR_MAX}')
     return year
