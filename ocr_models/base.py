@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from PIL import Image
+
+
+def is_cjk(ch: str) -> bool:
+    """A wide (CJK) character: no space goes next to it in Chinese text."""
+    return unicodedata.east_asian_width(ch) in ("W", "F")
+
+
+def join_pieces(pieces: list[str]) -> str:
+    """Join the words or boxes of one line: nothing next to a Chinese character, one space between Latin words."""
+    out = ""
+    for piece in pieces:
+        if out and not (is_cjk(out[-1]) or is_cjk(piece[0])):
+            out += " "
+        out += piece
+    return out
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ocr_models.base import PageText, TextLine
+from ocr_models.base import PageText, TextLine, is_cjk, join_pieces
 from scanner_service.exceptions import ConfigError, TransientError
 
 # Longest side of the page image given to the detector: an A4 page at 300 dpi is reduced to 36 %,
@@ -119,7 +119,7 @@ def _clean(text: str) -> str:
     for i, ch in enumerate(text):
         if ch == " " and 0 < i < len(text) - 1:
             before, after = text[i - 1], text[i + 1]
-            if unicodedata.east_asian_width(before) in "WF" or unicodedata.east_asian_width(after) in "WF":
+            if is_cjk(before) or is_cjk(after):
                 continue
         out.append(ch)
     return "".join(out)
@@ -162,16 +162,6 @@ class RapidOcrEngine:
         return result
 
 
-def _join(texts: list[str]) -> str:
-    """Pieces of one row: nothing between Chinese pieces, a space between Latin ones."""
-    out = ""
-    for text in texts:
-        if out and not (unicodedata.east_asian_width(out[-1]) in "WF" or unicodedata.east_asian_width(text[0]) in "WF"):
-            out += " "
-        out += text
-    return out
-
-
 def _row_line(pieces: list[tuple[np.ndarray, str, float]], size: tuple[int, int]) -> TextLine:
     """One line per row of the page, however many boxes the detector split it into (a signature row
     with wide spaces): a PDF reader then keeps the row's pieces in order instead of taking the gaps
@@ -182,4 +172,4 @@ def _row_line(pieces: list[tuple[np.ndarray, str, float]], size: tuple[int, int]
     chars = [len(text) for _, text, _ in pieces]
     confidence = sum(score * n for (_, _, score), n in zip(pieces, chars, strict=True)) / sum(chars)
     box = (max(0, round(x0)), max(0, round(y0)), min(size[0], round(x1)), min(size[1], round(y1)))
-    return TextLine(text=_join([text for _, text, _ in pieces]), box=box, confidence=round(confidence * 100, 2))
+    return TextLine(text=join_pieces([text for _, text, _ in pieces]), box=box, confidence=round(confidence * 100, 2))

@@ -4,28 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import unicodedata
 
 import pytesseract
 from PIL import Image
 
-from ocr_models.base import PageText, TextLine
+from ocr_models.base import PageText, TextLine, join_pieces
 from scanner_service.exceptions import TransientError
 from workers.exec.tesseract import single_thread_env
-
-
-def _is_cjk(ch: str) -> bool:
-    return unicodedata.east_asian_width(ch) in ("W", "F")
-
-
-def _join(words: list[str]) -> str:
-    """Join Tesseract's words: no space between Chinese characters, one space between Latin words."""
-    out = ""
-    for word in words:
-        if out and not (_is_cjk(out[-1]) or _is_cjk(word[0])):
-            out += " "
-        out += word
-    return out
 
 
 class TesseractEngine:
@@ -68,5 +53,5 @@ class TesseractEngine:
             y1 = max(data["top"][i] + data["height"][i] for i in idx)
             chars = [len(w) for w in words]
             conf = sum(float(data["conf"][i]) * n for i, n in zip(idx, chars, strict=True)) / sum(chars)
-            result.lines.append(TextLine(text=_join(words), box=(x0, y0, x1, y1), confidence=conf))
+            result.lines.append(TextLine(text=join_pieces(words), box=(x0, y0, x1, y1), confidence=conf))
         return result

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from workers.stages.ink import grey_array, sheet_mask
+from workers.stages.ink import grey_array, quarter, sheet_mask
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,7 @@ def _sheet_edges(bright_rows: np.ndarray) -> tuple[int, int]:
 
 def _quarter_sheet(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """A quarter-size copy, the sheet on it, and whether a backing surrounds the sheet."""
-    h, w = grey.shape
-    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    small = quarter(grey)
     sheet, backing = sheet_mask(small)
     return small, sheet, backing
 

@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from workers.stages.ink import paper_level
+
 COLOUR_CHROMA = 60  # max-min of R, G, B (0..255) on a smoothed page: a stamp's red is > 100, paper tint < 25
 COLOUR_SHARE = 0.0005  # share of the page that must be that colourful
 PICTURE_SHARE = 0.01  # share of the page covered by solid mid-tones (not stroke edges) that makes it a picture
@@ -29,14 +31,6 @@ class Encoding:
     picture_share: float
 
 
-def _paper(grey: np.ndarray) -> np.ndarray:
-    """The paper's brightness at each pixel: a grey closing (print removed) on a quarter-size copy."""
-    h, w = grey.shape
-    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
-    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (31, 31)))
-    return cv2.resize(closed, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
-
-
 def choose_encoding(image: Image.Image) -> Encoding:
     rgb = np.asarray(image.convert("RGB"))
     h, w = rgb.shape[:2]
@@ -45,7 +39,7 @@ def choose_encoding(image: Image.Image) -> Encoding:
     colour = float((chroma > COLOUR_CHROMA).mean())
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     half = cv2.resize(grey, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    norm = half.astype(np.float32) / np.maximum(_paper(half), 1)
+    norm = half.astype(np.float32) / np.maximum(paper_level(half), 1)
     mid = ((norm > 0.3) & (norm < 0.85)).astype(np.uint8)
     solid = cv2.morphologyEx(mid, cv2.MORPH_OPEN, np.ones((9, 9), np.uint8))  # stroke edges are thinner
     picture = float(solid.mean())
@@ -59,7 +53,7 @@ def choose_encoding(image: Image.Image) -> Encoding:
 def binarise(image: Image.Image) -> Image.Image:
     """1-bit page: black where the print is clearly darker than the paper around it."""
     grey = np.asarray(image.convert("L"))
-    ink = grey.astype(np.float32) < BILEVEL_DARKER_THAN * _paper(grey)
+    ink = grey.astype(np.float32) < BILEVEL_DARKER_THAN * paper_level(grey)
     return Image.fromarray(np.where(ink, 0, 255).astype(np.uint8)).convert("1", dither=Image.Dither.NONE)
 
 

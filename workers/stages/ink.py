@@ -43,6 +43,24 @@ def _odd(n: float) -> int:
     return max(3, int(n) // 2 * 2 + 1)
 
 
+def quarter(grey: np.ndarray) -> np.ndarray:
+    """A quarter-size copy (area-averaged): enough to find the sheet and the paper's brightness."""
+    h, w = grey.shape
+    return cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+
+
+def paper_level(
+    grey: np.ndarray, *, dpi: float = 300, small: np.ndarray | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The paper's own brightness at each pixel (of ``grey``, or at ``size`` = (w, h)), print removed:
+    a grey closing wider than a character on a quarter-size copy (``small`` if already made)."""
+    small = quarter(grey) if small is None else small
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_odd(31 * dpi / 300),) * 2)
+    closed = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
+    target = size or (grey.shape[1], grey.shape[0])
+    return cv2.resize(closed, target, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
 def sheet_mask(small: np.ndarray) -> tuple[np.ndarray, bool]:
     """The sheet on a reduced grey image (its convex hull, so print does not punch holes in it) and
     whether a dark backing surrounds it."""
@@ -67,14 +85,11 @@ def sheet_mask(small: np.ndarray) -> tuple[np.ndarray, bool]:
 def ink_map(grey: np.ndarray, dpi: float = 300) -> InkMap:
     h, w = grey.shape
     scale = dpi / 300
-    small = cv2.resize(grey, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    small = quarter(grey)
     sheet, backing = sheet_mask(small)
-    # The paper's own brightness, print removed: a grey closing wider than a character.
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (_odd(31 * scale),) * 2)
-    paper = cv2.morphologyEx(small, cv2.MORPH_CLOSE, kernel)
     half_size = (max(1, w // 2), max(1, h // 2))
     half = cv2.resize(grey, half_size, interpolation=cv2.INTER_AREA).astype(np.float32)
-    paper_half = cv2.resize(paper, half_size, interpolation=cv2.INTER_LINEAR).astype(np.float32)
+    paper_half = paper_level(grey, dpi=dpi, small=small, size=half_size)
     inner = cv2.erode(sheet.astype(np.uint8), np.ones((_odd(8 * scale),) * 2, np.uint8))
     inner_half = cv2.resize(inner, half_size, interpolation=cv2.INTER_NEAREST) > 0
     ink = (half < INK_DARKER_THAN * paper_half) & inner_half
