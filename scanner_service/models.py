@@ -1,15 +1,17 @@
-"""The catalogue: batches as received, their originals and pages, and API tokens (SQLAlchemy 2)."""
+"""The catalogue (SQLAlchemy 2): batches as received with their originals and pages; the archive of fonds,
+items (件) and their filed pages; the search index; events, the access log (利用登记), grants and API tokens."""
 
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Enum,
     Float,
@@ -62,6 +64,9 @@ class Batch(Base):
     assembly_queued: Mapped[bool] = mapped_column(Boolean, default=False)
     pdf_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     pdf_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    filing: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, doc="What filing did or proposes: items and their pages, problems that stopped it"
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -132,7 +137,179 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
-    fonds: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    fonds: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="Comma-separated fonds codes the token is limited to; empty = every fonds"
+    )
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    @property
+    def fonds_list(self) -> list[str]:
+        return [f.strip().upper() for f in (self.fonds or "").split(",") if f.strip()]
+
+
+class Fonds(Base):
+    """A 全宗: one village, community or township unit, with how its 档号 are written."""
+
+    __tablename__ = "fonds"
+
+    code: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    code_style: Mapped[str] = mapped_column(
+        String(10), default="dat22", doc="dat22 (C015-WS·2013-Y-…) or dat13 (…·Y·…)"
+    )
+    allow_new_items: Mapped[bool] = mapped_column(
+        Boolean, default=True, doc="A batch named by a 档号 not in the catalogue creates the item"
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Item(Base):
+    """A 件: the unit of filing, with its DA/T 18 description and its filed pages."""
+
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_key: Mapped[str] = mapped_column(
+        String(128), unique=True, doc="The 档号 in DA/T 22 form: one key for both forms"
+    )
+    archival_code: Mapped[str] = mapped_column(String(128), doc="The 档号 as its fonds writes it")
+    fonds: Mapped[str] = mapped_column(ForeignKey("fonds.code"), index=True)
+    category: Mapped[str] = mapped_column(String(8), index=True)
+    year: Mapped[int] = mapped_column(Integer, index=True)
+    retention: Mapped[str] = mapped_column(String(8))
+    org: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    volume: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    item_no: Mapped[int] = mapped_column(Integer)
+    serial: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="序号 in the catalogue")
+    title: Mapped[str | None] = mapped_column(Text, nullable=True, doc="题名")
+    author: Mapped[str | None] = mapped_column(Text, nullable=True, doc="责任者")
+    date_text: Mapped[str | None] = mapped_column(String(40), nullable=True, doc="日期 as written")
+    date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    doc_number: Mapped[str | None] = mapped_column(String(200), nullable=True, doc="文件编号 (文号)")
+    expected_pages: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="页数 in the catalogue")
+    classification: Mapped[str | None] = mapped_column(String(20), nullable=True, doc="密级")
+    open_status: Mapped[str | None] = mapped_column(String(20), nullable=True, doc="开放标识")
+    note: Mapped[str | None] = mapped_column(Text, nullable=True, doc="附注 (备注)")
+    pages_filed: Mapped[int] = mapped_column(Integer, default=0)
+    page_check: Mapped[str | None] = mapped_column(
+        String(20), nullable=True, doc="missing_pages (漏扫) or extra_pages (多扫) against 页数"
+    )
+    folder: Mapped[str] = mapped_column(Text, doc="Item folder, relative to the archive folder")
+    pdf_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pdf_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdf_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=0, doc="Goes up at every filing that changes the pages")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    filed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    pages: Mapped[list[ItemPage]] = relationship(
+        back_populates="item", order_by="ItemPage.serial", cascade="all, delete-orphan"
+    )
+
+
+class ItemPage(Base):
+    """A page of an item, at its serial (= its page number in the item's PDF)."""
+
+    __tablename__ = "item_pages"
+    __table_args__ = (UniqueConstraint("item_id", "serial"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    serial: Mapped[int] = mapped_column(Integer)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), nullable=True)
+    batch_seq: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="The page's number in its batch")
+    master_name: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    item: Mapped[Item] = relationship(back_populates="pages")
+
+
+class ArchiveFile(Base):
+    """A file in the archive with the SHA-256 recorded when it was written: what ``scanstation audit`` checks."""
+
+    __tablename__ = "archive_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), nullable=True, index=True)
+    path: Mapped[str] = mapped_column(Text, unique=True, doc="Relative to the archive folder")
+    kind: Mapped[str] = mapped_column(String(20), doc="master, pdf, usage, text, hocr, thumbnail, manifest")
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SearchEntry(Base):
+    """One page's text in the search index: a filed item's page, or a batch's page not filed yet.
+
+    ``terms`` is the text as the full-text index sees it: every Chinese character its own token, so a
+    two-character name is a two-token phrase (SQLite FTS5 table ``search_fts``; PostgreSQL GIN index).
+    """
+
+    __tablename__ = "search_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), nullable=True, index=True)
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("batches.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    page_no: Mapped[int] = mapped_column(Integer)
+    fonds: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    category: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    year: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    terms: Mapped[str] = mapped_column(Text)
+
+
+class Event(Base):
+    """Something a downstream system wants to learn: an item filed, its pages or description changed."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    archival_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    fonds: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), nullable=True)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AccessRecord(Base):
+    """利用登记: one download or page view: who, what, when, and the purpose if given."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"), nullable=True)
+    who: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(20), doc="pdf, page_text, page_hocr, page_image, thumbnail")
+    archival_code: Mapped[str] = mapped_column(String(128), index=True)
+    fonds: Mapped[str] = mapped_column(String(16), index=True)
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    byte_range: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    client: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+
+class Grant(Base):
+    """An archivist's permission for one token to see one restricted item (密级 or not open)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("token_id", "item_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    granted_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
