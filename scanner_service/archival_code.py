@@ -200,17 +200,21 @@ class ArchivalCode:
         """(fonds, category, year): the archive folder is data/archive/<fonds>/<category>/<year>/."""
         return (self.fonds, self.category, str(self.year))
 
+    def master_stem(self, page: int, style: CodeStyle = DAT22) -> str:
+        """The master file name without its extension: 档号 + ``-`` + 4-digit page serial (1-9999)."""
+        if not 1 <= page <= 9999:
+            raise ValueError(f"page {page} must be between 1 and 9999")
+        return f"{self.format(style)}{DASH}{page:04d}"
+
     def master_name(self, page: int, ext: str, style: CodeStyle = DAT22) -> str:
         """DA/T 31-2017 master file name: 档号 + ``-`` + 4-digit page serial, e.g. ``C015-WS·2013-Y-BGS-0012-0001.tif``.
 
         ``ext`` may be given with or without its dot; ``page`` counts from 1 to 9999.
         """
-        if not 1 <= page <= 9999:
-            raise ValueError(f"page {page} must be between 1 and 9999")
         ext = ext.lstrip(".")
         if not ext:
             raise ValueError("a master file needs an extension")
-        return f"{self.format(style)}{DASH}{page:04d}.{ext}"
+        return f"{self.master_stem(page, style)}.{ext}"
 
     def sort_key(self) -> tuple[str, str, int, int, str, int, int]:
         """Archival order: fonds, category, year, retention (永久, 30年, 10年), org, volume, item.
@@ -345,3 +349,8 @@ def is_archival_code(text: str) -> bool:
     except InvalidArchivalCode:
         return False
     return True
+
+
+def style_of(text: str) -> CodeStyle:
+    """The style a written 档号 uses: DA/T 13 when its year and retention are joined by ``·``."""
+    return DAT13 if re.search(rf"{DOT}[0-9]{{4}}{DOT}", _normalise(text)) else DAT22

@@ -166,6 +166,82 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from scanner_service.db import migrate, session_scope
+    from scanner_service.models import ApiToken
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        for t in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+            state = " (revoked)" if t.revoked else ""
+            print(f"{t.id}\t{t.role.value}\t{t.fonds or '*'}\t{t.name}{state}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from scanner_service.db import migrate, session_scope
+    from scanner_service.fixity import audit
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        report = audit(session, settings.archive_dir, fonds=args.fonds)
+    for line in report.lines():
+        print(line)
+    mib = report.bytes_read / 2**20
+    verdict = "OK" if report.ok else f"{len(report.changed)} changed, {len(report.missing)} missing"
+    print(f"audit: {report.checked} files checked ({mib:.1f} MiB), {verdict}, {len(report.untracked)} untracked")
+    return 0 if report.ok else 11
+
+
+def cmd_catalogue_import(args: argparse.Namespace) -> int:
+    from scanner_service.catalogue_import import read_catalogue
+    from scanner_service.catalogue_store import import_catalogue
+    from scanner_service.db import migrate, session_scope
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    imported = read_catalogue(Path(args.file), sheet=args.sheet)
+    with session_scope(settings.effective_database_url) as session:
+        counts = import_catalogue(session, imported, actor="cli")
+    print(f"{args.file}: {counts['rows']} rows, {counts['created']} new items, {counts['updated']} updated")
+    if imported.ignored_columns:
+        print("columns not imported: " + ", ".join(imported.ignored_columns))
+    return 0
+
+
+def cmd_separators(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from scanner_service.db import migrate, session_scope
+    from scanner_service.models import Item
+    from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        stmt = select(Item).where(Item.fonds == args.fonds.upper())
+        if args.year:
+            stmt = stmt.where(Item.year == args.year)
+        if args.category:
+            stmt = stmt.where(Item.category == args.category.upper())
+        if not args.all:
+            stmt = stmt.where(Item.pages_filed == 0)
+        items = session.scalars(stmt.order_by(Item.category, Item.year, Item.org, Item.volume, Item.item_no)).all()
+        entries = [
+            SeparatorEntry(archival_code=i.archival_code, title=i.title or "", pages=i.expected_pages) for i in items
+        ]
+    if not entries:
+        print("No items to print sheets for (imported the catalogue? --all includes items already scanned).")
+        return 4
+    render_separator_sheets(entries, Path(args.out))
+    print(f"{args.out}: {len(entries)} separator sheets")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, help="data folder (default ./data or $SCANSTATION_DATA)")
@@ -200,9 +276,31 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", required=True)
     create = token_sub.add_parser("create", parents=[common], help="create a token; printed as the last line")
     create.add_argument("--role", required=True, choices=["admin", "archivist", "operator", "reader"])
-    create.add_argument("--fonds", help="fonds code (全宗号) the token is limited to")
+    create.add_argument("--fonds", help="fonds code(s) (全宗号) the token is limited to, comma-separated")
     create.add_argument("--name")
     create.set_defaults(func=cmd_token)
+    token_sub.add_parser("list", parents=[common], help="list tokens (id, role, fonds, name)").set_defaults(
+        func=cmd_token_list
+    )
+
+    audit = sub.add_parser("audit", parents=[common], help="re-read the archive; report files changed or missing")
+    audit.add_argument("--fonds", help="only this fonds")
+    audit.set_defaults(func=cmd_audit)
+
+    catalogue = sub.add_parser("catalogue", help="归档文件目录")
+    catalogue_sub = catalogue.add_subparsers(dest="catalogue_command", required=True)
+    imp = catalogue_sub.add_parser("import", parents=[common], help="import a CSV or XLSX catalogue (all or nothing)")
+    imp.add_argument("file")
+    imp.add_argument("--sheet", help="XLSX sheet name (default: the first)")
+    imp.set_defaults(func=cmd_catalogue_import)
+
+    sheets = sub.add_parser("separators", parents=[common], help="print separator sheets (PDF) for catalogue items")
+    sheets.add_argument("--fonds", required=True)
+    sheets.add_argument("--year", type=int)
+    sheets.add_argument("--category")
+    sheets.add_argument("--all", action="store_true", help="also items that already have pages")
+    sheets.add_argument("--out", required=True, help="PDF file to write")
+    sheets.set_defaults(func=cmd_separators)
     return parser
 
 

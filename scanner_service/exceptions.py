@@ -69,6 +69,14 @@ class Forbidden(ScanstationError):
     exit_code = 9
 
 
+class Conflict(ScanstationError):
+    """The request clashes with what is there (an item that already has pages, …)."""
+
+    code = "conflict"
+    http_status = 409
+    exit_code = 10
+
+
 class ConfigError(ScanstationError):
     code = "config"
     exit_code = 2

@@ -18,6 +18,7 @@ from rq import Queue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scanner_service import archival_code
 from scanner_service import queue as q
 from scanner_service.db import session_scope
 from scanner_service.exceptions import UnusableInput
@@ -163,6 +164,8 @@ def record(session: Session, settings: Settings, path: Path, *, name: str | None
         batch.state = BatchState.failed
         batch.error_code = "empty_batch"
         batch.error = "The batch folder holds no files. It is kept in quarantine."
+    target = filing_target(batch.name, is_folder=batch.is_folder)
+    batch.filing = {"target": target} if target else {}
     session.add(batch)
     session.flush()
     for seq, f in enumerate(files, start=1):
@@ -177,6 +180,12 @@ def record(session: Session, settings: Settings, path: Path, *, name: str | None
             )
         )
     return batch
+
+
+def filing_target(name: str, *, is_folder: bool) -> str | None:
+    """The 档号 a batch is named by (a folder ``C015-WS·2013-Y-BGS-0001``, or a file of that stem), if any."""
+    stem = name if is_folder else Path(name).stem
+    return str(archival_code.parse(stem)) if archival_code.is_archival_code(stem) else None
 
 
 def _remove(path: Path) -> None:

@@ -23,12 +23,13 @@ def create_token(session: Session, *, role: str, fonds: str | None = None, name:
     except ValueError:
         allowed = ", ".join(r.value for r in Role)
         raise ConfigError(f"Unknown role {role!r}; use one of: {allowed}.") from None
+    codes = [c.strip().upper() for c in (fonds or "").replace("，", ",").split(",") if c.strip()]
     secret = "sst_" + secrets.token_urlsafe(32)
     session.add(
         ApiToken(
             name=name or f"{role_value.value} token",
             role=role_value,
-            fonds=fonds,
+            fonds=",".join(codes) or None,
             token_hash=hash_token(secret),
         )
     )

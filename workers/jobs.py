@@ -18,7 +18,7 @@ from sqlalchemy import and_, exists, select, update
 
 from ocr_models.base import PageText
 from ocr_models.registry import build_engine
-from scanner_service import intake
+from scanner_service import filing, intake
 from scanner_service import queue as q
 from scanner_service.db import session_scope
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
@@ -164,7 +164,9 @@ def assemble_batch(batch_id: int) -> str:
             return "gone"
         pages = [(p.seq, p.state, p.blank, list(p.flags)) for p in batch.pages]
         name = batch.name
-    usable = [seq for seq, state, blank, _ in pages if state == PageState.done and not blank]
+    usable = [
+        seq for seq, state, blank, flags in pages if state == PageState.done and not blank and "separator" not in flags
+    ]
     folder = pages_dir(settings, batch_id)
     pdf_pages = []
     for seq in usable:
@@ -181,18 +183,26 @@ def assemble_batch(batch_id: int) -> str:
     if pdf_pages:
         build_pdfa(pdf_pages, pdf_path, title=name)
         digest = hashlib.sha256(pdf_path.read_bytes()).hexdigest()
-    flagged = any(flags for _, _, _, flags in pages)
+    review_flags = [flags for _, _, _, flags in pages if set(flags) - {"separator"}]
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
+        batch.pdf_path = str(pdf_path) if pdf_pages else None
+        batch.pdf_sha256 = digest
+        filing.index_batch(session, batch)
+    report = filing.auto_file(settings, batch_id)
+    with session_scope(url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.filing = report
         if not pdf_pages and all(state == PageState.failed for _, state, _, _ in pages):
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"
             batch.error = "Every page failed: " + "; ".join(f"page {p.seq}: {p.error}" for p in batch.pages if p.error)
         else:
-            batch.state = BatchState.needs_review if flagged or batch.error else BatchState.done
-        batch.pdf_path = str(pdf_path) if pdf_pages else None
-        batch.pdf_sha256 = digest
+            unsettled = review_flags or batch.error or report.get("problems")
+            counts_differ = any(entry.get("page_check") for entry in report.get("items", []))
+            batch.state = BatchState.needs_review if unsettled or counts_differ else BatchState.done
         batch.finished_at = datetime.now(UTC)
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
     return "assembled"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from workers.stages.compress import usage_image
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
 from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
+from workers.stages.separator import read_separator
 
 MIN_DPI = 200  # DA/T 31-2017: text records are digitised at no less than 200 dpi
 
@@ -65,6 +66,13 @@ def process_page_image(
     loaded = load_page(source, index, max_pixels=max_pixels, render_dpi=render_dpi)
     dpi = min(loaded.dpi)
     details: dict[str, Any] = {"notes": list(loaded.notes)}
+    mark = read_separator(loaded.image, dpi)
+    if mark is not None:
+        # A separator sheet: it splits the run and names the item; nothing on it is read or filed.
+        details["separator"] = asdict(mark)
+        sheet = loaded.image if loaded.image.mode in ("L", "RGB") else loaded.image.convert("L")
+        text = PageText(width=sheet.width, height=sheet.height, engine=engine.name)
+        return PageOutcome(image=sheet, dpi=loaded.dpi, text=text, blank=False, flags=["separator"], details=details)
     image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader())
     details.update(notes)
     flags: list[str] = []

@@ -9,8 +9,10 @@ from sqlalchemy import text
 
 from scanner_service import __version__
 from scanner_service import queue as q
-from scanner_service.api.routes import batches
+from scanner_service.api.routes import archive, batches, items
 from scanner_service.api.schemas import Health
+from scanner_service.archival_code import InvalidArchivalCode
+from scanner_service.catalogue_import import CatalogueImportError
 from scanner_service.db import session_scope
 from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings
@@ -21,7 +23,8 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="scanstation",
         version=__version__,
-        description="Scan station API: batches, pages and searchable PDF/A. Bearer token on all but /healthz.",
+        description="Scan station API: batches and pages as scanned; items (件) filed under their 档号 with their "
+        "searchable PDF/A, page text and hOCR; search; events; the access log. Bearer token on all but /healthz.",
     )
     app.state.settings = settings
     connection = q.connect(settings)
@@ -29,7 +32,15 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ScanstationError)
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        return JSONResponse({"error": exc.code, "detail": exc.message}, status_code=exc.http_status, headers=headers)
+        body: dict[str, object] = {"error": exc.code, "detail": exc.message}
+        reason = getattr(exc, "reason_code", None)
+        if reason and reason != exc.code:
+            body["reason"] = reason
+        if isinstance(exc, InvalidArchivalCode):
+            body["part"] = exc.part
+        if isinstance(exc, CatalogueImportError):
+            body["errors"] = [{"row": e.row, "column": e.column, "message": e.message} for e in exc.errors]
+        return JSONResponse(body, status_code=exc.http_status, headers=headers)
 
     @app.get(
         "/healthz",
@@ -55,4 +66,6 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
     app.include_router(batches.router)
+    app.include_router(items.router)
+    app.include_router(archive.router)
     return app

@@ -55,6 +55,11 @@ class BatchPublic(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     pdf_url: str | None
+    filing: dict[str, Any] = Field(
+        default_factory=dict,
+        description="target: the 档号 the batch's name gives; items: what was filed (档号, batch pages, page_check); "
+        "problems: what stopped filing (code, message, page); proposed: the split the station would have made",
+    )
 
 
 class BatchDetail(BatchPublic):

@@ -9,10 +9,11 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from scanner_service import access
 from scanner_service.api.deps import CurrentToken, SessionDep
 from scanner_service.api.schemas import BatchDetail, BatchPublic, OriginalPublic, PageCounts, PagePublic
 from scanner_service.exceptions import NotFound
-from scanner_service.models import Batch, PageState
+from scanner_service.models import ApiToken, Batch, PageState, Role
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 
@@ -36,24 +37,32 @@ def _public(batch: Batch) -> dict:  # type: ignore[type-arg]
         "created_at": batch.created_at,
         "finished_at": batch.finished_at,
         "pdf_url": f"/api/batches/{batch.id}/pdf" if batch.pdf_path else None,
+        "filing": dict(batch.filing or {}),
     }
 
 
 @router.get("", response_model=list[BatchPublic], summary="Batches, newest first")
 def list_batches(
     session: SessionDep,
-    _token: CurrentToken,
+    token: CurrentToken,
     state: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> list[dict]:  # type: ignore[type-arg]
+    _staff_only(token)
     stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
     if state:
         stmt = stmt.where(Batch.state == state)
     return [_public(b) for b in session.scalars(stmt)]
 
 
-def _get(session: SessionDep, batch_id: int) -> Batch:
+def _staff_only(token: ApiToken) -> None:
+    # Batches are the scanning room's work in progress; readers see filed items only.
+    access.require_role(token, Role.admin, Role.archivist, Role.operator)
+
+
+def _get(session: SessionDep, token: ApiToken, batch_id: int) -> Batch:
+    _staff_only(token)
     batch = session.get(Batch, batch_id)
     if batch is None:
         raise NotFound(f"No batch {batch_id}.")
@@ -61,8 +70,8 @@ def _get(session: SessionDep, batch_id: int) -> Batch:
 
 
 @router.get("/{batch_id}", response_model=BatchDetail, summary="One batch with its pages and originals")
-def get_batch(batch_id: int, session: SessionDep, _token: CurrentToken) -> dict:  # type: ignore[type-arg]
-    batch = _get(session, batch_id)
+def get_batch(batch_id: int, session: SessionDep, token: CurrentToken) -> dict:  # type: ignore[type-arg]
+    batch = _get(session, token, batch_id)
     names = {o.id: o.name for o in batch.originals}
     return {
         **_public(batch),
@@ -97,8 +106,8 @@ def get_batch(batch_id: int, session: SessionDep, _token: CurrentToken) -> dict:
     summary="The batch's searchable PDF/A (blank pages left out)",
     responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No batch, or no PDF yet"}},
 )
-def get_batch_pdf(batch_id: int, session: SessionDep, _token: CurrentToken) -> FileResponse:
-    batch = _get(session, batch_id)
+def get_batch_pdf(batch_id: int, session: SessionDep, token: CurrentToken) -> FileResponse:
+    batch = _get(session, token, batch_id)
     if not batch.pdf_path or not Path(batch.pdf_path).exists():
         raise NotFound(f"Batch {batch_id} has no PDF yet (state: {batch.state.value}).")
     filename = f"{batch.archival_code or batch.name}.pdf"

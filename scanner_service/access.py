@@ -1,0 +1,130 @@
+"""Who may see what, and the 利用登记 (access log).
+
+- admin: everything.
+- archivist: every fonds, or the fonds listed on its token; catalogue, grants, the access log.
+- operator: scans and files within its fonds; sees batches and the items of its fonds.
+- reader: searches and reads within its fonds; an item with a 密级, or not marked open (开放), is
+  hidden from a reader unless an archivist granted that reader's token the item.
+
+Hidden items answer 404, as if they did not exist: a reader learns nothing from a 档号 it may not see.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy.orm import Session
+
+from scanner_service.exceptions import Forbidden, NotFound
+from scanner_service.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry
+
+OPEN_VALUES = ("开放", "open")
+STAFF = (Role.admin, Role.archivist, Role.operator)
+
+
+def fonds_scope(token: ApiToken) -> list[str] | None:
+    """The fonds the token is limited to; None = every fonds."""
+    if token.role == Role.admin:
+        return None
+    return token.fonds_list or None
+
+
+def require_role(token: ApiToken, *roles: Role) -> None:
+    if token.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Forbidden(f"This needs the role {allowed}; this token is {token.role.value}.")
+
+
+def require_fonds(token: ApiToken, fonds: str) -> None:
+    scope = fonds_scope(token)
+    if scope is not None and fonds.upper() not in scope:
+        raise Forbidden(f"This token is limited to fonds {', '.join(scope)}, not {fonds}.")
+
+
+def is_restricted(item: Item) -> bool:
+    """An item readers do not see without a grant: it has a 密级, or it is not marked open."""
+    return bool(item.classification) or (item.open_status or "").strip().lower() not in OPEN_VALUES
+
+
+def _granted(token: ApiToken, item_id: Any) -> ColumnElement[bool]:
+    now = datetime.now(UTC)
+    return exists().where(
+        Grant.token_id == token.id,
+        Grant.item_id == item_id,
+        or_(Grant.expires_at.is_(None), Grant.expires_at > now),
+    )
+
+
+def may_see(session: Session, token: ApiToken, item: Item) -> bool:
+    scope = fonds_scope(token)
+    if scope is not None and item.fonds not in scope:
+        return False
+    if token.role != Role.reader or not is_restricted(item):
+        return True
+    return bool(session.scalar(select(_granted(token, item.id))))
+
+
+def visible_item(session: Session, token: ApiToken, text: str) -> Item:
+    """The item ``text`` names, if the token may see it; otherwise NotFound (the same answer as no item)."""
+    from scanner_service.filing import find_item
+
+    item = find_item(session, text)
+    if item is None or not may_see(session, token, item):
+        raise NotFound(f"No item {text} that this token may see.")
+    return item
+
+
+def item_filter(token: ApiToken) -> ColumnElement[bool]:
+    """The SQL condition on Item for the items the token may see (list, events)."""
+    scope = fonds_scope(token)
+    condition: ColumnElement[bool] = Item.fonds.in_(scope) if scope is not None else true()
+    if token.role == Role.reader:
+        unrestricted = and_(
+            or_(Item.classification.is_(None), Item.classification == ""),
+            Item.open_status.in_(OPEN_VALUES),
+        )
+        condition = and_(condition, or_(unrestricted, _granted(token, Item.id)))
+    return condition
+
+
+def search_filter(token: ApiToken) -> ColumnElement[bool]:
+    """The SQL condition on SearchEntry (outer-joined to Item) for the pages the token may find.
+
+    Pages of batches not filed yet are for staff only.
+    """
+    if token.role == Role.reader:
+        return and_(SearchEntry.item_id.is_not(None), item_filter(token))
+    scope = fonds_scope(token)
+    filed = and_(SearchEntry.item_id.is_not(None), item_filter(token))
+    unfiled = SearchEntry.item_id.is_(None) if scope is None or token.role != Role.archivist else false()
+    return or_(filed, unfiled)
+
+
+def log_access(
+    session: Session,
+    token: ApiToken,
+    item: Item,
+    action: str,
+    *,
+    page: int | None = None,
+    byte_range: str | None = None,
+    purpose: str | None = None,
+    client: str | None = None,
+) -> None:
+    """Write one 利用登记 line: who, what, when, and why if the caller said."""
+    session.add(
+        AccessRecord(
+            token_id=token.id,
+            who=token.name,
+            role=token.role.value,
+            action=action,
+            archival_code=item.archival_code,
+            fonds=item.fonds,
+            page=page,
+            byte_range=byte_range[:80] if byte_range else None,
+            purpose=(purpose or None) and purpose[:500],
+            client=client,
+        )
+    )

@@ -1,0 +1,273 @@
+"""Search, events for downstream systems, the access log (利用登记), fonds settings and catalogue import."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import func, or_, select
+
+from scanner_service import access, search
+from scanner_service import archival_code as ac
+from scanner_service.api.deps import CurrentToken, SessionDep
+from scanner_service.api.routes.items import item_url
+from scanner_service.catalogue_import import read_catalogue
+from scanner_service.catalogue_store import ensure_fonds, import_catalogue
+from scanner_service.exceptions import ConfigError, UnusableInput
+from scanner_service.models import AccessRecord, Event, Fonds, Item, Role
+
+router = APIRouter(prefix="/api", tags=["archive"])
+
+
+class SearchHit(BaseModel):
+    archival_code: str | None = Field(description="档号 of the filed item; None for a batch not filed yet")
+    title: str | None
+    page: int = Field(description="Page number in the item's PDF (or in the batch when not filed)")
+    snippet: str = Field(description="HTML: page text around the match, matches in <mark>")
+    batch_id: int | None
+    item_url: str | None
+    pdf_url: str | None
+
+
+class SearchResults(BaseModel):
+    query: str
+    total: int
+    hits: list[SearchHit]
+
+
+@router.get(
+    "/search", response_model=SearchResults, summary="Full-text search (Chinese aware) over what the token may see"
+)
+def search_pages(
+    session: SessionDep,
+    token: CurrentToken,
+    q: Annotated[str, Query(description="Words or a name; 王强 finds the two characters side by side")],
+    fonds: str | None = None,
+    category: str | None = None,
+    year: int | None = None,
+    limit: int = Query(20, ge=1, le=200),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    result = search.search(
+        session,
+        q,
+        where=access.search_filter(token),
+        fonds=fonds.upper() if fonds else None,
+        category=category.upper() if category else None,
+        year=year,
+        limit=limit,
+        offset=offset,
+    )
+    items = {
+        i.id: i for i in session.scalars(select(Item).where(Item.id.in_({h.item_id for h in result.hits if h.item_id})))
+    }
+    hits = []
+    for hit in result.hits:
+        item = items.get(hit.item_id) if hit.item_id else None
+        hits.append(
+            SearchHit(
+                archival_code=item.archival_code if item else None,
+                title=item.title if item else None,
+                page=hit.page_no,
+                snippet=hit.snippet,
+                batch_id=hit.batch_id,
+                item_url=item_url(item) if item else None,
+                pdf_url=f"{item_url(item)}/pdf#page={hit.page_no}" if item else f"/api/batches/{hit.batch_id}/pdf",
+            )
+        )
+    return {"query": q, "total": result.total, "hits": hits}
+
+
+class EventPublic(BaseModel):
+    id: int
+    at: datetime
+    kind: str = Field(description="item_filed, item_pages_changed or item_described")
+    archival_code: str | None
+    fonds: str | None
+    item_url: str | None
+    detail: dict[str, Any]
+
+
+class EventPage(BaseModel):
+    events: list[EventPublic]
+    next_since: int = Field(description="Pass as ?since= next time to get only what is newer")
+
+
+@router.get("/events", response_model=EventPage, summary="What was filed or changed since a cursor (or a time)")
+def list_events(
+    session: SessionDep,
+    token: CurrentToken,
+    since: Annotated[
+        str, Query(description="An event id from next_since, or an ISO time such as 2026-11-01T00:00:00Z")
+    ] = "0",
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    stmt = select(Event, Item).outerjoin(Item, Item.id == Event.item_id)
+    if since.isdigit():
+        stmt = stmt.where(Event.id > int(since))
+    else:
+        try:
+            stmt = stmt.where(Event.at > datetime.fromisoformat(since.replace("Z", "+00:00")))
+        except ValueError:
+            raise UnusableInput(
+                f"'since' must be an event id or an ISO time, not {since!r}.", reason_code="bad_since"
+            ) from None
+    stmt = stmt.where(or_(Event.item_id.is_(None), access.item_filter(token))).order_by(Event.id).limit(limit)
+    rows = session.execute(stmt).all()
+    events = [
+        EventPublic(
+            id=e.id,
+            at=e.at,
+            kind=e.kind,
+            archival_code=item.archival_code if item else e.archival_code,
+            fonds=e.fonds,
+            item_url=item_url(item) if item else None,
+            detail=dict(e.detail or {}),
+        )
+        for e, item in rows
+        if item is not None or token.role != Role.reader
+    ]
+    last = (
+        rows[-1][0].id if rows else (int(since) if since.isdigit() else session.scalar(select(func.max(Event.id))) or 0)
+    )
+    return {"events": events, "next_since": last}
+
+
+class AccessPublic(BaseModel):
+    at: datetime
+    who: str
+    role: str
+    action: str
+    archival_code: str
+    fonds: str
+    page: int | None
+    byte_range: str | None
+    purpose: str | None
+    client: str | None
+
+
+_LOG_COLUMNS = list(AccessPublic.model_fields)
+
+
+@router.get(
+    "/access-log",
+    response_model=list[AccessPublic],
+    summary="利用登记: every download and page view (archivist); format=csv exports it",
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def access_log(
+    session: SessionDep,
+    token: CurrentToken,
+    fonds: str | None = None,
+    archival_code: str | None = None,
+    who: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    format: str = Query("json", pattern="^(json|csv)$"),
+    limit: int = Query(1000, ge=1, le=100000),
+) -> Any:
+    access.require_role(token, Role.admin, Role.archivist)
+    stmt = select(AccessRecord).order_by(AccessRecord.id.desc())
+    scope = access.fonds_scope(token)
+    if scope is not None:
+        stmt = stmt.where(AccessRecord.fonds.in_(scope))
+    if fonds:
+        stmt = stmt.where(AccessRecord.fonds == fonds.upper())
+    if archival_code:
+        stmt = stmt.where(AccessRecord.archival_code == archival_code)
+    if who:
+        stmt = stmt.where(AccessRecord.who == who)
+    if since:
+        stmt = stmt.where(AccessRecord.at >= since)
+    if until:
+        stmt = stmt.where(AccessRecord.at < until)
+    rows = [AccessPublic.model_validate(r, from_attributes=True) for r in session.scalars(stmt.limit(limit))]
+    if format == "json":
+        return rows
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["时间", "利用者", "角色", "操作", "档号", "全宗号", "页号", "字节范围", "利用目的", "来源地址"])
+    for r in rows:
+        writer.writerow([getattr(r, c) if getattr(r, c) is not None else "" for c in _LOG_COLUMNS])
+    # A BOM so that Excel on the archive's PC opens the Chinese columns as UTF-8.
+    return Response(
+        "\ufeff" + out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="access-log.csv"'},
+    )
+
+
+class FondsSettings(BaseModel):
+    name: str | None = None
+    code_style: str | None = Field(default=None, description="DA/T 22 or DA/T 13: how this fonds writes 档号")
+    allow_new_items: bool | None = Field(default=None, description="A batch named by an unknown 档号 creates the item")
+
+
+@router.put("/fonds/{code}", summary="Create a fonds (全宗) or change its settings (archivist)")
+def put_fonds(code: str, body: FondsSettings, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+    access.require_role(token, Role.admin, Role.archivist)
+    code = code.strip().upper()
+    access.require_fonds(token, code)
+    ac.ArchivalCode(fonds=code, category="WS", year=2000, retention="Y", item=1)  # checks the fonds code's shape
+    fonds = ensure_fonds(session, code)
+    if body.name is not None:
+        fonds.name = body.name
+    if body.code_style is not None:
+        style = ac.style_for(body.code_style)
+        fonds.code_style = "dat13" if style is ac.DAT13 else "dat22"
+    if body.allow_new_items is not None:
+        fonds.allow_new_items = body.allow_new_items
+    return {
+        "code": fonds.code,
+        "name": fonds.name,
+        "code_style": fonds.code_style,
+        "allow_new_items": fonds.allow_new_items,
+    }
+
+
+@router.get("/fonds", summary="Fonds and their settings")
+def list_fonds(session: SessionDep, token: CurrentToken) -> list[dict[str, Any]]:
+    scope = access.fonds_scope(token)
+    stmt = select(Fonds).order_by(Fonds.code)
+    if scope is not None:
+        stmt = stmt.where(Fonds.code.in_(scope))
+    return [
+        {"code": f.code, "name": f.name, "code_style": f.code_style, "allow_new_items": f.allow_new_items}
+        for f in session.scalars(stmt)
+    ]
+
+
+@router.post(
+    "/catalogue",
+    summary="Import an 归档文件目录 (CSV or XLSX as the request body); all rows or none (archivist)",
+    responses={422: {"description": "Row errors, by row and column; nothing imported"}},
+)
+async def post_catalogue(
+    request: Request,
+    session: SessionDep,
+    token: CurrentToken,
+    filename: Annotated[str, Query(description="The file's name; its extension says CSV or XLSX")],
+    sheet: str | None = None,
+) -> dict[str, Any]:
+    access.require_role(token, Role.admin, Role.archivist)
+    suffix = Path(filename).suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise ConfigError(f"{filename}: send a .csv or .xlsx file.")
+    body = await request.body()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"catalogue{suffix}"
+        path.write_bytes(body)
+        imported = read_catalogue(path, sheet=sheet)
+    scope = access.fonds_scope(token)
+    if scope is not None:
+        outside = sorted({r.code.fonds for r in imported.rows} - set(scope))
+        if outside:
+            access.require_fonds(token, outside[0])
+    counts = import_catalogue(session, imported, actor=token.name)
+    return {**counts, "ignored_columns": imported.ignored_columns}

@@ -1,0 +1,85 @@
+"""The archive's catalogue of items: 归档文件目录 rows in, DA/T 18 descriptions kept on the items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from scanner_service import archival_code as ac
+from scanner_service.catalogue_import import CatalogueImport
+from scanner_service.models import Event, Fonds, Item
+
+# DA/T 18 fields an archivist may set on an item, by their API names.
+DESCRIPTION_FIELDS = (
+    "title",
+    "author",
+    "date_text",
+    "doc_number",
+    "expected_pages",
+    "classification",
+    "open_status",
+    "retention",
+    "note",
+    "serial",
+)
+
+
+def ensure_fonds(session: Session, code: str, *, style: ac.CodeStyle = ac.DAT22) -> Fonds:
+    fonds = session.get(Fonds, code)
+    if fonds is None:
+        fonds = Fonds(code=code, code_style="dat13" if style is ac.DAT13 else "dat22", allow_new_items=True)
+        session.add(fonds)
+        session.flush()
+    return fonds
+
+
+def describe_item(session: Session, code: ac.ArchivalCode, values: dict[str, Any], *, written: str, actor: str) -> Item:
+    """Create the item if new (its fonds too) and set the given description fields."""
+    from scanner_service.filing import ensure_item, page_check
+
+    ensure_fonds(session, code.fonds, style=ac.style_of(written))
+    item = ensure_item(session, code, may_create=True)
+    changed = {}
+    for name, value in values.items():
+        if name not in DESCRIPTION_FIELDS:
+            continue
+        if getattr(item, name) != value:
+            changed[name] = value
+            setattr(item, name, value)
+    item.page_check = page_check(item)
+    if changed:
+        session.add(
+            Event(
+                kind="item_described",
+                archival_code=item.archival_code,
+                fonds=item.fonds,
+                item_id=item.id,
+                detail={"fields": sorted(changed), "by": actor},
+            )
+        )
+    return item
+
+
+def import_catalogue(session: Session, imported: CatalogueImport, *, actor: str) -> dict[str, int]:
+    """Store every row of a checked 归档文件目录 (all or nothing: the caller's transaction)."""
+    created = updated = 0
+    for row in imported.rows:
+        existed = session.query(Item.id).filter(Item.code_key == str(row.code)).first() is not None
+        values: dict[str, Any] = {
+            "title": row.title,
+            "author": row.author,
+            "date_text": row.date_text or None,
+            "doc_number": row.doc_number,
+            "expected_pages": row.pages,
+            "classification": row.classification,
+            "note": row.note,
+            "serial": row.serial,
+        }
+        if row.open_status:
+            values["open_status"] = row.open_status
+        item = describe_item(session, row.code, values, written=str(row.code), actor=actor)
+        item.date = row.date
+        created += not existed
+        updated += existed
+    return {"rows": len(imported.rows), "created": created, "updated": updated}

@@ -1,0 +1,400 @@
+"""Separator sheets (分隔页) in a scanned run: find them, then split the run into catalogue items.
+
+Pure functions, no queue and no database. :func:`read_separator` runs on every page of every batch before
+OCR, so an ordinary page must cost little: it is looked at once, on a copy reduced to about WORK_DPI,
+by two cheap detectors (OpenCV's AprilTag/ArUco detector and its ArUco-based QR detector). Only a page that
+shows one of our tags, a QR code of ours or a QR code that would not decode is looked at again more closely.
+
+A sheet (see :mod:`scanner_service.separator_sheets`) carries the same QR payload twice and two AprilTag
+36h11 markers with our ids. Decisions, made so that a damaged sheet goes to review and is never taken for
+an ordinary page, nor an ordinary page for a sheet:
+
+- a QR code with our payload prefix: a separator; readable when its 档号 parses and all our codes agree;
+- a QR code that is not ours (certificates and invoices carry them): not a separator, unless the page also
+  shows our tags (then: our sheet with an unreadable code);
+- our tags and no QR code of ours: a separator that cannot be read (``readable=False``).
+
+:func:`split_run` then turns the marks of a run's pages into items (:class:`Segment`) and problems that send
+the run to review (:class:`RunProblem`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from scanner_service.archival_code import InvalidArchivalCode, parse
+from scanner_service.separator_sheets import (
+    PAYLOAD_PREFIX,
+    PAYLOAD_VERSION,
+    SHEET_TAGS,
+    STYLE_MARKERS,
+    TAG_DICTIONARY,
+    TAG_MM,
+)
+
+WORK_DPI = 100.0  # the first look: QR modules of the sheet (~1 mm) are 4 px, a tag's cells 15 px
+FINE_DPI = 200.0  # the second look, on pages that show something of a separator
+TAG_SIZE_RANGE = (0.5, 2.0)  # a tag's printed size, as a share of TAG_MM; wide, as a scan's dpi may be wrong
+# Tags are big: their outline is at least this share of the image's longer side. Smaller quads are not even
+# examined, which keeps the detector fast on text and keeps print from being read as a tag.
+TAG_MIN_PERIMETER_RATE = 0.12
+_PLAUSIBLE_DPI = (50.0, 2400.0)
+_MM_PER_INCH = 25.4
+
+
+@dataclass(frozen=True)
+class SeparatorMark:
+    """A separator sheet found on a page. ``archival_code`` is the 档号 as printed on the sheet (the style it
+    was printed in kept) when ``readable``; ``readable`` False: one of our sheets whose code cannot be read.
+    ``detail`` says what was seen, for the operator."""
+
+    archival_code: str | None
+    readable: bool
+    detail: str
+
+
+@dataclass
+class _Look:
+    """What one or more looks at a page found."""
+
+    tags: set[int] = field(default_factory=set)
+    ours: set[str] = field(default_factory=set)  # decoded payloads with our prefix
+    read: int = 0  # the most codes of ours decoded in one attempt (a sheet carries two, with the same payload)
+    foreign: int = 0  # QR codes decoded with some other payload
+    undecoded: int = 0  # QR codes found but not decoded
+
+    def add(self, other: _Look) -> None:
+        self.tags |= other.tags
+        self.ours |= other.ours
+        self.read = max(self.read, other.read)
+        self.foreign = max(self.foreign, other.foreign)
+        self.undecoded = max(self.undecoded, other.undecoded)
+
+    @property
+    def interesting(self) -> bool:
+        """Worth a closer look: something of a separator, or a QR code that did not decode."""
+        return bool(self.tags or self.ours or self.undecoded)
+
+
+_local = threading.local()  # OpenCV detector objects are not meant to be shared between threads
+
+
+def _tag_detector() -> cv2.aruco.ArucoDetector:
+    detector = getattr(_local, "tags", None)
+    if detector is None:
+        params = cv2.aruco.DetectorParameters()
+        params.minMarkerPerimeterRate = TAG_MIN_PERIMETER_RATE
+        # Threshold windows of one to three tag cells (about 15 px at WORK_DPI), instead of the default 3-23 px:
+        # fewer passes, and the small windows that turn every character into a quad are skipped.
+        params.adaptiveThreshWinSizeMin = 9
+        params.adaptiveThreshWinSizeMax = 39
+        params.adaptiveThreshWinSizeStep = 15
+        detector = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(TAG_DICTIONARY), params)
+        _local.tags = detector
+    return detector
+
+
+def _qr_detector() -> cv2.QRCodeDetectorAruco:
+    detector = getattr(_local, "qr", None)
+    if detector is None:
+        detector = cv2.QRCodeDetectorAruco()
+        _local.qr = detector
+    return detector
+
+
+def _classic_qr_detector() -> cv2.QRCodeDetector:
+    detector = getattr(_local, "classic", None)
+    if detector is None:
+        detector = cv2.QRCodeDetector()
+        _local.classic = detector
+    return detector
+
+
+def _reduced(image: Image.Image, dpi: float, target: float) -> tuple[np.ndarray, float]:
+    """An 8-bit grey copy at ``target`` dpi or a little more (reduced by a whole factor, which is fast),
+    and its resolution. 1-bit, 16-bit, palette and colour pages all become grey first."""
+    im = image
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(im, dtype=np.float32)
+        top = float(a.max()) or 1.0
+        im = Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8))
+    elif im.mode not in ("L", "RGB"):
+        im = im.convert("L" if im.mode in ("1", "LA", "P") else "RGB")
+    factor = max(1, int(dpi // target))
+    if factor > 1:
+        im = im.reduce(factor)  # box average: a 1-bit scan becomes smooth grey, as the detectors like it
+    if im.mode != "L":
+        im = im.convert("L")
+    return np.asarray(im), dpi / factor
+
+
+def _find_tags(grey: np.ndarray, dpi: float) -> set[int]:
+    """Our tag ids found on the page, with a plausible printed size."""
+    corners, ids, _ = _tag_detector().detectMarkers(grey)
+    found: set[int] = set()
+    if ids is None:
+        return found
+    low, high = (TAG_MM * s for s in TAG_SIZE_RANGE)
+    for quad, tag in zip(corners, ids.ravel(), strict=True):
+        if int(tag) not in SHEET_TAGS:
+            continue
+        pts = quad.reshape(4, 2)
+        side_mm = float(np.mean(np.linalg.norm(pts - np.roll(pts, 1, axis=0), axis=1))) * _MM_PER_INCH / dpi
+        if low <= side_mm <= high:
+            found.add(int(tag))
+    return found
+
+
+def _find_qr(grey: np.ndarray, detector: cv2.QRCodeDetector | cv2.QRCodeDetectorAruco) -> _Look:
+    look = _Look()
+    try:
+        ok, texts, _, _ = detector.detectAndDecodeMulti(grey)
+    except cv2.error:  # a degenerate candidate can trip an assertion inside the decoder: nothing read
+        return look
+    if not ok:
+        return look
+    for text in texts:
+        if not text:
+            look.undecoded += 1
+        elif text.startswith(PAYLOAD_PREFIX):
+            look.ours.add(text)
+            look.read += 1
+        else:
+            look.foreign += 1
+    return look
+
+
+def _binarised(grey: np.ndarray) -> np.ndarray:
+    """Black and white by a local threshold: helps a QR code under a stain, uneven light or heavy noise."""
+    window = max(15, (min(grey.shape) // 20) | 1)
+    return cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, window, 10)
+
+
+def _closer_look(image: Image.Image, dpi: float, look: _Look) -> None:
+    """More work for a page that shows something of a separator: both QR detectors, on a finer copy, as
+    scanned and binarised. Stops as soon as two of our codes are read (a sheet carries two)."""
+    fine, fine_dpi = _reduced(image, dpi, FINE_DPI)
+    if not look.tags:
+        look.tags |= _find_tags(fine, fine_dpi)
+    attempts = (
+        lambda: _find_qr(fine, _qr_detector()),
+        lambda: _find_qr(fine, _classic_qr_detector()),
+        lambda: _find_qr(_binarised(fine), _qr_detector()),
+        lambda: _find_qr(_binarised(fine), _classic_qr_detector()),
+    )
+    for attempt in attempts:
+        if look.read >= 2:
+            return
+        look.add(attempt())
+
+
+def _sane_dpi(dpi: float | tuple[float, float]) -> float:
+    if isinstance(dpi, tuple):
+        dpi = (float(dpi[0]) + float(dpi[1])) / 2
+    dpi = float(dpi) if dpi else 0.0
+    return dpi if _PLAUSIBLE_DPI[0] <= dpi <= _PLAUSIBLE_DPI[1] else 300.0
+
+
+def _decode_payload(payload: str) -> str:
+    """The 档号 in a payload of ours, formatted in the style recorded with it; ValueError saying what is wrong."""
+    head, _, rest = payload.partition(" ")
+    version = head[len(PAYLOAD_PREFIX) :]
+    if version != str(PAYLOAD_VERSION):
+        raise ValueError(f'format version "{version}" is not {PAYLOAD_VERSION}: printed by another station version')
+    marker, _, text = rest.partition(" ")
+    style = STYLE_MARKERS.get(marker)
+    if style is None:
+        raise ValueError(f'style "{marker}" is not one of {", ".join(STYLE_MARKERS)}')
+    try:
+        return parse(text).format(style)
+    except InvalidArchivalCode as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _verdict(look: _Look) -> SeparatorMark | None:
+    if not look.ours:
+        if not look.tags:
+            return None  # an ordinary page, maybe with someone else's QR code
+        seen = f"{look.foreign} other QR code(s) and " if look.foreign else ""
+        return SeparatorMark(
+            None,
+            False,
+            f"separator sheet recognised by {len(look.tags)} of its corner marks, but {seen}no readable "
+            "separator QR code: the codes are damaged, covered or missing",
+        )
+    codes: set[str] = set()
+    errors: list[str] = []
+    for payload in sorted(look.ours):
+        try:
+            codes.add(_decode_payload(payload))
+        except ValueError as exc:
+            errors.append(f'"{payload}": {exc}')
+    if errors:
+        return SeparatorMark(None, False, "separator QR code does not carry a valid 档号: " + "; ".join(errors))
+    if len(codes) > 1:
+        return SeparatorMark(None, False, "the separator's QR codes carry different 档号: " + ", ".join(sorted(codes)))
+    code = codes.pop()
+    marks = f", {len(look.tags)} corner mark(s)" if look.tags else ""
+    return SeparatorMark(code, True, f"separator QR code read ({'both codes' if look.read >= 2 else 'one code'}{marks})")
+
+
+def read_separator(image: Image.Image, dpi: float) -> SeparatorMark | None:
+    """The separator sheet on this scanned page, or None for an ordinary page.
+
+    ``dpi`` is the scan's resolution (a number, or the (x, y) pair the load stage gives); an implausible one
+    is taken as 300. The page may be turned any quarter, skewed a few degrees, noisy, JPEG-compressed, grey,
+    colour or 1-bit, with dark scanner backing around it.
+    """
+    dpi = _sane_dpi(dpi)
+    small, small_dpi = _reduced(image, dpi, WORK_DPI)
+    look = _find_qr(small, _qr_detector())
+    look.tags = _find_tags(small, small_dpi)
+    if look.interesting and look.read < 2:
+        _closer_look(image, dpi, look)
+    return _verdict(look)
+
+
+# --- splitting a run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One scanned page of a run: its number in scan order, the separator on it if any, and whether it is
+    blank (the empty back of a duplex-scanned sheet)."""
+
+    seq: int
+    mark: SeparatorMark | None
+    blank: bool
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One catalogue item: the 档号 from its sheet, the sheet's page and the item's pages (never empty; blank
+    pages and the sheet itself left out)."""
+
+    archival_code: str
+    sheet_seq: int
+    page_seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class RunProblem:
+    """Why a run cannot be filed as it is. ``code``: unreadable_separator, pages_before_first_separator,
+    repeated_separator or empty_segment; ``seq``: the page it concerns; ``message``: for the operator."""
+
+    code: str
+    seq: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class RunSplit:
+    """The items a run splits into and the problems that keep it from being filed (then it goes to review;
+    ``segments`` still shows what the station would have done)."""
+
+    segments: tuple[Segment, ...]
+    problems: tuple[RunProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def has_separators(self) -> bool:
+        # Every problem concerns a separator sheet, and a run without sheets has neither segments nor problems.
+        return bool(self.segments or self.problems)
+
+
+def _pages(seqs: Sequence[int]) -> str:
+    if len(seqs) == 1:
+        return f"page {seqs[0]}"
+    if list(seqs) == list(range(seqs[0], seqs[0] + len(seqs))):
+        return f"pages {seqs[0]}-{seqs[-1]}"
+    return "pages " + ", ".join(str(s) for s in seqs)
+
+
+def split_run(pages: Sequence[RunPage]) -> RunSplit:
+    """Split a scanned run (pages in scan order) at its separator sheets.
+
+    Each readable sheet starts an item that takes the non-blank pages up to the next sheet. Pages after an
+    unreadable sheet belong to no item. A run without any sheet gives no segments and no problems.
+    """
+    if not any(p.mark is not None for p in pages):
+        return RunSplit((), ())
+    segments: list[Segment] = []
+    problems: list[RunProblem] = []
+    before: list[int] = []
+    first_sheet: dict[str, int] = {}
+    sheet: RunPage | None = None  # the sheet that the pages now being collected follow
+    collected: list[int] = []
+
+    def close(next_sheet: bool) -> None:
+        if sheet is None or sheet.mark is None:
+            return
+        code = sheet.mark.archival_code
+        if not sheet.mark.readable or code is None:
+            where = f"; the item's {_pages(collected)} cannot be filed" if collected else ""
+            problems.append(
+                RunProblem(
+                    "unreadable_separator",
+                    sheet.seq,
+                    f"Page {sheet.seq} is a separator sheet whose 档号 cannot be read ({sheet.mark.detail}){where}. "
+                    "Reprint the sheet and scan the item again, or file it by hand.",
+                )
+            )
+            return
+        if not collected:
+            problems.append(
+                RunProblem(
+                    "empty_segment",
+                    sheet.seq,
+                    f"The separator sheet on page {sheet.seq} ({code}) is followed by "
+                    + ("another separator sheet" if next_sheet else "the end of the run")
+                    + " with no pages of the item between: the item's pages are missing or a sheet is extra.",
+                )
+            )
+            return
+        segments.append(Segment(code, sheet.seq, tuple(collected)))
+
+    for page in pages:
+        if page.mark is None:
+            if page.blank:
+                continue
+            (collected if sheet is not None else before).append(page.seq)
+            continue
+        close(next_sheet=True)
+        sheet, collected = page, []
+        code = page.mark.archival_code
+        if page.mark.readable and code is not None:
+            if code in first_sheet:
+                problems.append(
+                    RunProblem(
+                        "repeated_separator",
+                        page.seq,
+                        f"The separator sheet on page {page.seq} carries 档号 {code}, already on the sheet on page "
+                        f"{first_sheet[code]}: one item cannot be scanned twice in a run. Remove one of the sheets "
+                        "or check that the right sheet was printed.",
+                    )
+                )
+            else:
+                first_sheet[code] = page.seq
+    close(next_sheet=False)
+    if before:
+        problems.insert(
+            0,
+            RunProblem(
+                "pages_before_first_separator",
+                before[0],
+                f"{_pages(before).capitalize()} {'comes' if len(before) == 1 else 'come'} before the first separator "
+                "sheet, so they belong to no item: "
+                "put a separator sheet in front of them, or scan them in a run of their own.",
+            ),
+        )
+    problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+    return RunSplit(tuple(segments), tuple(problems))
