@@ -221,3 +221,21 @@ def test_audit_reports_a_changed_and_a_missing_file(filed: Batch, station_env: S
     assert f"CHANGED  C015/WS/2013/{CODE}/{CODE}-0002.jpg" in out
     assert f"MISSING  C015/WS/2013/{CODE}/{CODE}.pdf" in out
     assert "UNTRACKED C015/WS/2013/" in out and "1 changed, 1 missing" in out
+
+
+def test_the_check_of_the_issue_on_a_postgresql_catalogue(
+    station_env: Settings, postgres_url: str, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scanner_service.db import migrate
+    from scanner_service.settings import build_settings
+
+    monkeypatch.setenv("SCANSTATION_DATABASE_URL", postgres_url)
+    settings = build_settings()
+    migrate(settings.effective_database_url)
+    scan(settings, redis_conn, CODE, ["scan_0001.jpg", "scan_0003.jpg"])
+    client = TestClient(create_app(settings))
+    admin = bearer(settings)
+    assert client.get(f"{URL}/pdf", headers={**admin, "Range": "bytes=0-1023"}).status_code == 206
+    hits = client.get("/api/search", params={"q": "江永"}, headers=admin).json()["hits"]
+    assert [(h["archival_code"], h["page"]) for h in hits] == [(CODE, 1)]
+    assert client.get(f"{URL}/pdf", headers=bearer(settings, "reader", "C999")).status_code == 404
