@@ -57,12 +57,14 @@ __all__ = [
     "PAYLOAD_PREFIX",
     "PAYLOAD_VERSION",
     "SHEET_TAGS",
+    "STYLE_MARKERS",
     "TAG_DICTIONARY",
     "TAG_MM",
     "SeparatorEntry",
     "encode_payload",
     "render_separator_sheets",
     "sheet_code",
+    "written_style",
 ]
 
 PAYLOAD_PREFIX = "SCANSTATION-SEP/"
@@ -297,8 +299,8 @@ def _draw_sheet(entry: SeparatorEntry, fonts: _Fonts) -> Image.Image:
     x = m + label_w
     text_w = width - m - x
     y = top_rule + rule + _mm(10)
-    code_font, _, _ = _fit_block(draw, shown, fonts, "bold", (text_w, _mm(20)), (15.0, 6.0))
-    while draw.textlength(shown, font=code_font) > text_w:  # a code never wraps
+    code_font = fonts.get("bold", _mm(15))
+    while draw.textlength(shown, font=code_font) > text_w:  # a code is never wrapped: shrink it to one line
         code_font = fonts.get("bold", round(code_font.size * 0.95))
     draw.text((m, y + code_font.size // 2), "档号", font=label, fill=0, anchor="lm")
     draw.text((x, y + code_font.size // 2), shown, font=code_font, fill=0, anchor="lm")
@@ -319,7 +321,9 @@ def _draw_sheet(entry: SeparatorEntry, fonts: _Fonts) -> Image.Image:
         draw.text((x, y + _mm(6)), f"{entry.pages} 页", font=value, fill=0, anchor="lm")
     if entry.note is not None:
         y += _mm(12)
-        note_font, note_lines, _ = _fit_block(draw, entry.note, fonts, "regular", (text_w, _mm(10)), (6.0, 3.5))
+        # One line (the box is less than two lines high at any size tried); a longer note ends with "…".
+        one_line = (text_w, _mm(6.0 * 1.3))
+        note_font, note_lines, _ = _fit_block(draw, entry.note, fonts, "regular", one_line, (6.0, 3.5))
         draw.text((m, y + _mm(6)), "备注", font=label, fill=0, anchor="lm")
         draw.text((x, y + _mm(6)), note_lines[0] if note_lines else "", font=note_font, fill=0, anchor="lm")
     return page

@@ -13,6 +13,7 @@ import pikepdf
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from scanner_service.api.app import create_app
 from scanner_service.cli import main as cli
@@ -21,7 +22,7 @@ from scanner_service.models import ApiToken, Batch, BatchState
 from scanner_service.settings import Settings
 from scanner_service.tokens import create_token
 from scanner_service.watcher import Watcher
-from tests.conftest import copy_sample
+from tests.conftest import SAMPLE, copy_sample
 from tests.test_pipeline import run_queue
 
 pytestmark = pytest.mark.slow
@@ -62,9 +63,7 @@ def filed(station_env: Settings, redis_conn: redis.Redis) -> Batch:
     return scan(station_env, redis_conn, CODE, ["scan_0001.jpg", "scan_0006.jpg", "scan_0003.jpg"])
 
 
-def test_a_batch_named_by_its_code_is_filed_and_served(
-    filed: Batch, client: TestClient, station_env: Settings
-) -> None:
+def test_a_batch_named_by_its_code_is_filed_and_served(filed: Batch, client: TestClient, station_env: Settings) -> None:
     assert filed.state in (BatchState.done, BatchState.needs_review), filed.error
     assert filed.archival_code == CODE and filed.filing["items"][0]["archival_code"] == CODE
     admin = bearer(station_env)
@@ -73,7 +72,9 @@ def test_a_batch_named_by_its_code_is_filed_and_served(
     folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
     masters = sorted(p.name for p in folder.glob(f"{CODE}-*"))
     assert masters == [f"{CODE}-0001.jpg", f"{CODE}-0002.jpg"], "masters: 档号 + page serial, blank back left out"
-    assert (folder / masters[0]).read_bytes() == (station_env.spool_dir / str(filed.id) / "originals" / "scan_0001.jpg").read_bytes()
+    assert (folder / masters[0]).read_bytes() == (
+        station_env.spool_dir / str(filed.id) / "originals" / "scan_0001.jpg"
+    ).read_bytes()
 
     reply = client.get(f"{URL}/pdf", headers=admin)
     assert reply.status_code == 200 and reply.content.startswith(b"%PDF")
@@ -113,7 +114,10 @@ def test_readers_see_only_open_items_of_their_fonds_and_every_view_is_logged(
         assert client.get("/api/search", params={"q": "江永"}, headers=headers).json()["total"] == 0
     assert client.get("/api/batches", headers=reader).status_code == 403
 
-    assert client.put(URL, json={"open_status": "开放", "title": "农村土地承包经营权合同"}, headers=archivist).status_code == 200
+    assert (
+        client.put(URL, json={"open_status": "开放", "title": "农村土地承包经营权合同"}, headers=archivist).status_code
+        == 200
+    )
     assert client.get(f"{URL}/pdf", headers=outsider).status_code == 404, "another fonds' reader never sees it"
     got = client.get(f"{URL}/pdf", params={"purpose": "土地承包纠纷"}, headers=reader)
     assert got.status_code == 200
@@ -123,12 +127,18 @@ def test_readers_see_only_open_items_of_their_fonds_and_every_view_is_logged(
     assert client.get(f"{URL}/pdf", headers=reader).status_code == 404, "a 密级 hides it again"
     with session_scope(station_env.effective_database_url) as session:
         reader_id = session.query(ApiToken).filter(ApiToken.name == "reader C015").one().id
-    assert client.post(f"{URL}/grants", json={"token_id": reader_id, "reason": "批准利用"}, headers=archivist).status_code == 201
+    assert (
+        client.post(f"{URL}/grants", json={"token_id": reader_id, "reason": "批准利用"}, headers=archivist).status_code
+        == 201
+    )
     assert client.get(f"{URL}/pages/1/text", headers=reader).status_code == 200
 
     assert client.get("/api/access-log", headers=reader).status_code == 403
     log = client.get("/api/access-log", headers=archivist).json()
-    assert [(r["action"], r["who"], r["page"]) for r in log] == [("page_text", "reader C015", 1), ("pdf", "reader C015", None)]
+    assert [(r["action"], r["who"], r["page"]) for r in log] == [
+        ("page_text", "reader C015", 1),
+        ("pdf", "reader C015", None),
+    ]
     assert log[1]["purpose"] == "土地承包纠纷" and log[1]["archival_code"] == CODE
     exported = client.get("/api/access-log", params={"format": "csv"}, headers=archivist)
     rows = list(csv.reader(io.StringIO(exported.text.lstrip("\ufeff"))))
@@ -155,19 +165,31 @@ def test_a_rescan_appends_inserts_and_replaces_pages_in_order(
     # Filing a second batch "as new" into an item that has pages is refused, not silently merged.
     refused = client.post(f"{URL}/pages", json={"batch_id": rescan.id}, headers=operator)
     assert refused.status_code == 409 and refused.json()["reason"] == "item_has_pages"
-    insert = client.post(f"{URL}/pages", json={"batch_id": rescan.id, "pages": [1], "mode": "insert", "at": 2}, headers=operator)
+    insert = client.post(
+        f"{URL}/pages", json={"batch_id": rescan.id, "pages": [1], "mode": "insert", "at": 2}, headers=operator
+    )
     assert insert.status_code == 200 and insert.json()["pages"] == [2] and insert.json()["pages_filed"] == 3
     item = client.get(URL, headers=operator).json()
     assert [(p["page"], p["batch_id"], p["batch_page"]) for p in item["page_list"]] == [
-        (1, filed.id, 1), (2, rescan.id, 1), (3, filed.id, 2)
+        (1, filed.id, 1),
+        (2, rescan.id, 1),
+        (3, filed.id, 2),
     ]
-    replace = client.post(f"{URL}/pages", json={"batch_id": rescan.id, "pages": [2], "mode": "replace", "replace": [1]}, headers=operator)
+    replace = client.post(
+        f"{URL}/pages", json={"batch_id": rescan.id, "pages": [2], "mode": "replace", "replace": [1]}, headers=operator
+    )
     assert replace.status_code == 200
     item = client.get(URL, headers=operator).json()
-    assert [(p["batch_id"], p["batch_page"]) for p in item["page_list"]] == [(rescan.id, 2), (rescan.id, 1), (filed.id, 2)]
+    assert [(p["batch_id"], p["batch_page"]) for p in item["page_list"]] == [
+        (rescan.id, 2),
+        (rescan.id, 1),
+        (filed.id, 2),
+    ]
     folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
     assert sorted(p.name for p in folder.glob(f"{CODE}-*")) == [f"{CODE}-000{n}.jpg" for n in (1, 2, 3)]
-    assert (folder / f"{CODE}-0003.jpg").read_bytes() == (station_env.spool_dir / str(filed.id) / "originals" / "scan_0003.jpg").read_bytes()
+    assert (folder / f"{CODE}-0003.jpg").read_bytes() == (
+        station_env.spool_dir / str(filed.id) / "originals" / "scan_0003.jpg"
+    ).read_bytes()
     kept = list((folder / "replaced").rglob("*.jpg"))
     assert len(kept) == 1, "a replaced master is kept, never deleted"
     with pikepdf.open(folder / f"{CODE}.pdf") as pdf:
@@ -181,8 +203,7 @@ def test_page_count_against_the_catalogue_flags_missing_pages(
 ) -> None:
     catalogue = tmp_path / "目录.csv"
     catalogue.write_text(
-        "序号,档号,文号,责任者,题名,日期,密级,页数,备注\n"
-        f"1,{CODE},,东部风景社区,农村土地承包经营权合同,20080107,,3,\n",
+        f"序号,档号,文号,责任者,题名,日期,密级,页数,备注\n1,{CODE},,东部风景社区,农村土地承包经营权合同,20080107,,3,\n",
         encoding="utf-8",
     )
     assert cli(["catalogue", "import", str(catalogue), "--data", str(station_env.data)]) == 0
@@ -205,7 +226,9 @@ def test_a_fonds_closed_to_new_items_sends_an_unknown_code_to_review(
     assert client.get(URL, headers=admin).status_code == 404
 
 
-def test_audit_reports_a_changed_and_a_missing_file(filed: Batch, station_env: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_reports_a_changed_and_a_missing_file(
+    filed: Batch, station_env: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = ["--data", str(station_env.data)]
     assert cli(["audit", *data]) == 0
     assert ", OK," in capsys.readouterr().out
@@ -239,3 +262,86 @@ def test_the_check_of_the_issue_on_a_postgresql_catalogue(
     hits = client.get("/api/search", params={"q": "江永"}, headers=admin).json()["hits"]
     assert [(h["archival_code"], h["page"]) for h in hits] == [(CODE, 1)]
     assert client.get(f"{URL}/pdf", headers=bearer(settings, "reader", "C999")).status_code == 404
+
+
+def _catalogue(tmp_path: Path, rows: list[tuple[str, str, int]]) -> Path:
+    path = tmp_path / "归档文件目录.csv"
+    lines = ["序号,档号,题名,页数"] + [f"{n},{code},{title},{pages}" for n, (code, title, pages) in enumerate(rows, 1)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _sheet_images(settings: Settings, tmp_path: Path) -> list[Image.Image]:
+    """Print the separator sheets of fonds C015 and 'scan' them: the PDF rendered at 300 dpi."""
+    from pdf2image import convert_from_path
+
+    out = tmp_path / "sheets.pdf"
+    assert cli(["separators", "--fonds", "C015", "--out", str(out), "--data", str(settings.data)]) == 0
+    return convert_from_path(str(out), dpi=300, grayscale=True)
+
+
+SHEET_ITEMS = [("C015-WS·2013-Y-BGS-0002", "关于土地承包的通知", 2), ("C015-WS·2013-Y-BGS-0003", "养老保险名册", 1)]
+
+
+def _stack(settings: Settings, name: str, sheets: list[Image.Image], parts: list[object]) -> None:
+    """Write a scanned stack into the inbox: sheet images and sample pages, in name order."""
+    folder = settings.inbox / name
+    folder.mkdir(parents=True)
+    for n, part in enumerate(parts, start=1):
+        if isinstance(part, int):
+            sheets[part].save(folder / f"{n:03d}.png", dpi=(300, 300))
+        else:
+            shutil.copy(SAMPLE / str(part), folder / f"{n:03d}.jpg")
+    (folder / ".done").touch()
+
+
+def _run(settings: Settings, conn: redis.Redis, name: str) -> Batch:
+    watcher = Watcher(settings, conn)
+    watcher.poll()
+    run_queue(conn, watcher)
+    with session_scope(settings.effective_database_url) as session:
+        batch = session.query(Batch).filter(Batch.name == name).one()
+        _ = batch.pages
+        return batch
+
+
+def test_separator_sheets_split_one_run_into_items(
+    station_env: Settings, redis_conn: redis.Redis, client: TestClient, tmp_path: Path
+) -> None:
+    assert cli(["catalogue", "import", str(_catalogue(tmp_path, SHEET_ITEMS)), "--data", str(station_env.data)]) == 0
+    sheets = _sheet_images(station_env, tmp_path)
+    _stack(station_env, "run1", sheets, [0, "scan_0001.jpg", "scan_0003.jpg", 1, "scan_0004.jpg"])
+    batch = _run(station_env, redis_conn, "run1")
+    assert [(i["archival_code"], i["batch_pages"]) for i in batch.filing["items"]] == [
+        (SHEET_ITEMS[0][0], [2, 3]),
+        (SHEET_ITEMS[1][0], [5]),
+    ]
+    assert [p.seq for p in batch.pages if "separator" in p.flags] == [1, 4]
+    admin = bearer(station_env)
+    first = client.get("/api/items/" + quote(SHEET_ITEMS[0][0]), headers=admin).json()
+    assert (first["title"], first["pages_filed"], first["page_check"]) == ("关于土地承包的通知", 2, None)
+    with pikepdf.open(io.BytesIO(client.get(first["pdf_url"], headers=admin).content)) as pdf:
+        assert len(pdf.pages) == 2, "the sheets are not in the item's PDF"
+
+
+def test_a_damaged_or_missing_sheet_sends_the_run_to_review_and_files_nothing(
+    station_env: Settings, redis_conn: redis.Redis, client: TestClient, tmp_path: Path
+) -> None:
+    from tests.test_separator import _blot, _qr_boxes
+
+    assert cli(["catalogue", "import", str(_catalogue(tmp_path, SHEET_ITEMS)), "--data", str(station_env.data)]) == 0
+    sheets = _sheet_images(station_env, tmp_path)
+    damaged = sheets[1]
+    for n, box in enumerate(_qr_boxes(damaged)):
+        damaged = _blot(damaged, box, seed=n)
+    _stack(station_env, "damaged", [sheets[0], damaged], [0, "scan_0001.jpg", "scan_0003.jpg", 1, "scan_0004.jpg"])
+    # The second sheet of this run was lost: its item's page follows the first item's pages.
+    _stack(station_env, "missing", sheets, [0, "scan_0001.jpg", "scan_0003.jpg", "scan_0004.jpg"])
+    for name, problem in (("damaged", "unreadable_separator"), ("missing", "page_count_mismatch")):
+        batch = _run(station_env, redis_conn, name)
+        assert batch.state == BatchState.needs_review
+        assert problem in [p["code"] for p in batch.filing["problems"]], batch.filing
+        assert batch.filing["items"] == [] and batch.filing["proposed"]
+    admin = bearer(station_env)
+    for code, _, _ in SHEET_ITEMS:
+        assert client.get("/api/items/" + quote(code), headers=admin).json()["pages_filed"] == 0

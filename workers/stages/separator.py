@@ -21,14 +21,14 @@ the run to review (:class:`RunProblem`).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from scanner_service.archival_code import InvalidArchivalCode, parse
+from scanner_service.archival_code import ArchivalCode, InvalidArchivalCode, parse
 from scanner_service.separator_sheets import (
     PAYLOAD_PREFIX,
     PAYLOAD_VERSION,
@@ -38,8 +38,8 @@ from scanner_service.separator_sheets import (
     TAG_MM,
 )
 
-WORK_DPI = 100.0  # the first look: QR modules of the sheet (~1 mm) are 4 px, a tag's cells 15 px
-FINE_DPI = 200.0  # the second look, on pages that show something of a separator
+WORK_DPI = 100.0  # the first look: the sheet's QR modules (1.3-1.6 mm) are 5-6 px, a tag's cells 15 px
+FINE_DPI = 150.0  # the second look, on pages that show something of a separator
 TAG_SIZE_RANGE = (0.5, 2.0)  # a tag's printed size, as a share of TAG_MM; wide, as a scan's dpi may be wrong
 # Tags are big: their outline is at least this share of the image's longer side. Smaller quads are not even
 # examined, which keeps the detector fast on text and keeps print from being read as a tag.
@@ -176,22 +176,27 @@ def _binarised(grey: np.ndarray) -> np.ndarray:
     return cv2.adaptiveThreshold(grey, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, window, 10)
 
 
-def _closer_look(image: Image.Image, dpi: float, look: _Look) -> None:
-    """More work for a page that shows something of a separator: both QR detectors, on a finer copy, as
-    scanned and binarised. Stops as soon as two of our codes are read (a sheet carries two)."""
-    fine, fine_dpi = _reduced(image, dpi, FINE_DPI)
-    if not look.tags:
-        look.tags |= _find_tags(fine, fine_dpi)
-    attempts = (
-        lambda: _find_qr(fine, _qr_detector()),
-        lambda: _find_qr(fine, _classic_qr_detector()),
-        lambda: _find_qr(_binarised(fine), _qr_detector()),
-        lambda: _find_qr(_binarised(fine), _classic_qr_detector()),
-    )
+def _closer_look(image: Image.Image, dpi: float, small: np.ndarray, look: _Look) -> None:
+    """More work for a page that shows something of a separator: the other QR detector and a binarised copy,
+    then a finer copy. Stops as soon as two of our codes are read in one attempt (a sheet carries two). When
+    one code of ours is already read, only the cheap attempts look for the second one, to check it agrees."""
+    attempts: list[Callable[[], _Look]] = [
+        lambda: _find_qr(small, _classic_qr_detector()),
+        lambda: _find_qr(_binarised(small), _qr_detector()),
+    ]
+    if not look.ours:
+        fine, fine_dpi = _reduced(image, dpi, FINE_DPI)
+        if not look.tags:
+            look.tags |= _find_tags(fine, fine_dpi)
+        attempts += [
+            lambda: _find_qr(fine, _qr_detector()),
+            lambda: _find_qr(fine, _classic_qr_detector()),
+            lambda: _find_qr(_binarised(fine), _qr_detector()),
+        ]
     for attempt in attempts:
+        look.add(attempt())
         if look.read >= 2:
             return
-        look.add(attempt())
 
 
 def _sane_dpi(dpi: float | tuple[float, float]) -> float:
@@ -239,12 +244,12 @@ def _verdict(look: _Look) -> SeparatorMark | None:
         return SeparatorMark(None, False, "separator QR code does not carry a valid 档号: " + "; ".join(errors))
     if len(codes) > 1:
         return SeparatorMark(None, False, "the separator's QR codes carry different 档号: " + ", ".join(sorted(codes)))
-    code = codes.pop()
-    marks = f", {len(look.tags)} corner mark(s)" if look.tags else ""
-    return SeparatorMark(code, True, f"separator QR code read ({'both codes' if look.read >= 2 else 'one code'}{marks})")
+    how = "both QR codes read" if look.read >= 2 else "one QR code read"
+    marks = f", {len(look.tags)} corner mark(s) seen" if look.tags else ""
+    return SeparatorMark(codes.pop(), True, f"separator sheet: {how}{marks}")
 
 
-def read_separator(image: Image.Image, dpi: float) -> SeparatorMark | None:
+def read_separator(image: Image.Image, dpi: float | tuple[float, float]) -> SeparatorMark | None:
     """The separator sheet on this scanned page, or None for an ordinary page.
 
     ``dpi`` is the scan's resolution (a number, or the (x, y) pair the load stage gives); an implausible one
@@ -256,7 +261,7 @@ def read_separator(image: Image.Image, dpi: float) -> SeparatorMark | None:
     look = _find_qr(small, _qr_detector())
     look.tags = _find_tags(small, small_dpi)
     if look.interesting and look.read < 2:
-        _closer_look(image, dpi, look)
+        _closer_look(image, dpi, small, look)
     return _verdict(look)
 
 
@@ -319,6 +324,14 @@ def _pages(seqs: Sequence[int]) -> str:
     return "pages " + ", ".join(str(s) for s in seqs)
 
 
+def _same_item(code: str) -> ArchivalCode | str:
+    """What makes two sheets the same item: the 档号 itself, however it is written (DA/T 22 or DA/T 13)."""
+    try:
+        return parse(code)
+    except InvalidArchivalCode:
+        return code
+
+
 def split_run(pages: Sequence[RunPage]) -> RunSplit:
     """Split a scanned run (pages in scan order) at its separator sheets.
 
@@ -330,7 +343,7 @@ def split_run(pages: Sequence[RunPage]) -> RunSplit:
     segments: list[Segment] = []
     problems: list[RunProblem] = []
     before: list[int] = []
-    first_sheet: dict[str, int] = {}
+    first_sheet: dict[ArchivalCode | str, int] = {}
     sheet: RunPage | None = None  # the sheet that the pages now being collected follow
     collected: list[int] = []
 
@@ -372,18 +385,19 @@ def split_run(pages: Sequence[RunPage]) -> RunSplit:
         sheet, collected = page, []
         code = page.mark.archival_code
         if page.mark.readable and code is not None:
-            if code in first_sheet:
+            key = _same_item(code)
+            if key in first_sheet:
                 problems.append(
                     RunProblem(
                         "repeated_separator",
                         page.seq,
                         f"The separator sheet on page {page.seq} carries 档号 {code}, already on the sheet on page "
-                        f"{first_sheet[code]}: one item cannot be scanned twice in a run. Remove one of the sheets "
+                        f"{first_sheet[key]}: one item cannot be scanned twice in a run. Remove one of the sheets "
                         "or check that the right sheet was printed.",
                     )
                 )
             else:
-                first_sheet[code] = page.seq
+                first_sheet[key] = page.seq
     close(next_sheet=False)
     if before:
         problems.insert(
@@ -392,8 +406,8 @@ def split_run(pages: Sequence[RunPage]) -> RunSplit:
                 "pages_before_first_separator",
                 before[0],
                 f"{_pages(before).capitalize()} {'comes' if len(before) == 1 else 'come'} before the first separator "
-                "sheet, so they belong to no item: "
-                "put a separator sheet in front of them, or scan them in a run of their own.",
+                "sheet and belong to no item: put the item's separator sheet in front, or scan them in a run of "
+                "their own.",
             ),
         )
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
