@@ -10,7 +10,7 @@ from scanner_service import archival_code as ac
 from scanner_service.catalogue_import import CatalogueImport
 from scanner_service.models import Event, Fonds, Item
 
-# DA/T 18 fields an archivist may set on an item, by their API names.
+# DA/T 18 fields an archivist may set on an item, by their API names. 保管期限 is part of the 档号 itself.
 DESCRIPTION_FIELDS = (
     "title",
     "author",
@@ -19,7 +19,6 @@ DESCRIPTION_FIELDS = (
     "expected_pages",
     "classification",
     "open_status",
-    "retention",
     "note",
     "serial",
 )

@@ -94,3 +94,47 @@ def test_batch_list_and_detail_show_pages_and_reasons(
 def test_openapi_documents_the_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/healthz", "/api/batches", "/api/batches/{batch_id}", "/api/batches/{batch_id}/pdf"} <= set(paths)
+    archive = {
+        "/api/items",
+        "/api/items/{code}",
+        "/api/items/{code}/pdf",
+        "/api/items/{code}/pages",
+        "/api/items/{code}/pages/{page}/text",
+        "/api/items/{code}/pages/{page}/hocr",
+        "/api/items/{code}/pages/{page}/thumbnail",
+        "/api/search",
+        "/api/events",
+        "/api/access-log",
+        "/api/catalogue",
+    }
+    assert archive <= set(paths), archive - set(paths)
+    assert "206" in paths["/api/items/{code}/pdf"]["get"]["responses"]
+
+
+def test_a_catalogue_with_a_wrong_row_is_refused_whole_with_the_row_named(
+    client: TestClient, station_env: Settings
+) -> None:
+    archivist = token(station_env, "archivist")
+    good = "序号,档号,题名,页数\n1,C015-WS·2013-Y-BGS-0001,村民委员会会议记录,3\n"
+    bad = good + "2,C015-WS·2013-X-BGS-0002,养老保险名册,2\n"
+    reply = client.post("/api/catalogue", params={"filename": "目录.csv"}, content=bad.encode(), headers=archivist)
+    assert reply.status_code == 422
+    [error] = reply.json()["errors"]
+    assert error["row"] == 3 and "保管期限" in error["message"] + error["column"]
+    assert client.get("/api/items", headers=archivist).json() == [], "nothing half-imported"
+    reply = client.post("/api/catalogue", params={"filename": "目录.csv"}, content=good.encode(), headers=archivist)
+    assert reply.json()["created"] == 1
+    [item] = client.get("/api/items", headers=archivist).json()
+    assert (item["title"], item["pages"], item["pages_filed"]) == ("村民委员会会议记录", 3, 0)
+    reader = token(station_env, "reader")
+    assert (
+        client.post(
+            "/api/catalogue", params={"filename": "目录.csv"}, content=good.encode(), headers=reader
+        ).status_code
+        == 403
+    )
+
+
+def test_a_wrong_archival_code_in_a_path_names_the_wrong_part(client: TestClient, station_env: Settings) -> None:
+    reply = client.get("/api/items/" + "C015-WS·2013-Q-BGS-0001", headers=token(station_env))
+    assert reply.status_code == 422 and reply.json()["part"] == "retention"

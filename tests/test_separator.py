@@ -402,3 +402,28 @@ def test_sheet_without_pages_is_an_empty_segment(run: list[RunPage]) -> None:
     empty = split.problems[0]
     assert empty.seq in (1, 3) and f"page {empty.seq}" in empty.message
     assert len(split.segments) == 1 and split.segments[0].page_seqs  # a proposed segment is never empty
+
+
+def test_sheet_with_every_code_and_tag_destroyed_is_still_known_by_its_printed_heading(
+    sheet300: Image.Image, tmp_path: Path
+) -> None:
+    from ocr_models.registry import build_engine
+    from workers.pipeline import process_page_image
+
+    page = sheet300.convert("L").copy()
+    w, h = page.size
+    draw = ImageDraw.Draw(page)
+    for box in ((0, 0, 0.32, 0.22), (0.70, 0, 1, 0.22), (0, 0.76, 0.31, 1), (0.68, 0.76, 1, 1)):
+        draw.rectangle((box[0] * w, box[1] * h, box[2] * w, box[3] * h), fill=255)  # the corners cut off
+    assert read_separator(page, 300) is None, "nothing machine-readable is left on this sheet"
+    path = tmp_path / "sheet.png"
+    page.save(path, dpi=(300, 300))
+    outcome = process_page_image(
+        path,
+        0,
+        engine=build_engine("rapidocr", languages="chi_sim+eng", timeout=120),
+        max_pixels=10**8,
+        render_dpi=300,
+        min_confidence=0,
+    )
+    assert outcome.flags == ["separator"] and outcome.details["separator"]["readable"] is False

@@ -16,7 +16,7 @@ from workers.stages.compress import usage_image
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
 from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
-from workers.stages.separator import read_separator
+from workers.stages.separator import SeparatorMark, printed_heading_read, read_separator
 
 MIN_DPI = 200  # DA/T 31-2017: text records are digitised at no less than 200 dpi
 
@@ -85,6 +85,13 @@ def process_page_image(
         if not orientation.sure:
             flags.append("orientation_unsure")
         text = engine.recognise(image)
+        if printed_heading_read(text.text):
+            details["separator"] = asdict(
+                SeparatorMark(None, readable=False, detail="the sheet's heading was read, but none of its codes")
+            )
+            return PageOutcome(
+                image=image, dpi=loaded.dpi, text=text, blank=False, flags=["separator"], details=details
+            )
         if text.mean_confidence < min_confidence:
             flags.append("low_confidence")
         image, encoding = usage_image(image)

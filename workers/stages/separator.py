@@ -412,3 +412,13 @@ def split_run(pages: Sequence[RunPage]) -> RunSplit:
         )
     problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
     return RunSplit(tuple(segments), tuple(problems))
+
+
+def printed_heading_read(text: str) -> bool:
+    """Whether OCR read a separator sheet's printed heading (分隔页 and SEPARATOR SHEET).
+
+    The last guard for a sheet whose QR codes and corner tags are all destroyed: without it, its item's
+    pages would join the item before it. Both words must be there; either alone can occur in a record.
+    """
+    flat = "".join(text.split()).upper()
+    return "分隔页" in flat and "SEPARATOR" in flat
