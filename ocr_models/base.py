@@ -60,7 +60,7 @@ class PageText:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PageText:
         lines = [
-            TextLine(text=line["text"], box=tuple(line["box"]), confidence=float(line["confidence"]))  # type: ignore[arg-type]
+            TextLine(text=line["text"], box=tuple(line["box"]), confidence=float(line["confidence"]))
             for line in data.get("lines", [])
         ]
         return cls(width=int(data["width"]), height=int(data["height"]), lines=lines, engine=data.get("engine", ""))

@@ -56,9 +56,7 @@ def audit(session: Session, archive: Path, *, fonds: str | None = None) -> Audit
     if top.is_dir():
         for path in sorted(top.rglob("*")):
             rel = path.relative_to(archive)
-            if path.is_file() and rel.parts[0] not in _NOT_RECORDS and not any(
-                part.startswith(".staging-") for part in rel.parts
-            ):
-                if str(rel) not in recorded:
-                    report.untracked.append(str(rel))
+            scratch = rel.parts[0] in _NOT_RECORDS or any(part.startswith(".staging-") for part in rel.parts)
+            if path.is_file() and not scratch and str(rel) not in recorded:
+                report.untracked.append(str(rel))
     return report

@@ -125,6 +125,7 @@ def default_reader() -> LineReader:
 
 def save_usage_image(image: Image.Image, stem: Path, *, jpeg_quality: int) -> Path:
     """Write the page's usage image: 1-bit as TIFF G4, grey and colour as JPEG. Atomic."""
+    opts: dict[str, object]
     if image.mode == "1":
         path, fmt, opts = stem.with_suffix(".tif"), "TIFF", {"compression": "group4"}
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
@@ -18,7 +19,7 @@ from scanner_service.models import ApiToken, Batch, PageState, Role
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 
 
-def _public(batch: Batch) -> dict:  # type: ignore[type-arg]
+def _public(batch: Batch) -> dict[str, Any]:
     pages = batch.pages
     return {
         "id": batch.id,
@@ -48,7 +49,7 @@ def list_batches(
     state: str | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
-) -> list[dict]:  # type: ignore[type-arg]
+) -> list[dict[str, Any]]:
     _staff_only(token)
     stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
     if state:
@@ -70,7 +71,7 @@ def _get(session: SessionDep, token: ApiToken, batch_id: int) -> Batch:
 
 
 @router.get("/{batch_id}", response_model=BatchDetail, summary="One batch with its pages and originals")
-def get_batch(batch_id: int, session: SessionDep, token: CurrentToken) -> dict:  # type: ignore[type-arg]
+def get_batch(batch_id: int, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
     names = {o.id: o.name for o in batch.originals}
     return {

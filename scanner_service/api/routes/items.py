@@ -192,7 +192,9 @@ def put_item(code: str, body: ItemDescription, session: SessionDep, token: Curre
     summary="File a batch's pages into the item: new, append, insert or replace (operator, archivist)",
     responses={409: {"description": "The pages cannot be filed this way; the reason is in 'detail'"}},
 )
-def file_pages(code: str, body: FilingRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken) -> dict:  # type: ignore[type-arg]
+def file_pages(
+    code: str, body: FilingRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist, Role.operator)
     parsed = ac.parse(code)
     access.require_fonds(token, parsed.fonds)
