@@ -14,13 +14,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.orm import Session
 
 from scanner_service.exceptions import Forbidden, NotFound
 from scanner_service.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry
 
-OPEN_VALUES = ("开放", "open")
+OPEN_VALUES = ("开放",)  # as stored: catalogue_store.normal_open_status writes every "open" this way
 STAFF = (Role.admin, Role.archivist, Role.operator)
 
 
@@ -45,7 +45,7 @@ def require_fonds(token: ApiToken, fonds: str) -> None:
 
 def is_restricted(item: Item) -> bool:
     """An item readers do not see without a grant: it has a 密级, or it is not marked open."""
-    return bool(item.classification) or (item.open_status or "").strip().lower() not in OPEN_VALUES
+    return bool(item.classification) or item.open_status not in OPEN_VALUES
 
 
 def _granted(token: ApiToken, item_id: Any) -> ColumnElement[bool]:
@@ -96,10 +96,28 @@ def search_filter(token: ApiToken) -> ColumnElement[bool]:
     """
     if token.role == Role.reader:
         return and_(SearchEntry.item_id.is_not(None), item_filter(token))
-    scope = fonds_scope(token)
     filed = and_(SearchEntry.item_id.is_not(None), item_filter(token))
-    unfiled = SearchEntry.item_id.is_(None) if scope is None or token.role != Role.archivist else false()
+    unfiled = and_(SearchEntry.item_id.is_(None), _batch_scope(token, SearchEntry.fonds))
     return or_(filed, unfiled)
+
+
+def _batch_scope(token: ApiToken, fonds: Any) -> ColumnElement[bool]:
+    """Batches a staff token sees: all, or those of its fonds; a limited operator also sees batches
+    whose fonds is not known yet (named by no 档号), since it is the one who files them."""
+    scope = fonds_scope(token)
+    if scope is None:
+        return true()
+    if token.role == Role.operator:
+        return or_(fonds.in_(scope), fonds.is_(None))
+    return fonds.in_(scope)
+
+
+def may_see_batch(token: ApiToken, fonds: str | None) -> bool:
+    """The same rule as :func:`_batch_scope`, for one batch whose fonds is known (or None)."""
+    scope = fonds_scope(token)
+    if scope is None:
+        return True
+    return fonds in scope if fonds else token.role == Role.operator
 
 
 def log_access(

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from scanner_service import archival_code as ac
 from scanner_service.catalogue_import import CatalogueImport
 from scanner_service.models import Event, Fonds, Item
+from scanner_service.settings import Settings
 
 # DA/T 18 fields an archivist may set on an item, by their API names. 保管期限 is part of the 档号 itself.
 DESCRIPTION_FIELDS = (
@@ -24,6 +25,14 @@ DESCRIPTION_FIELDS = (
 )
 
 
+def normal_open_status(text: str) -> str | None:
+    """开放标识 as stored: 开放 for any way of writing "open", otherwise the text as written (stripped)."""
+    flat = "".join(text.split())
+    if not flat:
+        return None
+    return "开放" if flat.lower() in ("开放", "open", "是", "yes") else flat
+
+
 def ensure_fonds(session: Session, code: str, *, style: ac.CodeStyle = ac.DAT22) -> Fonds:
     fonds = session.get(Fonds, code)
     if fonds is None:
@@ -33,12 +42,23 @@ def ensure_fonds(session: Session, code: str, *, style: ac.CodeStyle = ac.DAT22)
     return fonds
 
 
-def describe_item(session: Session, code: ac.ArchivalCode, values: dict[str, Any], *, written: str, actor: str) -> Item:
-    """Create the item if new (its fonds too) and set the given description fields."""
-    from scanner_service.filing import ensure_item, page_check
+def describe_item(
+    session: Session,
+    code: ac.ArchivalCode,
+    values: dict[str, Any],
+    *,
+    written: str,
+    actor: str,
+    settings: Settings | None = None,
+) -> Item:
+    """Create the item if new (its fonds too) and set the given description fields; with ``settings``,
+    also rewrite the item folder's item.json so an offline copy carries the new description."""
+    from scanner_service.filing import ensure_item, page_check, write_description
 
     ensure_fonds(session, code.fonds, style=ac.style_of(written))
     item = ensure_item(session, code, may_create=True)
+    if values.get("open_status") is not None:
+        values = {**values, "open_status": normal_open_status(values["open_status"])}
     changed = {}
     for name, value in values.items():
         if name not in DESCRIPTION_FIELDS:
@@ -47,6 +67,9 @@ def describe_item(session: Session, code: ac.ArchivalCode, values: dict[str, Any
             changed[name] = value
             setattr(item, name, value)
     item.page_check = page_check(item)
+    if changed and settings is not None:
+        session.flush()
+        write_description(settings, session, item)
     if changed:
         session.add(
             Event(
@@ -60,7 +83,9 @@ def describe_item(session: Session, code: ac.ArchivalCode, values: dict[str, Any
     return item
 
 
-def import_catalogue(session: Session, imported: CatalogueImport, *, actor: str) -> dict[str, int]:
+def import_catalogue(
+    session: Session, imported: CatalogueImport, *, actor: str, settings: Settings | None = None
+) -> dict[str, int]:
     """Store every row of a checked 归档文件目录 (all or nothing: the caller's transaction)."""
     created = updated = 0
     for row in imported.rows:
@@ -76,8 +101,8 @@ def import_catalogue(session: Session, imported: CatalogueImport, *, actor: str)
             "serial": row.serial,
         }
         if row.open_status:
-            values["open_status"] = row.open_status
-        item = describe_item(session, row.code, values, written=str(row.code), actor=actor)
+            values["open_status"] = row.open_status  # normalised by describe_item
+        item = describe_item(session, row.code, values, written=str(row.code), actor=actor, settings=settings)
         item.date = row.date
         created += not existed
         updated += existed

@@ -206,7 +206,7 @@ def cmd_catalogue_import(args: argparse.Namespace) -> int:
     migrate(settings.effective_database_url)
     imported = read_catalogue(Path(args.file), sheet=args.sheet)
     with session_scope(settings.effective_database_url) as session:
-        counts = import_catalogue(session, imported, actor="cli")
+        counts = import_catalogue(session, imported, actor="cli", settings=settings)
     print(f"{args.file}: {counts['rows']} rows, {counts['created']} new items, {counts['updated']} updated")
     if imported.ignored_columns:
         print("columns not imported: " + ", ".join(imported.ignored_columns))

@@ -225,7 +225,11 @@ def _order(
         return slots_old[: at - 1] + slots_new + slots_old[at - 1 :], []
     if mode == "replace":
         if not replace:
-            return slots_new, list(existing)
+            raise FilingRefused(
+                "Replace needs 'replace': the page numbers the new pages take the place of, e.g. [3] or "
+                f"[1, …, {len(existing)}] for all of them.",
+                reason_code="bad_position",
+            )
         if sorted(set(replace)) != sorted(replace) or any(not 1 <= s <= len(existing) for s in replace):
             raise FilingRefused(
                 f"Pages to replace must be distinct page numbers from 1 to {len(existing)}.",
@@ -250,7 +254,7 @@ def _order(
 def pages_to_file(batch: Batch, seqs: Sequence[int] | None) -> list[Page]:
     """The batch pages to file: the named ones, or every finished page that is not blank or a separator."""
     by_seq = {p.seq: p for p in batch.pages}
-    if seqs:
+    if seqs is not None:
         missing = [s for s in seqs if s not in by_seq]
         if missing:
             raise NotFound(f"Batch {batch.id} has no page {', '.join(map(str, missing))}.")
@@ -320,93 +324,69 @@ def _write(
     actor: str,
     mode: str,
 ) -> FilingResult:
-    """Put the files in place, then the catalogue rows; a crash between leaves files, never loses one."""
+    """Write the new files first, under names nothing else uses (new masters in a staging folder, page
+    files keyed by their row id, the PDF under a temporary name); only then move existing masters, in
+    a few renames. A failure before the renames leaves the item as it was plus stray files the audit
+    lists; no existing master is ever overwritten, and replaced ones are kept."""
     archive = settings.archive_dir
     folder = archive / item.folder
     (folder / "pages").mkdir(parents=True, exist_ok=True)
-    staging = folder / f".staging-{uuid.uuid4().hex[:12]}"
+    token = uuid.uuid4().hex[:8]
+    staging = folder / f".staging-{token}"
     staging.mkdir()
     code = ac.parse(item.archival_code)
-    style = fonds_style(session, item.fonds)
+    style = ac.style_of(item.archival_code)  # the style the item was created in, whatever its fonds says now
     version = item.version + 1
     originals = intake.originals_dir(settings, batch.id)
     frames: dict[int, int] = {}
     for p in batch.pages:
         frames[p.original_id] = frames.get(p.original_id, 0) + 1
-    recorded: list[tuple[Path, str]] = []  # (path, kind) to record once everything is in place
 
-    # 1. Replaced masters leave for replaced/v<N>/ (kept); their catalogue rows go.
+    # 1. Catalogue rows in their new order (nothing committed yet): replaced rows go, rows that move are
+    #    parked on a negative serial first so the (item, serial) constraint never sees two at once.
+    moved: list[tuple[ItemPage, str]] = []  # (row, its master's current name)
+    for serial, slot in enumerate(order, start=1):
+        if slot.existing is not None and slot.existing.serial != serial:
+            moved.append((slot.existing, slot.existing.master_name))
+            slot.existing.serial = -slot.existing.id
+    replaced_names = [old.master_name for old in gone]
     for old in gone:
-        keep = folder / "replaced" / f"v{version}"
-        keep.mkdir(parents=True, exist_ok=True)
-        os.replace(folder / old.master_name, keep / old.master_name)
-        session.execute(
-            update(ArchiveFile)
-            .where(ArchiveFile.path == str(Path(item.folder, old.master_name)))
-            .values(path=str(Path(item.folder, "replaced", f"v{version}", old.master_name)), kind="replaced")
-        )
         session.delete(old)
     session.flush()
-
-    # 2. Every master that moves goes to staging first, so renames never collide.
-    moves: list[tuple[Path, ItemPage | None, Page | None, int]] = []
+    new_rows: list[tuple[ItemPage, Page, Path]] = []
     for serial, slot in enumerate(order, start=1):
         if slot.existing is not None:
-            old = slot.existing
-            if old.serial != serial:
-                temp = staging / f"old-{old.id}{Path(old.master_name).suffix}"
-                os.replace(folder / old.master_name, temp)
-                moves.append((temp, old, None, serial))
-        else:
-            page = slot.page
-            assert page is not None
-            master = write_master(
-                intake.stored_path(originals, page.original.stored_name),
-                page.source_index,
-                frames[page.original_id],
-                staging / f"new-{page.id}",
-            )
-            moves.append((master, None, page, serial))
-    # Serials of pages that stay put are taken by them; park them out of the way of the unique constraint.
-    for _, parked, _, _ in moves:
-        if parked is not None:
-            parked.serial = -parked.id
+            slot.existing.serial = serial
+            continue
+        page = slot.page
+        assert page is not None
+        master = write_master(
+            intake.stored_path(originals, page.original.stored_name),
+            page.source_index,
+            frames[page.original_id],
+            staging / f"new-{page.id}",
+        )
+        row = ItemPage(
+            item_id=item.id,
+            serial=serial,
+            batch_id=batch.id,
+            batch_seq=page.seq,
+            master_name=code.master_stem(serial, style) + master.suffix,
+            text=page.text,
+            confidence=page.confidence,
+            flags=[f for f in (page.flags or []) if f != "separator"],
+        )
+        session.add(row)
+        new_rows.append((row, page, master))
+    for row, name in moved:
+        row.master_name = code.master_stem(row.serial, style) + Path(name).suffix
     session.flush()
 
-    new_rows: list[ItemPage] = []
-    for temp, moved, page, serial in moves:
-        name = code.master_stem(serial, style) + temp.suffix
-        os.replace(temp, folder / name)
-        if moved is not None:
-            session.execute(
-                update(ArchiveFile)
-                .where(ArchiveFile.path == str(Path(item.folder, moved.master_name)))
-                .values(path=str(Path(item.folder, name)))
-            )
-            moved.master_name = name
-            moved.serial = serial
-        else:
-            assert page is not None
-            row = ItemPage(
-                item_id=item.id,
-                serial=serial,
-                batch_id=batch.id,
-                batch_seq=page.seq,
-                master_name=name,
-                text=page.text,
-                confidence=page.confidence,
-                flags=[f for f in (page.flags or []) if f != "separator"],
-            )
-            session.add(row)
-            new_rows.append(row)
-            recorded.append((folder / name, "master"))
-    session.flush()
-    shutil.rmtree(staging, ignore_errors=True)
-
-    # 3. Usage image, OCR boxes and thumbnail of each new page, keyed by the ItemPage id.
+    # 2. Usage image, OCR boxes and thumbnail of each new page, keyed by the row id (never reused).
+    recorded: list[tuple[Path, str]] = []
     source_pages = intake.batch_dir(settings, batch.id) / "pages"
-    for row in new_rows:
-        meta = json.loads((source_pages / f"{row.batch_seq:04d}.json").read_text(encoding="utf-8"))
+    for row, page, _ in new_rows:
+        meta = json.loads((source_pages / f"{page.seq:04d}.json").read_text(encoding="utf-8"))
         image_src = source_pages / meta["image"]
         key = page_key(row)
         usage = folder / "pages" / (key + image_src.suffix)
@@ -421,26 +401,65 @@ def _write(
             small.save(thumb, "JPEG", quality=80)
         recorded += [(usage, "usage"), (boxes, "ocr"), (thumb, "thumbnail")]
 
-    # 4. The item's PDF/A from every page in order, and the folder's own description.
+    # 3. The item's PDF/A from every page in order, under a temporary name.
     session.refresh(item)
     pdf = folder / f"{item.archival_code}.pdf"
-    _build_item_pdf(settings, item, pdf)
+    pdf_tmp = staging / "item.pdf"
+    _build_item_pdf(settings, item, pdf_tmp)
+
+    # 4. The renames. Replaced masters are kept in a folder of their own (never overwritten); masters
+    #    that move go through staging, so no rename lands on a name still in use.
+    fixity = {
+        row.path: (row.sha256, row.size)
+        for row in session.scalars(
+            select(ArchiveFile).where(ArchiveFile.item_id == item.id, ArchiveFile.kind == "master")
+        )
+    }
+    if replaced_names:
+        keep = folder / "replaced" / f"v{version}-{token}"
+        keep.mkdir(parents=True)
+        for name in replaced_names:
+            os.replace(folder / name, keep / name)
+            session.execute(
+                update(ArchiveFile)
+                .where(ArchiveFile.path == str(Path(item.folder, name)))
+                .values(path=str(keep.relative_to(archive) / name), kind="replaced")
+            )
+    parked = []
+    for row, name in moved:
+        temp = staging / f"old-{row.id}{Path(name).suffix}"
+        os.replace(folder / name, temp)
+        parked.append((row, name, temp))
+        # The recorded digest moves with the file: a master changed before this rescan stays reported.
+        session.execute(delete(ArchiveFile).where(ArchiveFile.path == str(Path(item.folder, name))))
+    session.flush()
+    for row, name, temp in parked:
+        os.replace(temp, folder / row.master_name)
+        digest, size = fixity.get(str(Path(item.folder, name))) or file_sha256(folder / row.master_name)
+        session.add(
+            ArchiveFile(
+                item_id=item.id, path=str(Path(item.folder, row.master_name)), kind="master", sha256=digest, size=size
+            )
+        )
+    for row, _, master in new_rows:
+        os.replace(master, folder / row.master_name)
+        recorded.append((folder / row.master_name, "master"))
+    os.replace(pdf_tmp, pdf)
+    shutil.rmtree(staging, ignore_errors=True)
     recorded.append((pdf, "pdf"))
+
+    # 5. The catalogue: the item, its description file, fixity records, search, the event.
     item.pdf_name = pdf.name
     item.pdf_sha256, item.pdf_size = file_sha256(pdf)
     item.pages_filed = len(item.pages)
     item.version = version
     item.filed_at = datetime.now(UTC)
     item.page_check = page_check(item)
-    described = folder / "item.json"
-    _write_text(described, json.dumps(describe(item), ensure_ascii=False, indent=1, default=str))
-    recorded.append((described, "description"))
     for path, kind in recorded:
         record_file(session, archive, path, kind, item.id)
-
-    # 5. Search: the item's pages replace the batch's unfiled ones.
+    write_description(settings, session, item)
     reindex_item(session, item)
-    filed_seqs = [r.batch_seq for r in new_rows]
+    filed_seqs = [page.seq for _, page, _ in new_rows]
     session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id, SearchEntry.page_no.in_(filed_seqs)))
     session.add(
         Event(
@@ -467,8 +486,18 @@ def _write(
         pages_filed=item.pages_filed,
         version=version,
         page_check=item.page_check,
-        serials=[r.serial for r in new_rows],
+        serials=[row.serial for row, _, _ in new_rows],
     )
+
+
+def write_description(settings: Settings, session: Session, item: Item) -> None:
+    """(Re)write the item folder's item.json and record it; nothing to do for an item with no pages yet."""
+    folder = settings.archive_dir / item.folder
+    if not item.pages_filed or not folder.is_dir():
+        return
+    described = folder / "item.json"
+    _write_text(described, json.dumps(describe(item), ensure_ascii=False, indent=1, default=str))
+    record_file(session, settings.archive_dir, described, "description", item.id)
 
 
 def page_key(row: ItemPage) -> str:
@@ -578,12 +607,19 @@ def reindex_item(session: Session, item: Item) -> None:
             )
 
 
+def batch_fonds(batch: Batch) -> str | None:
+    """The fonds a batch belongs to: from the 档号 it was filed under or is named by; None if unknown."""
+    code = batch.archival_code or (batch.filing or {}).get("target")
+    return ac.parse(code).fonds if code else None
+
+
 def index_batch(session: Session, batch: Batch) -> None:
     """Make a finished batch's pages searchable until they are filed (staff only see these)."""
     session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id))
+    filed = set(session.scalars(select(ItemPage.batch_seq).where(ItemPage.batch_id == batch.id)))
     for page in batch.pages:
-        if page.text and not page.blank:
-            session.add(search.new_entry(page.text, page_no=page.seq, batch_id=batch.id))
+        if page.text and not page.blank and page.seq not in filed:
+            session.add(search.new_entry(page.text, page_no=page.seq, batch_id=batch.id, fonds=batch_fonds(batch)))
 
 
 def refuse_reason(err: ScanstationError) -> str:
@@ -686,7 +722,16 @@ def auto_file(settings: Settings, batch_id: int) -> dict[str, Any]:
         with session_scope(settings.effective_database_url) as session:
             item = find_item(session, code_text)
             if item is not None and any(row.batch_id == batch_id for row in item.pages):
-                continue  # already filed by an earlier run of this assembly
+                # Filed by an earlier run of this assembly (a worker died after filing): report it as filed.
+                report["items"].append(
+                    {
+                        "archival_code": item.archival_code,
+                        "batch_pages": seqs,
+                        "pages_filed": item.pages_filed,
+                        "page_check": item.page_check,
+                    }
+                )
+                continue
         try:
             result = file_batch(settings, batch_id, code_text, seqs=seqs, mode="new", check_count=by_sheets)
         except ScanstationError as err:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from scanner_service.filing import file_sha256
 from scanner_service.models import ArchiveFile
 
-# Folders of the archive that hold no records: locks, and staging left by a filing cut off midway.
+# Folders of the archive that hold no records.
 _NOT_RECORDS = (".locks",)
 
 
@@ -56,7 +56,7 @@ def audit(session: Session, archive: Path, *, fonds: str | None = None) -> Audit
     if top.is_dir():
         for path in sorted(top.rglob("*")):
             rel = path.relative_to(archive)
-            scratch = rel.parts[0] in _NOT_RECORDS or any(part.startswith(".staging-") for part in rel.parts)
-            if path.is_file() and not scratch and str(rel) not in recorded:
+            # Files left in a .staging- folder by a filing cut off midway are listed too: someone must look.
+            if path.is_file() and rel.parts[0] not in _NOT_RECORDS and str(rel) not in recorded:
                 report.untracked.append(str(rel))
     return report

@@ -114,10 +114,10 @@ def test_readers_see_only_open_items_of_their_fonds_and_every_view_is_logged(
         assert client.get("/api/search", params={"q": "江永"}, headers=headers).json()["total"] == 0
     assert client.get("/api/batches", headers=reader).status_code == 403
 
-    assert (
-        client.put(URL, json={"open_status": "开放", "title": "农村土地承包经营权合同"}, headers=archivist).status_code
-        == 200
-    )
+    opened = client.put(URL, json={"open_status": " Open ", "title": "农村土地承包经营权合同"}, headers=archivist)
+    assert opened.status_code == 200 and opened.json()["open_status"] == "开放"
+    folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
+    assert '"title": "农村土地承包经营权合同"' in (folder / "item.json").read_text(encoding="utf-8")
     assert client.get(f"{URL}/pdf", headers=outsider).status_code == 404, "another fonds' reader never sees it"
     got = client.get(f"{URL}/pdf", params={"purpose": "土地承包纠纷"}, headers=reader)
     assert got.status_code == 200
@@ -196,6 +196,27 @@ def test_a_rescan_appends_inserts_and_replaces_pages_in_order(
         assert len(pdf.pages) == 3
     other = bearer(station_env, "operator", "C016")
     assert client.post(f"{URL}/pages", json={"batch_id": rescan.id, "mode": "append"}, headers=other).status_code == 403
+    assert client.get(f"/api/batches/{rescan.id}", headers=other).status_code == 404, "a batch of another fonds"
+    unsaid = client.post(f"{URL}/pages", json={"batch_id": rescan.id, "mode": "replace"}, headers=operator)
+    assert unsaid.status_code == 409 and unsaid.json()["reason"] == "bad_position", "replace must say which pages"
+
+    # Inserting at the front shifts every page: each master is renamed, none is lost or overwritten.
+    before = {p.name: p.read_bytes() for p in folder.glob(f"{CODE}-*")}
+    front = client.post(
+        f"{URL}/pages", json={"batch_id": rescan.id, "pages": [1], "mode": "insert", "at": 1}, headers=operator
+    )
+    assert front.status_code == 200, front.text
+    item = client.get(URL, headers=operator).json()
+    assert [(p["batch_id"], p["batch_page"]) for p in item["page_list"]] == [
+        (rescan.id, 1),
+        (rescan.id, 2),
+        (rescan.id, 1),
+        (filed.id, 2),
+    ]
+    after = {p.name: p.read_bytes() for p in folder.glob(f"{CODE}-*")}
+    assert [after[f"{CODE}-000{n}.jpg"] for n in (2, 3, 4)] == [before[f"{CODE}-000{n}.jpg"] for n in (1, 2, 3)]
+    assert not list(folder.glob(".staging-*")), "nothing left half-done"
+    assert cli(["audit", "--data", str(station_env.data)]) == 0, "moved masters keep their recorded digests"
 
 
 def test_page_count_against_the_catalogue_flags_missing_pages(

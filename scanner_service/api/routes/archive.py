@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +15,7 @@ from sqlalchemy import func, or_, select
 
 from scanner_service import access, search
 from scanner_service import archival_code as ac
-from scanner_service.api.deps import CurrentToken, SessionDep
+from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.routes.items import item_url
 from scanner_service.catalogue_import import read_catalogue
 from scanner_service.catalogue_store import ensure_fonds, import_catalogue
@@ -23,6 +23,12 @@ from scanner_service.exceptions import ConfigError, UnusableInput
 from scanner_service.models import AccessRecord, Event, Fonds, Item, Role
 
 router = APIRouter(prefix="/api", tags=["archive"])
+
+
+def utc(moment: datetime) -> datetime:
+    """A time as UTC (a time without an offset is taken as UTC): SQLite keeps no offset, so every time
+    stored and compared is UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class SearchHit(BaseModel):
@@ -113,7 +119,7 @@ def list_events(
         stmt = stmt.where(Event.id > int(since))
     else:
         try:
-            stmt = stmt.where(Event.at > datetime.fromisoformat(since.replace("Z", "+00:00")))
+            stmt = stmt.where(Event.at > utc(datetime.fromisoformat(since.replace("Z", "+00:00"))))
         except ValueError:
             raise UnusableInput(
                 f"'since' must be an event id or an ISO time, not {since!r}.", reason_code="bad_since"
@@ -170,7 +176,7 @@ def access_log(
     since: datetime | None = None,
     until: datetime | None = None,
     format: str = Query("json", pattern="^(json|csv)$"),
-    limit: int = Query(1000, ge=1, le=100000),
+    limit: int = Query(100_000, ge=1, le=1_000_000),
 ) -> Any:
     access.require_role(token, Role.admin, Role.archivist)
     stmt = select(AccessRecord).order_by(AccessRecord.id.desc())
@@ -184,9 +190,9 @@ def access_log(
     if who:
         stmt = stmt.where(AccessRecord.who == who)
     if since:
-        stmt = stmt.where(AccessRecord.at >= since)
+        stmt = stmt.where(AccessRecord.at >= utc(since))
     if until:
-        stmt = stmt.where(AccessRecord.at < until)
+        stmt = stmt.where(AccessRecord.at < utc(until))
     rows = [AccessPublic.model_validate(r, from_attributes=True) for r in session.scalars(stmt.limit(limit))]
     if format == "json":
         return rows
@@ -250,6 +256,7 @@ def list_fonds(session: SessionDep, token: CurrentToken) -> list[dict[str, Any]]
 )
 async def post_catalogue(
     request: Request,
+    settings: SettingsDep,
     session: SessionDep,
     token: CurrentToken,
     filename: Annotated[str, Query(description="The file's name; its extension says CSV or XLSX")],
@@ -269,5 +276,5 @@ async def post_catalogue(
         outside = sorted({r.code.fonds for r in imported.rows} - set(scope))
         if outside:
             access.require_fonds(token, outside[0])
-    counts = import_catalogue(session, imported, actor=token.name)
+    counts = import_catalogue(session, imported, actor=token.name, settings=settings)
     return {**counts, "ignored_columns": imported.ignored_columns}

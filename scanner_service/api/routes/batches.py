@@ -14,6 +14,7 @@ from scanner_service import access
 from scanner_service.api.deps import CurrentToken, SessionDep
 from scanner_service.api.schemas import BatchDetail, BatchPublic, OriginalPublic, PageCounts, PagePublic
 from scanner_service.exceptions import NotFound
+from scanner_service.filing import batch_fonds
 from scanner_service.models import ApiToken, Batch, PageState, Role
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -54,7 +55,8 @@ def list_batches(
     stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
     if state:
         stmt = stmt.where(Batch.state == state)
-    return [_public(b) for b in session.scalars(stmt)]
+    # Fonds limits are applied after the query: a township station holds hundreds of batches, not millions.
+    return [_public(b) for b in session.scalars(stmt) if access.may_see_batch(token, batch_fonds(b))]
 
 
 def _staff_only(token: ApiToken) -> None:
@@ -65,7 +67,7 @@ def _staff_only(token: ApiToken) -> None:
 def _get(session: SessionDep, token: ApiToken, batch_id: int) -> Batch:
     _staff_only(token)
     batch = session.get(Batch, batch_id)
-    if batch is None:
+    if batch is None or not access.may_see_batch(token, batch_fonds(batch)):
         raise NotFound(f"No batch {batch_id}.")
     return batch
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from scanner_service import access, filing
 from scanner_service import archival_code as ac
@@ -17,6 +18,7 @@ from scanner_service.catalogue_store import describe_item
 from scanner_service.exceptions import NotFound
 from scanner_service.hocr import render_hocr
 from scanner_service.models import ApiToken, Grant, Item, ItemPage, Role
+from scanner_service.settings import Settings
 
 router = APIRouter(prefix="/api/items", tags=["items"])
 
@@ -174,14 +176,17 @@ def get_item(code: str, session: SessionDep, token: CurrentToken) -> dict[str, A
 
 
 @router.put("/{code}", response_model=ItemDetail, summary="Create an item or change its description (archivist)")
-def put_item(code: str, body: ItemDescription, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+def put_item(
+    code: str, body: ItemDescription, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
     parsed = ac.parse(code)
     access.require_fonds(token, parsed.fonds)
     sent = body.model_dump(exclude_unset=True)
     renamed = {"date": "date_text", "pages": "expected_pages"}
     values = {renamed.get(k, k): v for k, v in sent.items()}
-    item = describe_item(session, parsed, values, written=code, actor=token.name)
+    with filing.item_lock(settings, str(parsed)):
+        item = describe_item(session, parsed, values, written=code, actor=token.name, settings=settings)
     session.flush()
     return {**public(item), "page_list": [_page_public(item, row) for row in item.pages]}
 
@@ -328,10 +333,7 @@ def get_page_image(
     token: CurrentToken,
     purpose: PurposeQuery = None,
 ) -> FileResponse:
-    item, row = _page(session, token, code, page)
-    usage, _, _ = filing.page_files(settings, item, row)
-    _log_page(session, token, item, "page_image", page, request, purpose)
-    return FileResponse(usage, media_type="image/tiff" if usage.suffix == ".tif" else "image/jpeg")
+    return _page_picture(code, page, request, settings, session, token, purpose, thumbnail=False)
 
 
 @router.get(
@@ -349,10 +351,25 @@ def get_page_thumbnail(
     token: CurrentToken,
     purpose: PurposeQuery = None,
 ) -> FileResponse:
+    return _page_picture(code, page, request, settings, session, token, purpose, thumbnail=True)
+
+
+def _page_picture(
+    code: str,
+    page: int,
+    request: Request,
+    settings: Settings,
+    session: Session,
+    token: ApiToken,
+    purpose: str | None,
+    *,
+    thumbnail: bool,
+) -> FileResponse:
     item, row = _page(session, token, code, page)
-    _, _, thumb = filing.page_files(settings, item, row)
-    _log_page(session, token, item, "thumbnail", page, request, purpose)
-    return FileResponse(thumb, media_type="image/jpeg")
+    usage, _, thumb = filing.page_files(settings, item, row)
+    _log_page(session, token, item, "thumbnail" if thumbnail else "page_image", page, request, purpose)
+    path = thumb if thumbnail else usage
+    return FileResponse(path, media_type="image/tiff" if path.suffix == ".tif" else "image/jpeg")
 
 
 @router.post("/{code}/grants", status_code=201, summary="Let one token see this restricted item (archivist)")
@@ -366,6 +383,9 @@ def grant(code: str, body: GrantRequest, session: SessionDep, token: CurrentToke
     if existing is None:
         existing = Grant(token_id=grantee.id, item_id=item.id, granted_by=token.name)
         session.add(existing)
-    existing.reason, existing.expires_at, existing.granted_by = body.reason, body.expires_at, token.name
+    expires = body.expires_at
+    if expires is not None:  # stored as UTC: SQLite keeps no offset
+        expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
+    existing.reason, existing.expires_at, existing.granted_by = body.reason, expires, token.name
     session.flush()
     return {"archival_code": item.archival_code, "token_id": grantee.id, "expires_at": body.expires_at}
