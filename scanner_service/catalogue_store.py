@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scanner_service import archival_code as ac
@@ -107,3 +108,19 @@ def import_catalogue(
         created += not existed
         updated += existed
     return {"rows": len(imported.rows), "created": created, "updated": updated}
+
+
+def items_for_sheets(
+    session: Session, fonds: str, *, year: int | None = None, category: str | None = None, include_filed: bool = False
+) -> list[Item]:
+    """The catalogue's items to print separator sheets for, in archival order (by default only items
+    with no pages yet: what is still to be scanned)."""
+    stmt = select(Item).where(Item.fonds == fonds.upper())
+    if year:
+        stmt = stmt.where(Item.year == year)
+    if category:
+        stmt = stmt.where(Item.category == category.upper())
+    if not include_filed:
+        stmt = stmt.where(Item.pages_filed == 0)
+    order = (Item.category, Item.year, Item.retention, Item.org, Item.volume, Item.item_no)
+    return list(session.scalars(stmt.order_by(*order)))

@@ -214,23 +214,14 @@ def cmd_catalogue_import(args: argparse.Namespace) -> int:
 
 
 def cmd_separators(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
+    from scanner_service.catalogue_store import items_for_sheets
     from scanner_service.db import migrate, session_scope
-    from scanner_service.models import Item
     from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
     with session_scope(settings.effective_database_url) as session:
-        stmt = select(Item).where(Item.fonds == args.fonds.upper())
-        if args.year:
-            stmt = stmt.where(Item.year == args.year)
-        if args.category:
-            stmt = stmt.where(Item.category == args.category.upper())
-        if not args.all:
-            stmt = stmt.where(Item.pages_filed == 0)
-        items = session.scalars(stmt.order_by(Item.category, Item.year, Item.org, Item.volume, Item.item_no)).all()
+        items = items_for_sheets(session, args.fonds, year=args.year, category=args.category, include_filed=args.all)
         entries = [
             SeparatorEntry(archival_code=i.archival_code, title=i.title or "", pages=i.expected_pages) for i in items
         ]

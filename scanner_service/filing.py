@@ -297,6 +297,18 @@ def file_batch(
         if batch is None:
             raise NotFound(f"No batch {batch_id}.")
         new_pages = pages_to_file(batch, seqs)
+        already = session.execute(
+            select(ItemPage.batch_seq, Item.archival_code)
+            .join(Item, Item.id == ItemPage.item_id)
+            .where(ItemPage.batch_id == batch.id, ItemPage.batch_seq.in_([p.seq for p in new_pages]))
+        ).all()
+        if already:
+            where = "; ".join(f"page {seq} in {filed_in}" for seq, filed_in in sorted(already))
+            raise FilingRefused(
+                f"Batch {batch.id}: already filed ({where}). A page is filed under one 档号 only; rescan it to "
+                "file it again.",
+                reason_code="page_already_filed",
+            )
         item = ensure_item(session, code, may_create=may_create)
         if session.get_bind().dialect.name == "postgresql":
             session.refresh(item, with_for_update=True)

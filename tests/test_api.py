@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import pikepdf
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -133,6 +136,12 @@ def test_a_catalogue_with_a_wrong_row_is_refused_whole_with_the_row_named(
         ).status_code
         == 403
     )
+    sheets = client.get("/api/catalogue/separators", params={"fonds": "C015"}, headers=archivist)
+    assert sheets.status_code == 200 and sheets.headers["content-type"] == "application/pdf"
+    with pikepdf.open(io.BytesIO(sheets.content)) as pdf:
+        assert len(pdf.pages) == 1, "one separator sheet per catalogue item"
+    assert client.get("/api/catalogue/separators", params={"fonds": "C015"}, headers=reader).status_code == 403
+    assert client.get("/api/catalogue/separators", params={"fonds": "C016"}, headers=archivist).status_code == 404
 
 
 def test_a_wrong_archival_code_in_a_path_names_the_wrong_part(client: TestClient, station_env: Settings) -> None:

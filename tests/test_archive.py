@@ -161,7 +161,7 @@ def test_a_rescan_appends_inserts_and_replaces_pages_in_order(
     filed: Batch, client: TestClient, station_env: Settings, redis_conn: redis.Redis
 ) -> None:
     operator = bearer(station_env, "operator", "C015")
-    rescan = scan(station_env, redis_conn, "rescan", ["scan_0004.jpg", "scan_0005.jpg"])
+    rescan = scan(station_env, redis_conn, "rescan", ["scan_0002.jpg", "scan_0004.jpg", "scan_0005.jpg"])
     # Filing a second batch "as new" into an item that has pages is refused, not silently merged.
     refused = client.post(f"{URL}/pages", json={"batch_id": rescan.id}, headers=operator)
     assert refused.status_code == 409 and refused.json()["reason"] == "item_has_pages"
@@ -197,18 +197,22 @@ def test_a_rescan_appends_inserts_and_replaces_pages_in_order(
     other = bearer(station_env, "operator", "C016")
     assert client.post(f"{URL}/pages", json={"batch_id": rescan.id, "mode": "append"}, headers=other).status_code == 403
     assert client.get(f"/api/batches/{rescan.id}", headers=other).status_code == 404, "a batch of another fonds"
-    unsaid = client.post(f"{URL}/pages", json={"batch_id": rescan.id, "mode": "replace"}, headers=operator)
+    unsaid = client.post(
+        f"{URL}/pages", json={"batch_id": rescan.id, "pages": [3], "mode": "replace"}, headers=operator
+    )
     assert unsaid.status_code == 409 and unsaid.json()["reason"] == "bad_position", "replace must say which pages"
 
     # Inserting at the front shifts every page: each master is renamed, none is lost or overwritten.
     before = {p.name: p.read_bytes() for p in folder.glob(f"{CODE}-*")}
+    twice = client.post(f"{URL}/pages", json={"batch_id": rescan.id, "pages": [1], "mode": "append"}, headers=operator)
+    assert twice.status_code == 409 and twice.json()["reason"] == "page_already_filed", "one page, one 档号"
     front = client.post(
-        f"{URL}/pages", json={"batch_id": rescan.id, "pages": [1], "mode": "insert", "at": 1}, headers=operator
+        f"{URL}/pages", json={"batch_id": rescan.id, "pages": [3], "mode": "insert", "at": 1}, headers=operator
     )
     assert front.status_code == 200, front.text
     item = client.get(URL, headers=operator).json()
     assert [(p["batch_id"], p["batch_page"]) for p in item["page_list"]] == [
-        (rescan.id, 1),
+        (rescan.id, 3),
         (rescan.id, 2),
         (rescan.id, 1),
         (filed.id, 2),
@@ -366,3 +370,21 @@ def test_a_damaged_or_missing_sheet_sends_the_run_to_review_and_files_nothing(
     admin = bearer(station_env)
     for code, _, _ in SHEET_ITEMS:
         assert client.get("/api/items/" + quote(code), headers=admin).json()["pages_filed"] == 0
+
+
+def test_a_volume_arranged_code_is_filed_under_its_volume_and_item(
+    station_env: Settings, redis_conn: redis.Redis, client: TestClient
+) -> None:
+    volume_code = "C015-KU·1998-D30-003-0007"  # 案卷 arrangement: volume 003, item 0007
+    batch = scan(station_env, redis_conn, volume_code, ["scan_0005.jpg"])
+    assert batch.archival_code == volume_code
+    item = client.get("/api/items/" + quote(volume_code), headers=bearer(station_env)).json()
+    assert (item["category"], item["year"], item["retention"], item["volume"], item["item"]) == (
+        "KU",
+        1998,
+        "D30",
+        3,
+        7,
+    )
+    folder = station_env.archive_dir / "C015" / "KU" / "1998" / volume_code
+    assert [p.name for p in folder.glob(f"{volume_code}-*")] == [f"{volume_code}-0001.jpg"]

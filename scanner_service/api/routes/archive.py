@@ -5,22 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import tempfile
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
+from starlette.background import BackgroundTask
 
 from scanner_service import access, search
 from scanner_service import archival_code as ac
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.routes.items import item_url
 from scanner_service.catalogue_import import read_catalogue
-from scanner_service.catalogue_store import ensure_fonds, import_catalogue
-from scanner_service.exceptions import ConfigError, UnusableInput
+from scanner_service.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
+from scanner_service.exceptions import ConfigError, NotFound, UnusableInput
 from scanner_service.models import AccessRecord, Event, Fonds, Item, Role
+from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
 
 router = APIRouter(prefix="/api", tags=["archive"])
 
@@ -278,3 +282,37 @@ async def post_catalogue(
             access.require_fonds(token, outside[0])
     counts = import_catalogue(session, imported, actor=token.name, settings=settings)
     return {**counts, "ignored_columns": imported.ignored_columns}
+
+
+@router.get(
+    "/catalogue/separators",
+    response_class=FileResponse,
+    summary="Separator sheets (PDF, one A4 sheet per item) for a fonds' catalogue items not scanned yet",
+    responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No item to print a sheet for"}},
+)
+def get_separator_sheets(
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    fonds: str,
+    year: int | None = None,
+    category: str | None = None,
+    include_filed: bool = Query(False, description="Also items that already have pages"),
+) -> FileResponse:
+    access.require_role(token, Role.admin, Role.archivist, Role.operator)
+    access.require_fonds(token, fonds.upper())
+    items = items_for_sheets(session, fonds, year=year, category=category, include_filed=include_filed)
+    if not items:
+        raise NotFound(f"No catalogue item of fonds {fonds.upper()} to print a separator sheet for.")
+    entries = [
+        SeparatorEntry(archival_code=i.archival_code, title=i.title or "", pages=i.expected_pages) for i in items
+    ]
+    out = settings.data / "separators" / f"{fonds.upper()}-{uuid.uuid4().hex[:8]}.pdf"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    render_separator_sheets(entries, out)
+    return FileResponse(
+        out,
+        media_type="application/pdf",
+        filename=f"分隔页-{fonds.upper()}.pdf",
+        background=BackgroundTask(out.unlink, missing_ok=True),
+    )
