@@ -517,18 +517,22 @@ def page_key(row: ItemPage) -> str:
     return f"p{row.id:07d}"
 
 
-def page_files(settings: Settings, item: Item, row: ItemPage) -> tuple[Path, Path, Path]:
-    """(usage image, OCR boxes JSON, thumbnail) of one filed page."""
+def _page_meta(settings: Settings, item: Item, row: ItemPage) -> tuple[Path, dict[str, Any]]:
     folder = settings.archive_dir / item.folder / "pages"
-    boxes = folder / f"{page_key(row)}.json"
-    meta = json.loads(boxes.read_text(encoding="utf-8"))
-    return folder / meta["image"], boxes, folder / f"{page_key(row)}-thumb.jpg"
+    return folder, json.loads((folder / f"{page_key(row)}.json").read_text(encoding="utf-8"))
+
+
+def page_files(settings: Settings, item: Item, row: ItemPage) -> tuple[Path, Path]:
+    """(usage image, thumbnail) of one filed page."""
+    folder, meta = _page_meta(settings, item, row)
+    return folder / meta["image"], folder / f"{page_key(row)}-thumb.jpg"
 
 
 def page_text(settings: Settings, item: Item, row: ItemPage) -> tuple[PageText, tuple[float, float], Path]:
-    usage, boxes, _ = page_files(settings, item, row)
-    meta = json.loads(boxes.read_text(encoding="utf-8"))
-    return PageText.from_dict(meta["text"]), (float(meta["dpi"][0]), float(meta["dpi"][1])), usage
+    """(OCR lines with boxes, resolution, usage image) of one filed page."""
+    folder, meta = _page_meta(settings, item, row)
+    dpi = (float(meta["dpi"][0]), float(meta["dpi"][1]))
+    return PageText.from_dict(meta["text"]), dpi, folder / meta["image"]
 
 
 def _build_item_pdf(settings: Settings, item: Item, target: Path) -> None:
@@ -645,9 +649,20 @@ def _problem(code: str, message: str, seq: int | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "page": seq}
 
 
-def plan(settings: Settings, batch_id: int) -> tuple[list[tuple[str, list[int]]], list[dict[str, Any]], bool]:
-    """What filing a finished batch would do: (archival code, batch pages) per item, the problems that
-    stop it, and whether the plan came from separator sheets. Nothing is written."""
+def _filed_entry(code: str, seqs: list[int], pages_filed: int, check: str | None) -> dict[str, Any]:
+    return {"archival_code": code, "batch_pages": seqs, "pages_filed": pages_filed, "page_check": check}
+
+
+@dataclass
+class _Planned:
+    archival_code: str
+    seqs: list[int]
+    done: dict[str, Any] | None = None  # filed by an earlier run of this assembly: its report entry
+
+
+def plan(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[dict[str, Any]], bool]:
+    """What filing a finished batch would do: the items and their batch pages, the problems that stop
+    it, and whether the plan came from separator sheets. Nothing is written."""
     from workers.stages.separator import RunPage, SeparatorMark, split_run
 
     with session_scope(settings.effective_database_url) as session:
@@ -669,9 +684,9 @@ def plan(settings: Settings, batch_id: int) -> tuple[list[tuple[str, list[int]]]
         split = split_run(run)
         problems = [_problem(pr.code, pr.message, pr.seq) for pr in split.problems]
         if split.has_separators:
-            segments = [(s.archival_code, list(s.page_seqs)) for s in split.segments]
+            segments = [_Planned(s.archival_code, list(s.page_seqs)) for s in split.segments]
         elif target:
-            segments = [(target, [p.seq for p in batch.pages if not p.blank and p.state == PageState.done])]
+            segments = [_Planned(target, [p.seq for p in batch.pages if not p.blank and p.state == PageState.done])]
         else:
             return [], [], False
         if failed:
@@ -679,7 +694,8 @@ def plan(settings: Settings, batch_id: int) -> tuple[list[tuple[str, list[int]]]
             problems.append(
                 _problem("pages_failed", f"Page(s) {pages} failed; file the batch by hand once they are dealt with.")
             )
-        for code_text, seqs in segments:
+        for segment in segments:
+            code_text, seqs = segment.archival_code, segment.seqs
             item = find_item(session, code_text)
             code = ac.parse(code_text)
             fonds = session.get(Fonds, code.fonds)
@@ -692,7 +708,9 @@ def plan(settings: Settings, batch_id: int) -> tuple[list[tuple[str, list[int]]]
                     )
                 )
             if item is not None and any(row.batch_id == batch_id for row in item.pages):
-                continue  # filed by an earlier run of this same assembly (a worker died after filing)
+                # Filed by an earlier run of this same assembly (a worker died after filing).
+                segment.done = _filed_entry(item.archival_code, seqs, item.pages_filed, item.page_check)
+                continue
             if item is not None and item.pages_filed:
                 problems.append(
                     _problem(
@@ -728,22 +746,13 @@ def auto_file(settings: Settings, batch_id: int) -> dict[str, Any]:
         report.pop("by")
         return report
     if problems:
-        report["proposed"] = [{"archival_code": c, "batch_pages": s} for c, s in segments]
+        report["proposed"] = [{"archival_code": s.archival_code, "batch_pages": s.seqs} for s in segments]
         return report
-    for code_text, seqs in segments:
-        with session_scope(settings.effective_database_url) as session:
-            item = find_item(session, code_text)
-            if item is not None and any(row.batch_id == batch_id for row in item.pages):
-                # Filed by an earlier run of this assembly (a worker died after filing): report it as filed.
-                report["items"].append(
-                    {
-                        "archival_code": item.archival_code,
-                        "batch_pages": seqs,
-                        "pages_filed": item.pages_filed,
-                        "page_check": item.page_check,
-                    }
-                )
-                continue
+    for segment in segments:
+        code_text, seqs = segment.archival_code, segment.seqs
+        if segment.done is not None:
+            report["items"].append(segment.done)
+            continue
         try:
             result = file_batch(settings, batch_id, code_text, seqs=seqs, mode="new", check_count=by_sheets)
         except ScanstationError as err:
@@ -755,12 +764,5 @@ def auto_file(settings: Settings, batch_id: int) -> dict[str, Any]:
                 _problem("filing_error", f"Filing into {code_text} failed: {err}", seqs[0] if seqs else None)
             )
             continue
-        report["items"].append(
-            {
-                "archival_code": result.archival_code,
-                "batch_pages": seqs,
-                "pages_filed": result.pages_filed,
-                "page_check": result.page_check,
-            }
-        )
+        report["items"].append(_filed_entry(result.archival_code, seqs, result.pages_filed, result.page_check))
     return report

@@ -388,3 +388,15 @@ def test_a_volume_arranged_code_is_filed_under_its_volume_and_item(
     )
     folder = station_env.archive_dir / "C015" / "KU" / "1998" / volume_code
     assert [p.name for p in folder.glob(f"{volume_code}-*")] == [f"{volume_code}-0001.jpg"]
+
+
+def test_an_assembly_run_twice_files_once(filed: Batch, client: TestClient, station_env: Settings) -> None:
+    from workers.jobs import assemble_batch
+
+    assemble_batch(filed.id)  # RQ runs a job again when its worker died after the work was done
+    admin = bearer(station_env)
+    batch = client.get(f"/api/batches/{filed.id}", headers=admin).json()
+    assert [i["archival_code"] for i in batch["filing"]["items"]] == [CODE] and batch["filing"]["problems"] == []
+    item = client.get(URL, headers=admin).json()
+    assert (item["pages_filed"], item["version"]) == (2, 1)
+    assert client.get("/api/search", params={"q": "江永"}, headers=admin).json()["total"] == 1, "no hit twice"

@@ -366,7 +366,7 @@ def _page_picture(
     thumbnail: bool,
 ) -> FileResponse:
     item, row = _page(session, token, code, page)
-    usage, _, thumb = filing.page_files(settings, item, row)
+    usage, thumb = filing.page_files(settings, item, row)
     _log_page(session, token, item, "thumbnail" if thumbnail else "page_image", page, request, purpose)
     path = thumb if thumbnail else usage
     return FileResponse(path, media_type="image/tiff" if path.suffix == ".tif" else "image/jpeg")
