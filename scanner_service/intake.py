@@ -185,7 +185,10 @@ def record(session: Session, settings: Settings, path: Path, *, name: str | None
 def filing_target(name: str, *, is_folder: bool) -> str | None:
     """The 档号 a batch is named by (a folder ``C015-WS·2013-Y-BGS-0001``, or a file of that stem), if any."""
     stem = name if is_folder else Path(name).stem
-    return str(archival_code.parse(stem)) if archival_code.is_archival_code(stem) else None
+    try:
+        return str(archival_code.parse(stem))
+    except archival_code.InvalidArchivalCode:
+        return None
 
 
 def _remove(path: Path) -> None:

@@ -189,12 +189,12 @@ def assemble_batch(batch_id: int) -> str:
         assert batch is not None
         batch.pdf_path = str(pdf_path) if pdf_pages else None
         batch.pdf_sha256 = digest
-        filing.index_batch(session, batch)
     report = filing.auto_file(settings, batch_id)
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
         batch.filing = report
+        filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
         if not pdf_pages and all(state == PageState.failed for _, state, _, _ in pages):
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -82,38 +83,40 @@ class _Look:
         return bool(self.tags or self.ours or self.undecoded)
 
 
+T = TypeVar("T")
 _local = threading.local()  # OpenCV detector objects are not meant to be shared between threads
 
 
-def _tag_detector() -> cv2.aruco.ArucoDetector:
-    detector = getattr(_local, "tags", None)
+def _per_thread(name: str, make: Callable[[], T]) -> T:
+    """One detector object per thread, made on first use."""
+    detector = getattr(_local, name, None)
     if detector is None:
-        params = cv2.aruco.DetectorParameters()
-        params.minMarkerPerimeterRate = TAG_MIN_PERIMETER_RATE
-        # Threshold windows of one to three tag cells (about 15 px at WORK_DPI), instead of the default 3-23 px:
-        # fewer passes, and the small windows that turn every character into a quad are skipped.
-        params.adaptiveThreshWinSizeMin = 9
-        params.adaptiveThreshWinSizeMax = 39
-        params.adaptiveThreshWinSizeStep = 15
-        detector = cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(TAG_DICTIONARY), params)
-        _local.tags = detector
+        detector = make()
+        setattr(_local, name, detector)
     return detector
+
+
+def _make_tag_detector() -> cv2.aruco.ArucoDetector:
+    params = cv2.aruco.DetectorParameters()
+    params.minMarkerPerimeterRate = TAG_MIN_PERIMETER_RATE
+    # Threshold windows of one to three tag cells (about 15 px at WORK_DPI), instead of the default 3-23 px:
+    # fewer passes, and the small windows that turn every character into a quad are skipped.
+    params.adaptiveThreshWinSizeMin = 9
+    params.adaptiveThreshWinSizeMax = 39
+    params.adaptiveThreshWinSizeStep = 15
+    return cv2.aruco.ArucoDetector(cv2.aruco.getPredefinedDictionary(TAG_DICTIONARY), params)
+
+
+def _tag_detector() -> cv2.aruco.ArucoDetector:
+    return _per_thread("tags", _make_tag_detector)
 
 
 def _qr_detector() -> cv2.QRCodeDetectorAruco:
-    detector = getattr(_local, "qr", None)
-    if detector is None:
-        detector = cv2.QRCodeDetectorAruco()
-        _local.qr = detector
-    return detector
+    return _per_thread("qr", cv2.QRCodeDetectorAruco)
 
 
 def _classic_qr_detector() -> cv2.QRCodeDetector:
-    detector = getattr(_local, "classic", None)
-    if detector is None:
-        detector = cv2.QRCodeDetector()
-        _local.classic = detector
-    return detector
+    return _per_thread("classic", cv2.QRCodeDetector)
 
 
 def _reduced(image: Image.Image, dpi: float, target: float) -> tuple[np.ndarray, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -110,8 +111,6 @@ class GrantRequest(BaseModel):
 
 
 def item_url(item: Item) -> str:
-    from urllib.parse import quote
-
     return f"/api/items/{quote(item.archival_code)}"
 
 
