@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ocr_models.base import PageText, TextLine, is_cjk, join_pieces
-from scanner_service.exceptions import ConfigError, TransientError
+from workers.errors import ConfigError, TransientError
 
 # Longest side of the page image given to the detector: an A4 page at 300 dpi is reduced to 36 %,
 # its 16-pt lines are then about 24 px high and 10-pt print 15 px, enough to find them (the lines are

@@ -9,7 +9,7 @@ import pytesseract
 from PIL import Image
 
 from ocr_models.base import PageText, TextLine, join_pieces
-from scanner_service.exceptions import TransientError
+from workers.errors import TransientError
 from workers.exec.tesseract import single_thread_env
 
 

@@ -28,7 +28,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from scanner_service.supervisor import Station
+    from scanner_service.station.supervisor import Station
 
     return Station(_settings(args)).run()
 
@@ -48,7 +48,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from rq import Worker
 
     from ocr_models import registry
-    from scanner_service import queue as q
+    from scanner_service.station import queue as q
     from workers.exec import tesseract
 
     settings = _settings(args)
@@ -59,7 +59,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)  # one worker per core: a page's image work stays on its own core
     import tempfile
 
-    import workers.jobs  # noqa: F401  (the jobs' imports: half a second paid once, not per page)
+    import scanner_service.station.jobs  # noqa: F401  (the jobs' imports: half a second paid once, not per page)
     from ocr_models.registry import build_engine
     from workers.pipeline import warm_up
 
@@ -84,9 +84,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from scanner_service import queue as q
-    from scanner_service.db import migrate
-    from scanner_service.watcher import Watcher
+    from scanner_service.archive.db import migrate
+    from scanner_service.station import queue as q
+    from scanner_service.station.watcher import Watcher
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
@@ -101,7 +101,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from scanner_service.api.app import create_app
-    from scanner_service.db import migrate
+    from scanner_service.archive.db import migrate
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
@@ -113,10 +113,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from sqlalchemy import select
 
-    from scanner_service import intake
-    from scanner_service import queue as q
-    from scanner_service.db import migrate, session_scope
-    from scanner_service.models import Batch, BatchState, Page, PageState
+    from scanner_service.archive.db import migrate, session_scope
+    from scanner_service.archive.models import Batch, BatchState, Page, PageState
+    from scanner_service.station import intake
+    from scanner_service.station import queue as q
 
     settings = _settings(args)
     url = settings.effective_database_url
@@ -154,8 +154,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from scanner_service.db import migrate, session_scope
-    from scanner_service.tokens import create_token
+    from scanner_service.archive.db import migrate, session_scope
+    from scanner_service.archive.tokens import create_token
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
@@ -169,8 +169,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_token_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from scanner_service.db import migrate, session_scope
-    from scanner_service.models import ApiToken
+    from scanner_service.archive.db import migrate, session_scope
+    from scanner_service.archive.models import ApiToken
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
@@ -182,8 +182,8 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from scanner_service.db import migrate, session_scope
-    from scanner_service.fixity import audit
+    from scanner_service.archive.db import migrate, session_scope
+    from scanner_service.archive.fixity import audit
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
@@ -198,9 +198,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_catalogue_import(args: argparse.Namespace) -> int:
-    from scanner_service.catalogue_import import read_catalogue
-    from scanner_service.catalogue_store import import_catalogue
-    from scanner_service.db import migrate, session_scope
+    from scanner_service.archive.catalogue_import import read_catalogue
+    from scanner_service.archive.catalogue_store import import_catalogue
+    from scanner_service.archive.db import migrate, session_scope
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
@@ -214,9 +214,9 @@ def cmd_catalogue_import(args: argparse.Namespace) -> int:
 
 
 def cmd_separators(args: argparse.Namespace) -> int:
-    from scanner_service.catalogue_store import items_for_sheets
-    from scanner_service.db import migrate, session_scope
-    from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
+    from scanner_service.archive.catalogue_store import items_for_sheets
+    from scanner_service.archive.db import migrate, session_scope
+    from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
 
     settings = _settings(args)
     migrate(settings.effective_database_url)

@@ -1,47 +1,26 @@
 """The station's errors. Each has a stable code, mapped once to an HTTP status and once to an exit code.
 
-Code decides by ``error.code`` or by class, never by the text of a message.
+The base class and the imaging layer's errors are defined at the bottom, in :mod:`workers.errors`, and
+re-exported here; this module adds the errors of the archive, the station and the API. Code decides by
+``error.code``, ``error.reason_code`` or by class, never by the text of a message.
 """
 
 from __future__ import annotations
 
+from workers.errors import ConfigError, MissingProgram, ScanstationError, TransientError, UnusableInput
 
-class ScanstationError(Exception):
-    """Base of every error the station raises on purpose; ``str()`` is a message for a person."""
-
-    code = "error"
-    http_status = 500
-    exit_code = 1
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class MissingProgram(ScanstationError):
-    """An external program (tesseract, ghostscript, redis-server, …) is not installed or too old."""
-
-    code = "missing_program"
-    exit_code = 3
-
-
-class UnusableInput(ScanstationError):
-    """A file the station cannot use: quarantined with this reason; the rest of the batch goes on."""
-
-    code = "unusable_input"
-    http_status = 422
-    exit_code = 4
-
-    def __init__(self, message: str, *, reason_code: str = "unusable") -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
-
-
-class TransientError(ScanstationError):
-    """An error that can pass (a program crashed, a timeout): the job is retried with back-off."""
-
-    code = "transient"
-    exit_code = 5
+__all__ = [
+    "Conflict",
+    "ConfigError",
+    "Forbidden",
+    "MissingProgram",
+    "NotFound",
+    "PageFailed",
+    "ScanstationError",
+    "TransientError",
+    "Unauthorized",
+    "UnusableInput",
+]
 
 
 class PageFailed(ScanstationError):
@@ -75,8 +54,3 @@ class Conflict(ScanstationError):
     code = "conflict"
     http_status = 409
     exit_code = 10
-
-
-class ConfigError(ScanstationError):
-    code = "config"
-    exit_code = 2

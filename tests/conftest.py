@@ -13,7 +13,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, text
 
-from scanner_service.db import migrate
+from scanner_service.archive.db import migrate
 from scanner_service.settings import Settings, build_settings
 from workers.exec import redis_server
 
@@ -66,7 +66,7 @@ def postgres_url() -> Iterator[str]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin_sa.rsplit("/", 1)[0] + f"/{name}"
     yield url
-    from scanner_service.db import get_engine
+    from scanner_service.archive.db import get_engine
 
     get_engine(url).dispose()
     with engine.connect() as conn:

@@ -10,11 +10,11 @@ import redis
 from fastapi.testclient import TestClient
 
 from scanner_service.api.app import create_app
-from scanner_service.db import session_scope
-from scanner_service.models import ApiToken
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import ApiToken
+from scanner_service.archive.tokens import create_token, hash_token
 from scanner_service.settings import Settings
-from scanner_service.tokens import create_token, hash_token
-from scanner_service.watcher import Watcher
+from scanner_service.station.watcher import Watcher
 from tests.conftest import REAL, copy_sample
 
 
@@ -46,7 +46,7 @@ def test_everything_but_healthz_needs_a_token(client: TestClient, path: str) -> 
 def test_healthz_needs_a_worker(client: TestClient, station_env: Settings, redis_conn: redis.Redis) -> None:
     from rq import Worker
 
-    from scanner_service import queue as q
+    from scanner_service.station import queue as q
 
     reply = client.get("/healthz")
     assert reply.status_code == 503 and reply.json()["workers"] == 0

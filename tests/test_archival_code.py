@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from scanner_service.archival_code import (
+from scanner_service.archive.archival_code import (
     DAT13,
     DAT22,
     ArchivalCode,

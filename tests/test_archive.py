@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from scanner_service.api.app import create_app
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import ApiToken, Batch, BatchState
+from scanner_service.archive.tokens import create_token
 from scanner_service.cli import main as cli
-from scanner_service.db import session_scope
-from scanner_service.models import ApiToken, Batch, BatchState
 from scanner_service.settings import Settings
-from scanner_service.tokens import create_token
-from scanner_service.watcher import Watcher
+from scanner_service.station.watcher import Watcher
 from tests.conftest import SAMPLE, copy_sample
 from tests.test_pipeline import run_queue
 
@@ -274,7 +274,7 @@ def test_audit_reports_a_changed_and_a_missing_file(
 def test_the_check_of_the_issue_on_a_postgresql_catalogue(
     station_env: Settings, postgres_url: str, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scanner_service.db import migrate
+    from scanner_service.archive.db import migrate
     from scanner_service.settings import build_settings
 
     monkeypatch.setenv("SCANSTATION_DATABASE_URL", postgres_url)
@@ -391,7 +391,7 @@ def test_a_volume_arranged_code_is_filed_under_its_volume_and_item(
 
 
 def test_an_assembly_run_twice_files_once(filed: Batch, client: TestClient, station_env: Settings) -> None:
-    from workers.jobs import assemble_batch
+    from scanner_service.station.jobs import assemble_batch
 
     assemble_batch(filed.id)  # RQ runs a job again when its worker died after the work was done
     admin = bearer(station_env)

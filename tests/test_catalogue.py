@@ -7,14 +7,14 @@ from pathlib import Path
 
 from sqlalchemy import inspect, select
 
-from scanner_service import intake
-from scanner_service.db import get_engine, migrate, session_scope
+from scanner_service.archive.db import get_engine, migrate, session_scope
+from scanner_service.archive.models import Batch, BatchState, Page, PageState
+from scanner_service.archive.tokens import authenticate, create_token
 from scanner_service.exceptions import Unauthorized
-from scanner_service.models import Batch, BatchState, Page, PageState
 from scanner_service.settings import build_settings
-from scanner_service.tokens import authenticate, create_token
+from scanner_service.station import intake
+from scanner_service.station.jobs import claim_assembly
 from tests.conftest import copy_sample
-from workers.jobs import claim_assembly
 
 
 def test_migrations_create_the_schema_and_run_twice(catalogue_url: str) -> None:
@@ -47,7 +47,7 @@ def test_exactly_one_caller_claims_the_assembly(catalogue_url: str, tmp_path: Pa
         batch = Batch(name="b", state=BatchState.processing, source="/x", is_folder=True)
         session.add(batch)
         session.flush()
-        from scanner_service.models import Original
+        from scanner_service.archive.models import Original
 
         original = Original(batch_id=batch.id, seq=1, name="a.tif", stored_name="a.tif", size=1, sha256="0" * 64)
         session.add(original)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from openpyxl import Workbook
 
-from scanner_service.archival_code import parse
-from scanner_service.catalogue_import import CatalogueImportError, read_catalogue
+from scanner_service.archive.archival_code import parse
+from scanner_service.archive.catalogue_import import CatalogueImportError, read_catalogue
 from scanner_service.exceptions import UnusableInput
 
 HEADER = ["序号", "档号", "文号", "责任者", "题名", "日期", "密级", "页数", "备注"]

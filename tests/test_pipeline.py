@@ -14,11 +14,11 @@ import pytest
 import redis
 from rq import SimpleWorker
 
-from scanner_service import queue as q
-from scanner_service.db import session_scope
-from scanner_service.models import Batch, BatchState, PageState
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, BatchState, PageState
 from scanner_service.settings import Settings
-from scanner_service.watcher import Watcher
+from scanner_service.station import queue as q
+from scanner_service.station.watcher import Watcher
 from tests.conftest import SAMPLE, copy_sample
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def test_hanging_tesseract_is_stopped_by_the_time_limit(
 
 def test_page_job_run_twice_changes_nothing(station_env: Settings, redis_conn: redis.Redis) -> None:
     """A job run again after its worker died must not duplicate pages or assemble twice."""
-    from workers.jobs import process_page
+    from scanner_service.station.jobs import process_page
 
     folder = station_env.inbox / "batch"
     copy_sample(folder, ["scan_0006.jpg"])

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
-from scanner_service.db import migrate, session_scope
-from scanner_service.models import Batch, BatchState, Fonds, Item, SearchEntry
-from scanner_service.search import BadQuery, SearchResult, new_entry, search, snippet, terms_of
+from scanner_service.archive.db import migrate, session_scope
+from scanner_service.archive.models import Batch, BatchState, Fonds, Item, SearchEntry
+from scanner_service.archive.search import BadQuery, SearchResult, new_entry, search, snippet, terms_of
 
 # Pages as OCR gives them: line breaks, the odd space between characters, full-width digits and punctuation.
 MINUTES_1 = """东山村村民代表大会会议记录

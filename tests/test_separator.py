@@ -1,4 +1,4 @@
-"""Separator sheets: printed by scanner_service.separator_sheets, found on scans by workers.stages.separator,
+"""Separator sheets: printed by scanner_service.archive.separator_sheets, found on scans by workers.stages.separator,
 and a scanned run split at them. Real PDFs, real rasterisation (poppler), real OpenCV detectors."""
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import pytest
 from pdf2image import convert_from_path
 from PIL import Image, ImageDraw, ImageFilter
 
-from scanner_service.archival_code import InvalidArchivalCode
-from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
+from scanner_service.archive.archival_code import InvalidArchivalCode
+from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
+from scanner_service.archive.separators import RunPage, split_run
 from tests.conftest import REAL, SAMPLE
 from workers.stages.load import load_page
-from workers.stages.separator import RunPage, SeparatorMark, read_separator, split_run
+from workers.stages.separator import SeparatorMark, read_separator
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) missing")
 
@@ -251,8 +252,11 @@ def test_our_code_with_a_broken_archival_code_is_unreadable() -> None:
     page = Image.new("L", (1654, 2339), 255)  # A4 at 200 dpi
     page.paste(_qr_tile("SCANSTATION-SEP/1 D22 C015-WS.2013-C-BGS-0001", 400), (150, 150))
     mark = read_separator(page, 200)
-    assert mark is not None and not mark.readable and mark.archival_code is None
-    assert "retention" in mark.detail
+    assert mark is not None  # a sheet of ours, whose code the archive then refuses
+    split = split_run([RunPage(1, mark, False), RunPage(2, None, False)])
+    assert not split.segments
+    assert [p.code for p in split.problems] == ["unreadable_separator"]
+    assert "retention" in split.problems[0].message
 
 
 def test_code_typed_loosely_is_printed_and_read_in_its_style(tmp_path: Path) -> None:

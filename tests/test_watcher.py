@@ -14,12 +14,12 @@ import redis
 from rq import Queue
 from sqlalchemy import select
 
-from scanner_service import intake
-from scanner_service import queue as q
-from scanner_service.db import session_scope
-from scanner_service.models import Batch, BatchState, Page
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, BatchState, Page
 from scanner_service.settings import Settings
-from scanner_service.watcher import Watcher
+from scanner_service.station import intake
+from scanner_service.station import queue as q
+from scanner_service.station.watcher import Watcher
 from tests.conftest import REAL, SAMPLE, copy_sample
 
 

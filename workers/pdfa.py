@@ -24,7 +24,7 @@ from pikepdf import Array, Dictionary, Name, Pdf
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from ocr_models.base import PageText
-from scanner_service.exceptions import UnusableInput
+from workers.errors import UnusableInput
 
 _FONT_NAME = "GlyphLessFont"
 _UPM = 1000  # units per em; every glyph advances one em

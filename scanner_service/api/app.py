@@ -8,14 +8,14 @@ from rq import Worker
 from sqlalchemy import text
 
 from scanner_service import __version__
-from scanner_service import queue as q
 from scanner_service.api.routes import archive, batches, items
 from scanner_service.api.schemas import Health
-from scanner_service.archival_code import InvalidArchivalCode
-from scanner_service.catalogue_import import CatalogueImportError
-from scanner_service.db import session_scope
+from scanner_service.archive.archival_code import InvalidArchivalCode
+from scanner_service.archive.catalogue_import import CatalogueImportError
+from scanner_service.archive.db import session_scope
 from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings
+from scanner_service.station import queue as q
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         body: dict[str, object] = {"error": exc.code, "detail": exc.message}
-        reason = getattr(exc, "reason_code", None)
+        reason = exc.reason_code
         if reason and reason != exc.code:
             body["reason"] = reason
         if isinstance(exc, InvalidArchivalCode):

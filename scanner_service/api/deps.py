@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from scanner_service.db import session_scope
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import ApiToken
+from scanner_service.archive.tokens import authenticate
 from scanner_service.exceptions import Unauthorized
-from scanner_service.models import ApiToken
 from scanner_service.settings import Settings
-from scanner_service.tokens import authenticate
 
 
 def get_settings(request: Request) -> Settings:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import redis
 
-from scanner_service.exceptions import MissingProgram, ScanstationError
+from workers.errors import MissingProgram, ScanstationError
 
 MIN_VERSION = (6, 0)
 

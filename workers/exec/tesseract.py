@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from scanner_service.exceptions import MissingProgram
+from workers.errors import MissingProgram
 
 MIN_VERSION = (4, 1)
 

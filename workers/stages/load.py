@@ -28,7 +28,7 @@ from pdf2image import convert_from_path
 from pdf2image.exceptions import PDFInfoNotInstalledError, PDFPageCountError, PDFSyntaxError
 from PIL import Image, ImageChops
 
-from scanner_service.exceptions import MissingProgram, UnusableInput
+from workers.errors import MissingProgram, UnusableInput
 
 ASSUMED_DPI = 300.0
 _PLAUSIBLE_DPI = (10.0, 20000.0)  # outside this, a resolution tag is a placeholder, not a measurement

@@ -5,23 +5,23 @@ OCR, so an ordinary page must cost little: it is looked at once, on a copy reduc
 by two cheap detectors (OpenCV's AprilTag/ArUco detector and its ArUco-based QR detector). Only a page that
 shows one of our tags, a QR code of ours or a QR code that would not decode is looked at again more closely.
 
-A sheet (see :mod:`scanner_service.separator_sheets`) carries the same QR payload twice and two AprilTag
+A sheet (see :mod:`scanner_service.archive.separator_sheets`) carries the same QR payload twice and two AprilTag
 36h11 markers with our ids. Decisions, made so that a damaged sheet goes to review and is never taken for
 an ordinary page, nor an ordinary page for a sheet:
 
-- a QR code with our payload prefix: a separator; readable when its 档号 parses and all our codes agree;
+- a QR code with our payload prefix: a separator; readable when its payload decodes and all our codes agree;
 - a QR code that is not ours (certificates and invoices carry them): not a separator, unless the page also
   shows our tags (then: our sheet with an unreadable code);
 - our tags and no QR code of ours: a separator that cannot be read (``readable=False``).
 
-:func:`split_run` then turns the marks of a run's pages into items (:class:`Segment`) and problems that send
-the run to review (:class:`RunProblem`).
+The archive (:func:`scanner_service.archive.separators.split_run`) then checks the codes and turns the marks
+of a run's pages into items and problems that send the run to review.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -29,15 +29,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from scanner_service.archival_code import ArchivalCode, InvalidArchivalCode, parse
-from scanner_service.separator_sheets import (
-    PAYLOAD_PREFIX,
-    PAYLOAD_VERSION,
-    SHEET_TAGS,
-    STYLE_MARKERS,
-    TAG_DICTIONARY,
-    TAG_MM,
-)
+# The printed sheet's machine-readable parts (drawn by scanner_service.archive.separator_sheets). Payload:
+# ``SCANSTATION-SEP/1 D22 C015-WS.2013-Y-BGS-0001``: prefix + format version, the style the 档号 was written
+# in (D22: DA/T 22-2015, D13: DA/T 13-2022), and the 档号 in ASCII, with ``·`` written as ``.``.
+PAYLOAD_PREFIX = "SCANSTATION-SEP/"
+PAYLOAD_VERSION = 1
+STYLE_MARKERS = ("D22", "D13")
+TAG_DICTIONARY = cv2.aruco.DICT_APRILTAG_36h11
+SHEET_TAGS = (211, 347)  # top-right and bottom-left corner; any fixed ids of the dictionary would do
+TAG_MM = 30.0  # printed side of a tag, its black border included
 
 WORK_DPI = 100.0  # the first look: the sheet's QR modules (1.3-1.6 mm) are 5-6 px, a tag's cells 15 px
 FINE_DPI = 150.0  # the second look, on pages that show something of a separator
@@ -210,19 +210,21 @@ def _sane_dpi(dpi: float | tuple[float, float]) -> float:
 
 
 def _decode_payload(payload: str) -> str:
-    """The 档号 in a payload of ours, formatted in the style recorded with it; ValueError saying what is wrong."""
+    """The 档号 in a payload of ours, as printed on the sheet (``·`` restored); ValueError saying what is wrong.
+
+    Whether the text is a valid 档号 is for the archive to say (:mod:`scanner_service.archive.separators`):
+    this stage reads the sheet, it does not know the standard's rules.
+    """
     head, _, rest = payload.partition(" ")
     version = head[len(PAYLOAD_PREFIX) :]
     if version != str(PAYLOAD_VERSION):
         raise ValueError(f'format version "{version}" is not {PAYLOAD_VERSION}: printed by another station version')
     marker, _, text = rest.partition(" ")
-    style = STYLE_MARKERS.get(marker)
-    if style is None:
+    if marker not in STYLE_MARKERS:
         raise ValueError(f'style "{marker}" is not one of {", ".join(STYLE_MARKERS)}')
-    try:
-        return parse(text).format(style)
-    except InvalidArchivalCode as exc:
-        raise ValueError(str(exc)) from None
+    if not text.strip():
+        raise ValueError("no 档号 after the style")
+    return text.strip().replace(".", "\u00b7")
 
 
 def _verdict(look: _Look) -> SeparatorMark | None:
@@ -266,155 +268,6 @@ def read_separator(image: Image.Image, dpi: float | tuple[float, float]) -> Sepa
     if look.interesting and look.read < 2:
         _closer_look(image, dpi, small, look)
     return _verdict(look)
-
-
-# --- splitting a run ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunPage:
-    """One scanned page of a run: its number in scan order, the separator on it if any, and whether it is
-    blank (the empty back of a duplex-scanned sheet)."""
-
-    seq: int
-    mark: SeparatorMark | None
-    blank: bool
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One catalogue item: the 档号 from its sheet, the sheet's page and the item's pages (never empty; blank
-    pages and the sheet itself left out)."""
-
-    archival_code: str
-    sheet_seq: int
-    page_seqs: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class RunProblem:
-    """Why a run cannot be filed as it is. ``code``: unreadable_separator, pages_before_first_separator,
-    repeated_separator or empty_segment; ``seq``: the page it concerns; ``message``: for the operator."""
-
-    code: str
-    seq: int | None
-    message: str
-
-
-@dataclass(frozen=True)
-class RunSplit:
-    """The items a run splits into and the problems that keep it from being filed (then it goes to review;
-    ``segments`` still shows what the station would have done)."""
-
-    segments: tuple[Segment, ...]
-    problems: tuple[RunProblem, ...]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def has_separators(self) -> bool:
-        # Every problem concerns a separator sheet, and a run without sheets has neither segments nor problems.
-        return bool(self.segments or self.problems)
-
-
-def _pages(seqs: Sequence[int]) -> str:
-    if len(seqs) == 1:
-        return f"page {seqs[0]}"
-    if list(seqs) == list(range(seqs[0], seqs[0] + len(seqs))):
-        return f"pages {seqs[0]}-{seqs[-1]}"
-    return "pages " + ", ".join(str(s) for s in seqs)
-
-
-def _same_item(code: str) -> ArchivalCode | str:
-    """What makes two sheets the same item: the 档号 itself, however it is written (DA/T 22 or DA/T 13)."""
-    try:
-        return parse(code)
-    except InvalidArchivalCode:
-        return code
-
-
-def split_run(pages: Sequence[RunPage]) -> RunSplit:
-    """Split a scanned run (pages in scan order) at its separator sheets.
-
-    Each readable sheet starts an item that takes the non-blank pages up to the next sheet. Pages after an
-    unreadable sheet belong to no item. A run without any sheet gives no segments and no problems.
-    """
-    if not any(p.mark is not None for p in pages):
-        return RunSplit((), ())
-    segments: list[Segment] = []
-    problems: list[RunProblem] = []
-    before: list[int] = []
-    first_sheet: dict[ArchivalCode | str, int] = {}
-    sheet: RunPage | None = None  # the sheet that the pages now being collected follow
-    collected: list[int] = []
-
-    def close(next_sheet: bool) -> None:
-        if sheet is None or sheet.mark is None:
-            return
-        code = sheet.mark.archival_code
-        if not sheet.mark.readable or code is None:
-            where = f"; the item's {_pages(collected)} cannot be filed" if collected else ""
-            problems.append(
-                RunProblem(
-                    "unreadable_separator",
-                    sheet.seq,
-                    f"Page {sheet.seq} is a separator sheet whose 档号 cannot be read ({sheet.mark.detail}){where}. "
-                    "Reprint the sheet and scan the item again, or file it by hand.",
-                )
-            )
-            return
-        if not collected:
-            problems.append(
-                RunProblem(
-                    "empty_segment",
-                    sheet.seq,
-                    f"The separator sheet on page {sheet.seq} ({code}) is followed by "
-                    + ("another separator sheet" if next_sheet else "the end of the run")
-                    + " with no pages of the item between: the item's pages are missing or a sheet is extra.",
-                )
-            )
-            return
-        segments.append(Segment(code, sheet.seq, tuple(collected)))
-
-    for page in pages:
-        if page.mark is None:
-            if page.blank:
-                continue
-            (collected if sheet is not None else before).append(page.seq)
-            continue
-        close(next_sheet=True)
-        sheet, collected = page, []
-        code = page.mark.archival_code
-        if page.mark.readable and code is not None:
-            key = _same_item(code)
-            if key in first_sheet:
-                problems.append(
-                    RunProblem(
-                        "repeated_separator",
-                        page.seq,
-                        f"The separator sheet on page {page.seq} carries 档号 {code}, already on the sheet on page "
-                        f"{first_sheet[key]}: one item cannot be scanned twice in a run. Remove one of the sheets "
-                        "or check that the right sheet was printed.",
-                    )
-                )
-            else:
-                first_sheet[key] = page.seq
-    close(next_sheet=False)
-    if before:
-        problems.insert(
-            0,
-            RunProblem(
-                "pages_before_first_separator",
-                before[0],
-                f"{_pages(before).capitalize()} {'comes' if len(before) == 1 else 'come'} before the first separator "
-                "sheet and belong to no item: put the item's separator sheet in front, or scan them in a run of "
-                "their own.",
-            ),
-        )
-    problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
-    return RunSplit(tuple(segments), tuple(problems))
 
 
 def printed_heading_read(text: str) -> bool:

@@ -16,15 +16,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 from starlette.background import BackgroundTask
 
-from scanner_service import access, search
-from scanner_service import archival_code as ac
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.routes.items import item_url
-from scanner_service.catalogue_import import read_catalogue
-from scanner_service.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
+from scanner_service.archive import access, search
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive.catalogue_import import read_catalogue
+from scanner_service.archive.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
+from scanner_service.archive.models import AccessRecord, Event, Fonds, Item, Role
+from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
 from scanner_service.exceptions import ConfigError, NotFound, UnusableInput
-from scanner_service.models import AccessRecord, Event, Fonds, Item, Role
-from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
 
 router = APIRouter(prefix="/api", tags=["archive"])
 

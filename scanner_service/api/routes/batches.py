@@ -10,12 +10,12 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from scanner_service import access
 from scanner_service.api.deps import CurrentToken, SessionDep
 from scanner_service.api.schemas import BatchDetail, BatchPublic, OriginalPublic, PageCounts, PagePublic
+from scanner_service.archive import access
+from scanner_service.archive.filing import batch_fonds
+from scanner_service.archive.models import ApiToken, Batch, PageState, Role
 from scanner_service.exceptions import NotFound
-from scanner_service.filing import batch_fonds
-from scanner_service.models import ApiToken, Batch, PageState, Role
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
 

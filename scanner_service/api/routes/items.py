@@ -12,14 +12,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner_service import access, filing
-from scanner_service import archival_code as ac
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
-from scanner_service.catalogue_store import describe_item
+from scanner_service.archive import access, filing
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive.catalogue_store import describe_item
+from scanner_service.archive.models import ApiToken, Grant, Item, ItemPage, Role
 from scanner_service.exceptions import NotFound
-from scanner_service.hocr import render_hocr
-from scanner_service.models import ApiToken, Grant, Item, ItemPage, Role
 from scanner_service.settings import Settings
+from workers.hocr import render_hocr
 
 router = APIRouter(prefix="/api/items", tags=["items"])
 

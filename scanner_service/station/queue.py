@@ -46,14 +46,14 @@ def enqueue_page(queue: Queue, settings: Settings, page_id: int) -> None:
         return
     backoff = [int(settings.retry_backoff * f) for f in (1, 6, 24)][: max(settings.page_retries, 1)]
     queue.enqueue(
-        "workers.jobs.process_page",
+        "scanner_service.station.jobs.process_page",
         page_id,
         job_id=job_id,
         job_timeout=settings.page_timeout,
         retry=Retry(max=settings.page_retries, interval=backoff) if settings.page_retries else None,
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
-        on_failure=Callback("workers.jobs.page_failed_for_good"),
+        on_failure=Callback("scanner_service.station.jobs.page_failed_for_good"),
         description=f"page {page_id}",
     )
 
@@ -64,14 +64,14 @@ def enqueue_assembly(queue: Queue, settings: Settings, batch_id: int) -> None:
     if job_is_active(queue.connection, job_id):
         return
     queue.enqueue(
-        "workers.jobs.assemble_batch",
+        "scanner_service.station.jobs.assemble_batch",
         batch_id,
         job_id=job_id,
         job_timeout=max(settings.page_timeout, 1800),
         retry=Retry(max=2, interval=[10, 60]),
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
-        on_failure=Callback("workers.jobs.assembly_failed_for_good"),
+        on_failure=Callback("scanner_service.station.jobs.assembly_failed_for_good"),
         description=f"assemble batch {batch_id}",
     )
 

@@ -1,11 +1,11 @@
-"""Alembic environment: runs migrations on the URL given by scanner_service.db.alembic_config."""
+"""Alembic environment: runs migrations on the URL given by scanner_service.archive.db.alembic_config."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from scanner_service.db import get_engine
-from scanner_service.models import Base
+from scanner_service.archive.db import get_engine
+from scanner_service.archive.models import Base
 
 config = context.config
 target_metadata = Base.metadata

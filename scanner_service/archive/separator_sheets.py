@@ -32,8 +32,8 @@ Payload (ASCII only, so every encoder and decoder agrees on it; all of it fits Q
 
 ``SCANSTATION-SEP/`` + format version, the style the 档号 was written in (``D22`` DA/T 22-2015, ``D13``
 DA/T 13-2022), and the 档号 with ``·`` (U+00B7) written as ``.``, which :func:`archival_code.parse` reads as
-``·``. The reader formats the parsed code back in the recorded style, so it returns exactly the string printed
-on the sheet.
+``·``. The reader restores the ``·``, so it returns exactly the string printed on the sheet; the archive
+checks it (:mod:`scanner_service.archive.separators`).
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ import img2pdf
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from scanner_service.archival_code import DAT13, DAT22, ArchivalCode, CodeStyle, parse
+from scanner_service.archive.archival_code import DAT13, DAT22, ArchivalCode, CodeStyle, parse
 from scanner_service.exceptions import MissingProgram
+from workers.stages.separator import PAYLOAD_PREFIX, PAYLOAD_VERSION, SHEET_TAGS, TAG_DICTIONARY, TAG_MM
+from workers.stages.separator import STYLE_MARKERS as SHEET_STYLES
 
 __all__ = [
     "PAYLOAD_PREFIX",
@@ -67,13 +69,8 @@ __all__ = [
     "written_style",
 ]
 
-PAYLOAD_PREFIX = "SCANSTATION-SEP/"
-PAYLOAD_VERSION = 1
 STYLE_MARKERS: dict[str, CodeStyle] = {"D22": DAT22, "D13": DAT13}
-
-TAG_DICTIONARY = cv2.aruco.DICT_APRILTAG_36h11
-SHEET_TAGS = (211, 347)  # top-right and bottom-left corner; any fixed ids of the dictionary would do
-TAG_MM = 30.0  # printed side of a tag, its black border included
+assert tuple(STYLE_MARKERS) == SHEET_STYLES  # the reader knows the same styles
 QR_MM = 46.0  # printed side of a QR code, without its quiet zone
 
 DPI = 300

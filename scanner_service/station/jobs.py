@@ -18,12 +18,13 @@ from sqlalchemy import and_, exists, select, update
 
 from ocr_models.base import PageText
 from ocr_models.registry import build_engine
-from scanner_service import filing, intake
-from scanner_service import queue as q
-from scanner_service.db import session_scope
+from scanner_service.archive import filing
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
-from scanner_service.models import Batch, BatchState, Page, PageState
 from scanner_service.settings import Settings, build_settings
+from scanner_service.station import intake
+from scanner_service.station import queue as q
 from workers.pdfa import PdfPage, build_pdfa
 from workers.pipeline import process_page_image, save_usage_image
 
@@ -111,7 +112,7 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError |
         if failed is not None:
             page.state = PageState.failed
             page.error = failed.message
-            page.error_code = getattr(failed, "reason_code", failed.code)
+            page.error_code = failed.reason_code
             page.flags = [*page.flags, "failed"] if "failed" not in page.flags else page.flags
         else:
             page.state = PageState.done

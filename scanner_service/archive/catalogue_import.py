@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from scanner_service.archival_code import ArchivalCode, InvalidArchivalCode, parse
+from scanner_service.archive.archival_code import ArchivalCode, InvalidArchivalCode, parse
 from scanner_service.exceptions import UnusableInput
 
 __all__ = [

@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner_service.filing import file_sha256
-from scanner_service.models import ArchiveFile
+from scanner_service.archive.filing import file_sha256
+from scanner_service.archive.models import ArchiveFile
 
 # Folders of the archive that hold no records.
 _NOT_RECORDS = (".locks",)

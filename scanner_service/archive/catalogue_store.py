@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner_service import archival_code as ac
-from scanner_service.catalogue_import import CatalogueImport
-from scanner_service.models import Event, Fonds, Item
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive.catalogue_import import CatalogueImport
+from scanner_service.archive.models import Event, Fonds, Item
 from scanner_service.settings import Settings
 
 # DA/T 18 fields an archivist may set on an item, by their API names. 保管期限 is part of the 档号 itself.
@@ -54,7 +54,7 @@ def describe_item(
 ) -> Item:
     """Create the item if new (its fonds too) and set the given description fields; with ``settings``,
     also rewrite the item folder's item.json so an offline copy carries the new description."""
-    from scanner_service.filing import ensure_item, page_check, write_description
+    from scanner_service.archive.filing import ensure_item, page_check, write_description
 
     ensure_fonds(session, code.fonds, style=ac.style_of(written))
     item = ensure_item(session, code, may_create=True)

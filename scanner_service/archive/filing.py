@@ -38,11 +38,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ocr_models.base import PageText
-from scanner_service import archival_code as ac
-from scanner_service import intake, search
-from scanner_service.db import session_scope
-from scanner_service.exceptions import Conflict, NotFound, ScanstationError
-from scanner_service.models import (
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive import search
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import (
     ArchiveFile,
     Batch,
     Event,
@@ -53,7 +52,9 @@ from scanner_service.models import (
     PageState,
     SearchEntry,
 )
+from scanner_service.exceptions import Conflict, NotFound, ScanstationError
 from scanner_service.settings import Settings
+from scanner_service.station import intake
 
 log = logging.getLogger(__name__)
 
@@ -663,7 +664,8 @@ class _Planned:
 def plan(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[dict[str, Any]], bool]:
     """What filing a finished batch would do: the items and their batch pages, the problems that stop
     it, and whether the plan came from separator sheets. Nothing is written."""
-    from workers.stages.separator import RunPage, SeparatorMark, split_run
+    from scanner_service.archive.separators import RunPage, split_run
+    from workers.stages.separator import SeparatorMark
 
     with session_scope(settings.effective_database_url) as session:
         batch = session.get(Batch, batch_id)

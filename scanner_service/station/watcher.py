@@ -17,11 +17,11 @@ from pathlib import Path
 import redis
 from sqlalchemy import select
 
-from scanner_service import intake
-from scanner_service import queue as q
-from scanner_service.db import session_scope
-from scanner_service.models import Batch, BatchState, Page, PageState
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.settings import Settings
+from scanner_service.station import intake
+from scanner_service.station import queue as q
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Watcher:
                 q.enqueue_page(self.queue, self.settings, page_id)
 
     def _ensure_assembly(self) -> None:
-        from workers.jobs import claim_assembly
+        from scanner_service.station.jobs import claim_assembly
 
         url = self.settings.effective_database_url
         with session_scope(url) as session:

@@ -18,12 +18,12 @@ from rq import Queue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner_service import archival_code
-from scanner_service import queue as q
-from scanner_service.db import session_scope
+from scanner_service.archive import archival_code
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, BatchState, Original, Page, PageState
 from scanner_service.exceptions import UnusableInput
-from scanner_service.models import Batch, BatchState, Original, Page, PageState
 from scanner_service.settings import Settings
+from scanner_service.station import queue as q
 from workers.stages.load import PageSource, inspect_file
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocr_models import registry
-from scanner_service import queue as q
-from scanner_service.db import migrate
+from scanner_service.archive.db import migrate
 from scanner_service.settings import Settings
+from scanner_service.station import queue as q
 from workers.exec import redis_server
 
 log = logging.getLogger(__name__)

@@ -46,8 +46,8 @@ from sqlalchemy import (
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
+from scanner_service.archive.models import Item, SearchEntry
 from scanner_service.exceptions import ScanstationError
-from scanner_service.models import Item, SearchEntry
 
 MAX_QUERY_CHARS = 200
 MAX_WORD_CHARS = 100  # PostgreSQL drops words over 2047 bytes from a tsvector: long runs are cut into pieces

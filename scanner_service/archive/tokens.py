@@ -8,8 +8,8 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from scanner_service.archive.models import ApiToken, Role
 from scanner_service.exceptions import ConfigError, Unauthorized
-from scanner_service.models import ApiToken, Role
 
 
 def hash_token(token: str) -> str:
