@@ -7,13 +7,13 @@ from pathlib import Path
 
 from sqlalchemy import inspect, select
 
+from scanner_service.archive.batches import claim_assembly
 from scanner_service.archive.db import get_engine, migrate, session_scope
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.tokens import authenticate, create_token
 from scanner_service.exceptions import Unauthorized
 from scanner_service.settings import build_settings
 from scanner_service.station import intake
-from scanner_service.station.jobs import claim_assembly
 from tests.conftest import copy_sample
 
 

@@ -6,7 +6,7 @@ the way a cycle is hidden). The layers are the folders:
 
 | layer | modules |
 |---|---|
-| imaging | ``workers/`` (page stages, pipeline, PDF building, external programs, durable files, errors), ``ocr_models/`` |
+| imaging | ``workers/`` (stages, pipeline, PDF, external programs, durable files, errors), ``ocr_models/`` |
 | base | ``scanner_service/exceptions.py``, ``scanner_service/settings.py`` |
 | archive | ``scanner_service/archive/`` |
 | station | ``scanner_service/station/`` |

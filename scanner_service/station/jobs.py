@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
-from sqlalchemy import and_, exists, select, update
 
 from ocr_models.base import PageText
 from ocr_models.registry import build_engine
 from scanner_service.archive import filing
+from scanner_service.archive.batches import FINAL, claim_assembly
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
@@ -29,9 +29,6 @@ from workers.pdfa import PdfPage, build_pdfa
 from workers.pipeline import process_page_image, save_usage_image
 
 log = logging.getLogger(__name__)
-
-FINAL = (PageState.done, PageState.failed)
-
 
 def pages_dir(settings: Settings, batch_id: int) -> Path:
     return intake.batch_dir(settings, batch_id) / "pages"
@@ -123,22 +120,6 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError |
         # Inside a job, reuse the worker's connection rather than open one per page.
         connection = job.connection if job is not None else q.connect(settings)
         q.enqueue_assembly(q.get_queue(connection), settings, batch_id)
-
-
-def claim_assembly(url: str, batch_id: int, *, reclaim: bool = False) -> bool:
-    """True for exactly one caller once every page of the batch is final (``reclaim``: also if claimed)."""
-    open_page = exists().where(and_(Page.batch_id == batch_id, Page.state.notin_(FINAL)))
-    with session_scope(url) as session:
-        if reclaim:
-            batch = session.get(Batch, batch_id)
-            if batch is not None and batch.assembly_queued:
-                return not session.scalar(select(open_page))
-        result = session.execute(
-            update(Batch)
-            .where(Batch.id == batch_id, Batch.assembly_queued.is_(False), ~open_page)
-            .values(assembly_queued=True)
-        )
-        return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def page_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 from sqlalchemy import select
 
+from scanner_service.archive.batches import claim_assembly
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.settings import Settings
@@ -136,8 +137,6 @@ class Watcher:
                 q.enqueue_page(self.queue, self.settings, page_id)
 
     def _ensure_assembly(self) -> None:
-        from scanner_service.station.jobs import claim_assembly
-
         url = self.settings.effective_database_url
         with session_scope(url) as session:
             open_batches = session.scalars(

@@ -1,0 +1,26 @@
+"""A batch's bookkeeping in the catalogue that both the watcher and the workers rely on."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, exists, select, update
+
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, Page, PageState
+
+FINAL = (PageState.done, PageState.failed)
+
+
+def claim_assembly(url: str, batch_id: int, *, reclaim: bool = False) -> bool:
+    """True for exactly one caller once every page of the batch is final (``reclaim``: also if claimed)."""
+    open_page = exists().where(and_(Page.batch_id == batch_id, Page.state.notin_(FINAL)))
+    with session_scope(url) as session:
+        if reclaim:
+            batch = session.get(Batch, batch_id)
+            if batch is not None and batch.assembly_queued:
+                return not session.scalar(select(open_page))
+        result = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id, Batch.assembly_queued.is_(False), ~open_page)
+            .values(assembly_queued=True)
+        )
+        return result.rowcount == 1  # type: ignore[attr-defined]
