@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from rq import Worker
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from scanner_service import __version__
 from scanner_service.api.routes import archive, batches, items
-from scanner_service.api.schemas import Health
+from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
 from scanner_service.archive.db import session_scope
-from scanner_service.exceptions import ScanstationError
+from scanner_service.archive.filing import FilingRefused
+from scanner_service.exceptions import ScanstationError, UnusableInput
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
+
+MAX_LISTED_ISSUES = 20  # a body with a thousand wrong fields still gets a readable 'detail'
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -32,21 +42,46 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ScanstationError)
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
-        body: dict[str, object] = {"error": exc.code, "detail": exc.message}
-        reason = exc.reason_code
-        if reason and reason != exc.code:
-            body["reason"] = reason
+        body = ErrorBody(error=exc.code, detail=exc.message)
+        if isinstance(exc, UnusableInput | FilingRefused) and exc.reason_code != exc.code:
+            body.reason = exc.reason_code
         if isinstance(exc, InvalidArchivalCode):
-            body["part"] = exc.part
+            body.part = exc.part
         if isinstance(exc, CatalogueImportError):
-            body["errors"] = [{"row": e.row, "column": e.column, "message": e.message} for e in exc.errors]
-        return JSONResponse(body, status_code=exc.http_status, headers=headers)
+            body.errors = [RowIssue(row=e.row, column=e.column, message=e.message) for e in exc.errors]
+        return _error(body, exc.http_status, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own shape ({"detail": [...]}) would be a second error shape; every error has ErrorBody's.
+        issues: list[RequestIssue | RowIssue] = [
+            RequestIssue(loc=[p if isinstance(p, int) else str(p) for p in e["loc"]], msg=e["msg"], type=e["type"])
+            for e in exc.errors()
+        ]
+        said = "; ".join(
+            f"{'.'.join(map(str, i.loc))}: {i.msg}" for i in issues[:MAX_LISTED_ISSUES] if isinstance(i, RequestIssue)
+        )
+        if len(issues) > MAX_LISTED_ISSUES:
+            said += f"; … and {len(issues) - MAX_LISTED_ISSUES} more"
+        return _error(ErrorBody(error="invalid_request", detail=said, errors=issues), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Unknown paths (404), methods (405) and unreadable bodies (400) come from Starlette.
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette's Allow names the methods of the first route of that path only; GET and PUT of
+            # /api/items/{code} are two routes.
+            headers["Allow"] = ", ".join(_allowed_methods(app, request))
+        return _error(ErrorBody(error=code, detail=str(exc.detail)), exc.status_code, headers)
 
     @app.get(
         "/healthz",
         response_model=Health,
         tags=["health"],
         summary="200 once Redis, catalogue and a worker answer",
+        responses={503: {"model": Health, "description": "Redis, the catalogue or every worker is missing"}},
     )
     def healthz() -> JSONResponse:
         redis_ok = catalogue_ok = False
@@ -68,4 +103,28 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(items.router)
     app.include_router(archive.router)
+    generated_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # Routes reference ErrorBody by $ref (see error_responses); its schema is added here once.
+        if app.openapi_schema is None:
+            components = generated_openapi().setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in error_schemas().items():
+                components.setdefault(name, definition)
+        return app.openapi_schema or generated_openapi()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _error(body: ErrorBody, status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
+    """Every method some route answers for the request's path."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return sorted(methods)

@@ -1,16 +1,143 @@
-"""Response models of the API."""
+"""Response models of the API, the one error shape, and the bounds every number and text a client sends
+is checked against."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
+
+from scanner_service.archive.archival_code import YEAR_MAX, YEAR_MIN
+from scanner_service.archive.models import BatchState, PageState
+
+INT32_MAX = 2**31 - 1
+"""The largest id, page number, count or offset a client may send: the catalogue's integer columns are
+32-bit on PostgreSQL (and SQLite stops at 2**63 - 1), so a larger number could name nothing and would
+only overflow the database driver."""
+
+NO_NUL = r"^[^\x00]*$"
+"""Text a client sends holds no NUL character: PostgreSQL cannot store or compare one."""
+
+
+BatchIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The batch's id")]
+PageNoPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The item's page number, from 1")]
+CodePath = Annotated[str, Path(max_length=128, description="档号 such as C015-WS·2013-Y-BGS-0001 (either style)")]
+FondsPath = Annotated[str, Path(pattern=r"^\s*[A-Za-z0-9]{1,8}\s*$", description="全宗号, 1-8 letters or digits")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many")]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Skip this many first")]
+YearQuery = Annotated[int | None, Query(ge=YEAR_MIN, le=YEAR_MAX, description="年度")]
+FilterText = Annotated[str | None, Query(max_length=128, pattern=NO_NUL)]
+"""A text to filter on (fonds, category, who, …): short, and without NUL."""
+Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
+"""An id or page number in a request body."""
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A time as UTC; a time without an offset is taken as UTC (SQLite keeps no offset, so every time
+    stored and compared is UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
+"""A time in a response: always written with its offset (UTC), as ``date-time`` in the OpenAPI requires."""
+
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]*)?([eE][+-]?[0-9]+)?")
+
+
+def _iso_time_only(value: Any) -> Any:
+    # Pydantic would read a number (or a string of digits) as seconds since 1970; the schema says date-time,
+    # and a client that sends 0.5 has most likely made a mistake, so it is refused with the expected form.
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value.strip())):
+        raise ValueError("a time is written in ISO 8601, such as 2026-11-01T08:00:00Z, not as a number")
+    return value
+
+
+def _input_utc(moment: datetime) -> datetime:
+    try:
+        return as_utc(moment)
+    except OverflowError:  # 9999-12-31T23:00-05:00 has no UTC time in Python's range
+        raise ValueError("the time is out of range once turned into UTC") from None
+
+
+TimeInput = Annotated[datetime, BeforeValidator(_iso_time_only), AfterValidator(_input_utc)]
+"""A time a client sends: ISO 8601; without an offset it is taken as UTC."""
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time (``Z`` allowed) as UTC; ValueError if it is not one or cannot be UTC."""
+    return _input_utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00")))
+
+
+class RequestIssue(BaseModel):
+    """One thing wrong in a request, as FastAPI's validation found it."""
+
+    loc: list[str | int] = Field(description="Where: path, query, header or body, then the field")
+    msg: str
+    type: str
+
+
+class RowIssue(BaseModel):
+    """One thing wrong in a catalogue file."""
+
+    row: int | None
+    column: str | None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx (and 5xx) answer of the API has this shape."""
+
+    error: str = Field(description="A stable code: not_found, forbidden, invalid_request, filing_refused, …")
+    detail: str = Field(description="What went wrong, for a person")
+    reason: str | None = Field(default=None, description="A finer code when the error has one (bad_mode, …)")
+    part: str | None = Field(default=None, description="With invalid_archival_code: the 档号 part that is wrong")
+    errors: list[RequestIssue | RowIssue] | None = Field(
+        default=None, description="invalid_request: each field in error; catalogue_import: each row in error"
+    )
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "The request body cannot be read",
+    401: "No API token, or an unknown or revoked one",
+    403: "The token's role or fonds does not allow this",
+    404: "Nothing of that name, or nothing this token may see",
+    409: "The request clashes with what is there; the reason is in 'reason' and 'detail'",
+    416: "The byte range starts beyond the end of the file (Content-Range: bytes */size)",
+    422: "The request is not valid; 'errors' (or 'part') says where",
+}
+
+
+ERROR_REF = "#/components/schemas/ErrorBody"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries for the error statuses a route can answer, all JSON with :class:`ErrorBody`.
+
+    The schema is referenced rather than given as ``model``: FastAPI would document a model under the
+    route's own media type (text/plain, application/pdf), but errors are always JSON.
+    """
+    return {
+        status: {
+            "description": _ERROR_DESCRIPTIONS[status],
+            "content": {"application/json": {"schema": {"$ref": ERROR_REF}}},
+        }
+        for status in statuses
+    }
+
+
+def error_schemas() -> dict[str, Any]:
+    """The OpenAPI component schemas :data:`ERROR_REF` points at (ErrorBody and the models it uses)."""
+    schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}", mode="serialization")
+    defs = schema.pop("$defs", {})
+    return {**defs, "ErrorBody": schema}
 
 
 class PagePublic(BaseModel):
     seq: int
-    state: str
+    state: PageState
     attempts: int
     blank: bool
     flags: list[str]
@@ -46,14 +173,14 @@ class PageCounts(BaseModel):
 class BatchPublic(BaseModel):
     id: int
     name: str
-    state: str
+    state: BatchState
     archival_code: str | None
     pages: PageCounts
     error: str | None
     error_code: str | None
     duplicate_of: int | None
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UtcDateTime
+    finished_at: UtcDateTime | None
     pdf_url: str | None
     filing: dict[str, Any] = Field(
         default_factory=dict,
@@ -68,7 +195,7 @@ class BatchDetail(BatchPublic):
 
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok", "unavailable"]
     redis: bool
     catalogue: bool
     workers: int

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import CatalogueImport
-from scanner_service.archive.models import Event, Fonds, Item
+from scanner_service.archive.models import Event, EventKind, Fonds, Item
 from scanner_service.settings import Settings
 
 # DA/T 18 fields an archivist may set on an item, by their API names. 保管期限 is part of the 档号 itself.
@@ -74,7 +74,7 @@ def describe_item(
     if changed:
         session.add(
             Event(
-                kind="item_described",
+                kind=EventKind.item_described,
                 archival_code=item.archival_code,
                 fonds=item.fonds,
                 item_id=item.id,

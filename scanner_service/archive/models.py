@@ -48,6 +48,14 @@ class PageState(str, enum.Enum):
     failed = "failed"
 
 
+class EventKind(str, enum.Enum):
+    """What an event tells a downstream system (``GET /api/events``)."""
+
+    item_filed = "item_filed"  # an item's first pages were filed
+    item_pages_changed = "item_pages_changed"  # pages appended, inserted or replaced
+    item_described = "item_described"  # its DA/T 18 description changed
+
+
 class Batch(Base):
     __tablename__ = "batches"
 
@@ -273,7 +281,7 @@ class Event(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    kind: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(40), doc="an EventKind value")
     archival_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
     fonds: Mapped[str | None] = mapped_column(String(16), nullable=True)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), nullable=True)

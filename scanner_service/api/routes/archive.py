@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
@@ -18,13 +19,27 @@ from starlette.background import BackgroundTask
 
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.routes.items import item_url
+from scanner_service.api.schemas import (
+    INT32_MAX,
+    NO_NUL,
+    FilterText,
+    FondsPath,
+    Limit,
+    Offset,
+    TimeInput,
+    UtcDateTime,
+    YearQuery,
+    as_utc,
+    error_responses,
+    parse_time,
+)
 from scanner_service.archive import access, search
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import read_catalogue
 from scanner_service.archive.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
 from scanner_service.archive.models import AccessRecord, Event, Fonds, Item, Role
 from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
-from scanner_service.exceptions import ConfigError, NotFound, UnusableInput
+from scanner_service.exceptions import NotFound, UnusableInput
 
 router = APIRouter(prefix="/api", tags=["archive"])
 
@@ -32,7 +47,7 @@ router = APIRouter(prefix="/api", tags=["archive"])
 def utc(moment: datetime) -> datetime:
     """A time as UTC (a time without an offset is taken as UTC): SQLite keeps no offset, so every time
     stored and compared is UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return as_utc(moment)
 
 
 class SearchHit(BaseModel):
@@ -52,17 +67,20 @@ class SearchResults(BaseModel):
 
 
 @router.get(
-    "/search", response_model=SearchResults, summary="Full-text search (Chinese aware) over what the token may see"
+    "/search",
+    response_model=SearchResults,
+    summary="Full-text search (Chinese aware) over what the token may see",
+    responses=error_responses(401, 422),
 )
 def search_pages(
     session: SessionDep,
     token: CurrentToken,
-    q: Annotated[str, Query(description="Words or a name; 王强 finds the two characters side by side")],
-    fonds: str | None = None,
-    category: str | None = None,
-    year: int | None = None,
-    limit: int = Query(20, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    q: Annotated[str, Query(pattern=NO_NUL, description="Words or a name; 王强 finds the two characters side by side")],
+    fonds: FilterText = None,
+    category: FilterText = None,
+    year: YearQuery = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     result = search.search(
         session,
@@ -96,7 +114,7 @@ def search_pages(
 
 class EventPublic(BaseModel):
     id: int
-    at: datetime
+    at: UtcDateTime
     kind: str = Field(description="item_filed, item_pages_changed or item_described")
     archival_code: str | None
     fonds: str | None
@@ -109,24 +127,42 @@ class EventPage(BaseModel):
     next_since: int = Field(description="Pass as ?since= next time to get only what is newer")
 
 
-@router.get("/events", response_model=EventPage, summary="What was filed or changed since a cursor (or a time)")
+_EVENT_ID = re.compile(r"[0-9]{1,20}")
+
+
+@router.get(
+    "/events",
+    response_model=EventPage,
+    summary="What was filed or changed since a cursor (or a time)",
+    responses=error_responses(401, 422),
+)
 def list_events(
     session: SessionDep,
     token: CurrentToken,
     since: Annotated[
-        str, Query(description="An event id from next_since, or an ISO time such as 2026-11-01T00:00:00Z")
+        str,
+        Query(
+            max_length=64,
+            description="An event id from next_since, or an ISO time such as 2026-11-01T00:00:00Z",
+        ),
     ] = "0",
-    limit: int = Query(100, ge=1, le=1000),
+    limit: Limit = 100,
 ) -> dict[str, Any]:
     stmt = select(Event, Item).outerjoin(Item, Item.id == Event.item_id)
-    if since.isdigit():
-        stmt = stmt.where(Event.id > int(since))
+    cursor = int(since) if _EVENT_ID.fullmatch(since) else None  # ASCII digits only: int("²") fails
+    if cursor is not None:
+        if cursor > INT32_MAX:
+            raise UnusableInput(
+                f"'since' {since} is beyond any event id (at most {INT32_MAX}).", reason_code="bad_since"
+            )
+        stmt = stmt.where(Event.id > cursor)
     else:
         try:
-            stmt = stmt.where(Event.at > utc(datetime.fromisoformat(since.replace("Z", "+00:00"))))
+            stmt = stmt.where(Event.at > parse_time(since))
         except ValueError:
             raise UnusableInput(
-                f"'since' must be an event id or an ISO time, not {since!r}.", reason_code="bad_since"
+                f"'since' must be an event id or an ISO time such as 2026-11-01T00:00:00Z, not {since!r}.",
+                reason_code="bad_since",
             ) from None
     stmt = stmt.where(or_(Event.item_id.is_(None), access.item_filter(token))).order_by(Event.id).limit(limit)
     rows = session.execute(stmt).all()
@@ -144,13 +180,13 @@ def list_events(
         if item is not None or token.role != Role.reader
     ]
     last = (
-        rows[-1][0].id if rows else (int(since) if since.isdigit() else session.scalar(select(func.max(Event.id))) or 0)
+        rows[-1][0].id if rows else (cursor if cursor is not None else session.scalar(select(func.max(Event.id))) or 0)
     )
     return {"events": events, "next_since": last}
 
 
 class AccessPublic(BaseModel):
-    at: datetime
+    at: UtcDateTime
     who: str
     role: str
     action: str
@@ -169,18 +205,18 @@ _LOG_COLUMNS = list(AccessPublic.model_fields)
     "/access-log",
     response_model=list[AccessPublic],
     summary="利用登记: every download and page view (archivist); format=csv exports it",
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}}}, **error_responses(401, 403, 422)},
 )
 def access_log(
     session: SessionDep,
     token: CurrentToken,
-    fonds: str | None = None,
-    archival_code: str | None = None,
-    who: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    format: str = Query("json", pattern="^(json|csv)$"),
-    limit: int = Query(100_000, ge=1, le=1_000_000),
+    fonds: FilterText = None,
+    archival_code: FilterText = None,
+    who: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    since: Annotated[TimeInput | None, Query(description="From this time on (ISO 8601; UTC without offset)")] = None,
+    until: Annotated[TimeInput | None, Query(description="Before this time")] = None,
+    format: Literal["json", "csv"] = "json",
+    limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
 ) -> Any:
     access.require_role(token, Role.admin, Role.archivist)
     stmt = select(AccessRecord).order_by(AccessRecord.id.desc())
@@ -194,9 +230,9 @@ def access_log(
     if who:
         stmt = stmt.where(AccessRecord.who == who)
     if since:
-        stmt = stmt.where(AccessRecord.at >= utc(since))
+        stmt = stmt.where(AccessRecord.at >= since)
     if until:
-        stmt = stmt.where(AccessRecord.at < utc(until))
+        stmt = stmt.where(AccessRecord.at < until)
     rows = [AccessPublic.model_validate(r, from_attributes=True) for r in session.scalars(stmt.limit(limit))]
     if format == "json":
         return rows
@@ -213,14 +249,43 @@ def access_log(
     )
 
 
+CodeStyleName = Literal["dat22", "dat13", "DA/T 22", "DA/T 13", "DA/T 22-2015", "DA/T 13-2022"]
+
+
 class FondsSettings(BaseModel):
-    name: str | None = None
-    code_style: str | None = Field(default=None, description="DA/T 22 or DA/T 13: how this fonds writes 档号")
+    name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
+    code_style: CodeStyleName | None = Field(default=None, description="DA/T 22 or DA/T 13: how this fonds writes 档号")
     allow_new_items: bool | None = Field(default=None, description="A batch named by an unknown 档号 creates the item")
 
 
-@router.put("/fonds/{code}", summary="Create a fonds (全宗) or change its settings (archivist)")
-def put_fonds(code: str, body: FondsSettings, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+class FondsPublic(BaseModel):
+    code: str
+    name: str | None
+    code_style: Literal["dat22", "dat13"]
+    allow_new_items: bool
+
+
+def _fonds_public(fonds: Fonds) -> FondsPublic:
+    return FondsPublic(
+        code=fonds.code,
+        name=fonds.name,
+        code_style="dat13" if fonds.code_style == "dat13" else "dat22",
+        allow_new_items=fonds.allow_new_items,
+    )
+
+
+@router.put(
+    "/fonds/{code}",
+    response_model=FondsPublic,
+    summary="Create a fonds (全宗) or change its settings (archivist)",
+    responses=error_responses(400, 401, 403, 422),
+)
+def put_fonds(
+    code: FondsPath,
+    body: FondsSettings,
+    session: SessionDep,
+    token: CurrentToken,
+) -> FondsPublic:
     access.require_role(token, Role.admin, Role.archivist)
     code = code.strip().upper()
     access.require_fonds(token, code)
@@ -229,47 +294,71 @@ def put_fonds(code: str, body: FondsSettings, session: SessionDep, token: Curren
     if body.name is not None:
         fonds.name = body.name
     if body.code_style is not None:
-        style = ac.style_for(body.code_style)
+        style = ac.style_for(body.code_style)  # the Literal above holds only names style_for knows
         fonds.code_style = "dat13" if style is ac.DAT13 else "dat22"
     if body.allow_new_items is not None:
         fonds.allow_new_items = body.allow_new_items
-    return {
-        "code": fonds.code,
-        "name": fonds.name,
-        "code_style": fonds.code_style,
-        "allow_new_items": fonds.allow_new_items,
-    }
+    return _fonds_public(fonds)
 
 
-@router.get("/fonds", summary="Fonds and their settings")
-def list_fonds(session: SessionDep, token: CurrentToken) -> list[dict[str, Any]]:
+@router.get(
+    "/fonds",
+    response_model=list[FondsPublic],
+    summary="Fonds and their settings",
+    responses=error_responses(401),
+)
+def list_fonds(session: SessionDep, token: CurrentToken) -> list[FondsPublic]:
     scope = access.fonds_scope(token)
     stmt = select(Fonds).order_by(Fonds.code)
     if scope is not None:
         stmt = stmt.where(Fonds.code.in_(scope))
-    return [
-        {"code": f.code, "name": f.name, "code_style": f.code_style, "allow_new_items": f.allow_new_items}
-        for f in session.scalars(stmt)
-    ]
+    return [_fonds_public(f) for f in session.scalars(stmt)]
+
+
+class CatalogueImported(BaseModel):
+    rows: int
+    created: int
+    updated: int
+    ignored_columns: list[str] = Field(description="Columns of the file that are not 归档文件目录 columns")
+
+
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 @router.post(
     "/catalogue",
+    response_model=CatalogueImported,
     summary="Import an 归档文件目录 (CSV or XLSX as the request body); all rows or none (archivist)",
-    responses={422: {"description": "Row errors, by row and column; nothing imported"}},
+    responses=error_responses(401, 403, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                _XLSX: {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
 )
 async def post_catalogue(
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
     token: CurrentToken,
-    filename: Annotated[str, Query(description="The file's name; its extension says CSV or XLSX")],
-    sheet: str | None = None,
+    filename: Annotated[
+        str,
+        Query(
+            max_length=255,
+            pattern=r"^[^\x00]*\.([cC][sS][vV]|[xX][lL][sS][xX])$",
+            description="The file's name; its extension (.csv or .xlsx) says which it is",
+        ),
+    ],
+    sheet: Annotated[str | None, Query(max_length=100, pattern=NO_NUL, description="XLSX: the sheet")] = None,
 ) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
-    suffix = Path(filename).suffix.lower()
-    if suffix not in (".csv", ".xlsx"):
-        raise ConfigError(f"{filename}: send a .csv or .xlsx file.")
+    suffix = "." + filename.rsplit(".", 1)[-1].lower()  # ".CSV" too, which Path() takes for a hidden file
+    if suffix not in (".csv", ".xlsx"):  # the pattern above already says so; kept for callers in Python
+        raise UnusableInput(f"{filename}: send a .csv or .xlsx file.", reason_code="not_a_catalogue")
     body = await request.body()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"catalogue{suffix}"
@@ -288,16 +377,17 @@ async def post_catalogue(
     "/catalogue/separators",
     response_class=FileResponse,
     summary="Separator sheets (PDF, one A4 sheet per item) for a fonds' catalogue items not scanned yet",
-    responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No item to print a sheet for"}},
+    responses={200: {"content": {"application/pdf": {}}}, **error_responses(401, 403, 404, 422)},
 )
 def get_separator_sheets(
     settings: SettingsDep,
     session: SessionDep,
     token: CurrentToken,
-    fonds: str,
-    year: int | None = None,
-    category: str | None = None,
-    include_filed: bool = Query(False, description="Also items that already have pages"),
+    # The fonds code also names the file written: letters and digits only.
+    fonds: Annotated[str, Query(pattern="^[A-Za-z0-9]{1,8}$", description="全宗号")],
+    year: YearQuery = None,
+    category: FilterText = None,
+    include_filed: Annotated[bool, Query(description="Also items that already have pages")] = False,
 ) -> FileResponse:
     access.require_role(token, Role.admin, Role.archivist, Role.operator)
     access.require_fonds(token, fonds.upper())

@@ -3,18 +3,35 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from scanner_service.api.deps import CurrentToken, SessionDep
-from scanner_service.api.schemas import BatchDetail, BatchPublic, OriginalPublic, PageCounts, PagePublic
+from scanner_service.api.files import (
+    IfNoneMatch,
+    PdfResponse,
+    RangeHeader,
+    not_modified,
+    not_modified_response,
+    pdf_responses,
+)
+from scanner_service.api.schemas import (
+    BatchDetail,
+    BatchIdPath,
+    BatchPublic,
+    Limit,
+    Offset,
+    OriginalPublic,
+    PageCounts,
+    PagePublic,
+    error_responses,
+)
 from scanner_service.archive import access
 from scanner_service.archive.filing import batch_fonds
-from scanner_service.archive.models import ApiToken, Batch, PageState, Role
+from scanner_service.archive.models import ApiToken, Batch, BatchState, PageState, Role
 from scanner_service.exceptions import NotFound
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -25,7 +42,7 @@ def _public(batch: Batch) -> dict[str, Any]:
     return {
         "id": batch.id,
         "name": batch.name,
-        "state": batch.state.value,
+        "state": batch.state,
         "archival_code": batch.archival_code,
         "pages": PageCounts(
             total=len(pages),
@@ -43,13 +60,18 @@ def _public(batch: Batch) -> dict[str, Any]:
     }
 
 
-@router.get("", response_model=list[BatchPublic], summary="Batches, newest first")
+@router.get(
+    "",
+    response_model=list[BatchPublic],
+    summary="Batches, newest first",
+    responses=error_responses(401, 403, 422),
+)
 def list_batches(
     session: SessionDep,
     token: CurrentToken,
-    state: str | None = None,
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    state: Annotated[BatchState | None, Query(description="Only batches in this state")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     _staff_only(token)
     stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
@@ -72,8 +94,13 @@ def _get(session: SessionDep, token: ApiToken, batch_id: int) -> Batch:
     return batch
 
 
-@router.get("/{batch_id}", response_model=BatchDetail, summary="One batch with its pages and originals")
-def get_batch(batch_id: int, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+@router.get(
+    "/{batch_id}",
+    response_model=BatchDetail,
+    summary="One batch with its pages and originals",
+    responses=error_responses(401, 403, 404, 422),
+)
+def get_batch(batch_id: BatchIdPath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
     names = {o.id: o.name for o in batch.originals}
     return {
@@ -81,7 +108,7 @@ def get_batch(batch_id: int, session: SessionDep, token: CurrentToken) -> dict[s
         "page_list": [
             PagePublic(
                 seq=p.seq,
-                state=p.state.value,
+                state=p.state,
                 attempts=p.attempts,
                 blank=p.blank,
                 flags=list(p.flags or []),
@@ -105,13 +132,29 @@ def get_batch(batch_id: int, session: SessionDep, token: CurrentToken) -> dict[s
 
 @router.get(
     "/{batch_id}/pdf",
-    response_class=FileResponse,
-    summary="The batch's searchable PDF/A (blank pages left out)",
-    responses={200: {"content": {"application/pdf": {}}}, 404: {"description": "No batch, or no PDF yet"}},
+    response_class=PdfResponse,
+    summary="The batch's searchable PDF/A (blank pages left out); Range, ETag and If-None-Match honoured",
+    responses=pdf_responses(401, 403, 404, 422),
 )
-def get_batch_pdf(batch_id: int, session: SessionDep, token: CurrentToken) -> FileResponse:
+@router.head(
+    "/{batch_id}/pdf",
+    response_class=PdfResponse,
+    summary="The batch PDF's headers (Content-Length, ETag, Accept-Ranges) without the body",
+    responses=pdf_responses(401, 403, 404, 422),
+)
+def get_batch_pdf(
+    batch_id: BatchIdPath,
+    session: SessionDep,
+    token: CurrentToken,
+    if_none_match: IfNoneMatch = None,
+    _range: RangeHeader = None,
+) -> Response:
     batch = _get(session, token, batch_id)
     if not batch.pdf_path or not Path(batch.pdf_path).exists():
         raise NotFound(f"Batch {batch_id} has no PDF yet (state: {batch.state.value}).")
-    filename = f"{batch.archival_code or batch.name}.pdf"
-    return FileResponse(batch.pdf_path, media_type="application/pdf", filename=filename)
+    path = Path(batch.pdf_path)
+    # The assembly records the PDF's SHA-256; a PDF from before that has its size and time as a tag.
+    etag = f'"{batch.pdf_sha256}"' if batch.pdf_sha256 else f'"{path.stat().st_mtime_ns:x}-{path.stat().st_size:x}"'
+    if not_modified(if_none_match, etag):
+        return not_modified_response(etag)
+    return PdfResponse(path, etag=etag, filename=f"{batch.archival_code or batch.name}.pdf")

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
+from scanner_service.api.files import (
+    IfNoneMatch,
+    PdfResponse,
+    RangeHeader,
+    is_head,
+    not_modified,
+    not_modified_response,
+    pdf_responses,
+)
+from scanner_service.api.schemas import (
+    NO_NUL,
+    CodePath,
+    FilterText,
+    Id,
+    Limit,
+    Offset,
+    PageNoPath,
+    TimeInput,
+    UtcDateTime,
+    YearQuery,
+    error_responses,
+)
 from scanner_service.archive import access, filing
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_store import describe_item
@@ -24,8 +45,12 @@ from workers.hocr import render_hocr
 router = APIRouter(prefix="/api/items", tags=["items"])
 
 PurposeQuery = Annotated[
-    str | None, Query(max_length=500, description="Why the record is used (利用目的), written to the access log")
+    str | None,
+    Query(max_length=500, pattern=NO_NUL, description="Why the record is used (利用目的), written to the access log"),
 ]
+PageCheck = Literal["missing_pages", "extra_pages"]
+FilingMode = Literal["new", "append", "insert", "replace"]
+PAGE_ERRORS = error_responses(401, 404, 422)
 
 
 class ItemPagePublic(BaseModel):
@@ -60,10 +85,10 @@ class ItemPublic(BaseModel):
     open_status: str | None = Field(description="开放标识")
     note: str | None = Field(description="附注")
     pages_filed: int
-    page_check: str | None = Field(description="missing_pages (漏扫) or extra_pages (多扫) against 页数")
+    page_check: PageCheck | None = Field(description="missing_pages (漏扫) or extra_pages (多扫) against 页数")
     version: int
-    filed_at: datetime | None
-    updated_at: datetime
+    filed_at: UtcDateTime | None
+    updated_at: UtcDateTime
     pdf_url: str | None
     pdf_sha256: str | None
 
@@ -75,25 +100,30 @@ class ItemDetail(ItemPublic):
 class ItemDescription(BaseModel):
     """DA/T 18 fields; only the fields sent are changed."""
 
-    title: str | None = None
-    author: str | None = None
-    date: str | None = None
-    doc_number: str | None = None
+    # Lengths as the catalogue stores them (PostgreSQL refuses longer text), free text capped.
+    title: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+    author: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
+    date: str | None = Field(default=None, max_length=40, pattern=NO_NUL)
+    doc_number: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     pages: int | None = Field(default=None, ge=0, le=99999)
-    classification: str | None = None
-    open_status: str | None = None
-    note: str | None = None
-    serial: int | None = None
+    classification: str | None = Field(default=None, max_length=20, pattern=NO_NUL)
+    open_status: str | None = Field(default=None, max_length=20, pattern=NO_NUL)
+    note: str | None = Field(default=None, max_length=10000, pattern=NO_NUL)
+    serial: int | None = Field(default=None, ge=1, le=999_999, description="序号, as in the 归档文件目录")
 
 
 class FilingRequest(BaseModel):
-    batch_id: int
-    pages: list[int] | None = Field(
-        default=None, description="Batch page numbers to file, in order; default: every page not blank"
+    batch_id: Id
+    pages: list[Id] | None = Field(
+        default=None,
+        max_length=10000,
+        description="Batch page numbers to file, in order; default: every page not blank",
     )
-    mode: str = Field(default="new", description="new (item empty), append, insert (before 'at'), replace")
-    replace: list[int] = Field(default_factory=list, description="With mode=replace: the item's pages to replace")
-    at: int | None = Field(default=None, description="With mode=insert: the page number the new pages start at")
+    mode: FilingMode = Field(default="new", description="new (item empty), append, insert (before 'at'), replace")
+    replace: list[Id] = Field(
+        default_factory=list, max_length=10000, description="With mode=replace: the item's pages to replace"
+    )
+    at: Id | None = Field(default=None, description="With mode=insert: the page number the new pages start at")
 
 
 class FilingPublic(BaseModel):
@@ -105,9 +135,15 @@ class FilingPublic(BaseModel):
 
 
 class GrantRequest(BaseModel):
+    token_id: Id = Field(description="The id 'scanstation token list' shows")
+    reason: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
+    expires_at: TimeInput | None = Field(default=None, description="ISO 8601; without an offset, UTC")
+
+
+class GrantPublic(BaseModel):
+    archival_code: str
     token_id: int
-    reason: str | None = None
-    expires_at: datetime | None = None
+    expires_at: UtcDateTime | None
 
 
 def item_url(item: Item) -> str:
@@ -141,17 +177,24 @@ def _page_public(item: Item, row: ItemPage) -> ItemPagePublic:
     )
 
 
-@router.get("", response_model=list[ItemPublic], summary="Items the token may see, in archival order")
+@router.get(
+    "",
+    response_model=list[ItemPublic],
+    summary="Items the token may see, in archival order",
+    responses=error_responses(401, 422),
+)
 def list_items(
     session: SessionDep,
     token: CurrentToken,
-    fonds: str | None = None,
-    category: str | None = None,
-    year: int | None = None,
-    page_check: str | None = Query(None, description="missing_pages or extra_pages"),
-    filed: bool | None = Query(None, description="true: only items with pages; false: only catalogue entries"),
-    limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    fonds: FilterText = None,
+    category: FilterText = None,
+    year: YearQuery = None,
+    page_check: Annotated[PageCheck | None, Query(description="missing_pages or extra_pages")] = None,
+    filed: Annotated[
+        bool | None, Query(description="true: only items with pages; false: only catalogue entries")
+    ] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     stmt = select(Item).where(access.item_filter(token))
     if fonds:
@@ -168,15 +211,25 @@ def list_items(
     return [public(i) for i in session.scalars(stmt.limit(limit).offset(offset))]
 
 
-@router.get("/{code}", response_model=ItemDetail, summary="One item: description (DA/T 18) and its pages")
-def get_item(code: str, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+@router.get(
+    "/{code}",
+    response_model=ItemDetail,
+    summary="One item: description (DA/T 18) and its pages",
+    responses=error_responses(401, 404, 422),
+)
+def get_item(code: CodePath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     item = access.visible_item(session, token, code)
     return {**public(item), "page_list": [_page_public(item, row) for row in item.pages]}
 
 
-@router.put("/{code}", response_model=ItemDetail, summary="Create an item or change its description (archivist)")
+@router.put(
+    "/{code}",
+    response_model=ItemDetail,
+    summary="Create an item or change its description (archivist)",
+    responses=error_responses(400, 401, 403, 422),
+)
 def put_item(
-    code: str, body: ItemDescription, settings: SettingsDep, session: SessionDep, token: CurrentToken
+    code: CodePath, body: ItemDescription, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
     parsed = ac.parse(code)
@@ -194,10 +247,10 @@ def put_item(
     "/{code}/pages",
     response_model=FilingPublic,
     summary="File a batch's pages into the item: new, append, insert or replace (operator, archivist)",
-    responses={409: {"description": "The pages cannot be filed this way; the reason is in 'detail'"}},
+    responses=error_responses(400, 401, 403, 404, 409, 422),
 )
 def file_pages(
-    code: str, body: FilingRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+    code: CodePath, body: FilingRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist, Role.operator)
     parsed = ac.parse(code)
@@ -228,48 +281,47 @@ def _etag(item: Item) -> str:
 
 @router.get(
     "/{code}/pdf",
-    response_class=FileResponse,
+    response_class=PdfResponse,
     summary="The item's searchable PDF/A; Range, ETag and If-None-Match honoured; logged (利用登记)",
-    responses={
-        200: {"content": {"application/pdf": {}}},
-        206: {"description": "The requested byte range"},
-        304: {"description": "Not modified (If-None-Match matched the ETag)"},
-        404: {"description": "No such item visible to this token, or no pages filed yet"},
-    },
+    responses=pdf_responses(401, 404, 422),
+)
+@router.head(
+    "/{code}/pdf",
+    response_class=PdfResponse,
+    summary="The item PDF's headers (Content-Length, ETag, Accept-Ranges) without the body; not logged",
+    responses=pdf_responses(401, 404, 422),
 )
 def get_item_pdf(
-    code: str,
+    code: CodePath,
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
     token: CurrentToken,
     purpose: PurposeQuery = None,
-    if_none_match: Annotated[str | None, Header()] = None,
+    if_none_match: IfNoneMatch = None,
+    _range: RangeHeader = None,
 ) -> Response:
     item = access.visible_item(session, token, code)
     if not item.pdf_name:
         raise NotFound(f"{item.archival_code} has no pages filed yet.")
     etag = _etag(item)
-    if if_none_match and (if_none_match.strip() == "*" or etag in [t.strip() for t in if_none_match.split(",")]):
-        return Response(status_code=304, headers={"ETag": etag})
+    cache = {"Cache-Control": "private, no-cache"}
+    if not_modified(if_none_match, etag):
+        return not_modified_response(etag, cache)
     path = settings.archive_dir / item.folder / item.pdf_name
     if not path.exists():
         raise NotFound(f"The PDF of {item.archival_code} is missing from the archive; run 'scanstation audit'.")
-    access.log_access(
-        session,
-        token,
-        item,
-        "pdf",
-        byte_range=request.headers.get("range"),
-        purpose=purpose,
-        client=request.client.host if request.client else None,
-    )
-    return FileResponse(
-        path,
-        media_type="application/pdf",
-        filename=item.pdf_name,
-        headers={"ETag": etag, "Cache-Control": "private, no-cache"},
-    )
+    if not is_head(request):
+        access.log_access(
+            session,
+            token,
+            item,
+            "pdf",
+            byte_range=request.headers.get("range"),
+            purpose=purpose,
+            client=request.client.host if request.client else None,
+        )
+    return PdfResponse(path, etag=etag, filename=item.pdf_name, headers=cache)
 
 
 def _page(session: SessionDep, token: ApiToken, code: str, page: int) -> tuple[Item, ItemPage]:
@@ -287,9 +339,19 @@ def _log_page(
     access.log_access(session, token, item, action, page=page, purpose=purpose, client=client)
 
 
-@router.get("/{code}/pages/{page}/text", response_class=PlainTextResponse, summary="A page's OCR text (logged)")
+@router.get(
+    "/{code}/pages/{page}/text",
+    response_class=PlainTextResponse,
+    summary="A page's OCR text (logged)",
+    responses={200: {"content": {"text/plain": {}}}, **PAGE_ERRORS},
+)
 def get_page_text(
-    code: str, page: int, request: Request, session: SessionDep, token: CurrentToken, purpose: PurposeQuery = None
+    code: CodePath,
+    page: PageNoPath,
+    request: Request,
+    session: SessionDep,
+    token: CurrentToken,
+    purpose: PurposeQuery = None,
 ) -> PlainTextResponse:
     item, row = _page(session, token, code, page)
     _log_page(session, token, item, "page_text", page, request, purpose)
@@ -299,11 +361,12 @@ def get_page_text(
 @router.get(
     "/{code}/pages/{page}/hocr",
     summary="A page's OCR lines with boxes, as hOCR (logged)",
-    responses={200: {"content": {"application/xhtml+xml": {}}}},
+    response_class=Response,
+    responses={200: {"content": {"application/xhtml+xml": {}}}, **PAGE_ERRORS},
 )
 def get_page_hocr(
-    code: str,
-    page: int,
+    code: CodePath,
+    page: PageNoPath,
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
@@ -321,11 +384,11 @@ def get_page_hocr(
     "/{code}/pages/{page}/image",
     response_class=FileResponse,
     summary="A page's image as in the PDF (logged)",
-    responses={200: {"content": {"image/jpeg": {}, "image/tiff": {}}}},
+    responses={200: {"content": {"image/jpeg": {}, "image/tiff": {}}}, **PAGE_ERRORS},
 )
 def get_page_image(
-    code: str,
-    page: int,
+    code: CodePath,
+    page: PageNoPath,
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
@@ -339,11 +402,11 @@ def get_page_image(
     "/{code}/pages/{page}/thumbnail",
     response_class=FileResponse,
     summary="A small JPEG of the page (logged)",
-    responses={200: {"content": {"image/jpeg": {}}}},
+    responses={200: {"content": {"image/jpeg": {}}}, **PAGE_ERRORS},
 )
 def get_page_thumbnail(
-    code: str,
-    page: int,
+    code: CodePath,
+    page: PageNoPath,
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
@@ -371,8 +434,14 @@ def _page_picture(
     return FileResponse(path, media_type="image/tiff" if path.suffix == ".tif" else "image/jpeg")
 
 
-@router.post("/{code}/grants", status_code=201, summary="Let one token see this restricted item (archivist)")
-def grant(code: str, body: GrantRequest, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+@router.post(
+    "/{code}/grants",
+    status_code=201,
+    response_model=GrantPublic,
+    summary="Let one token see this restricted item (archivist)",
+    responses=error_responses(400, 401, 403, 404, 422),
+)
+def grant(code: CodePath, body: GrantRequest, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
     item = access.visible_item(session, token, code)
     grantee = session.get(ApiToken, body.token_id)
@@ -382,9 +451,7 @@ def grant(code: str, body: GrantRequest, session: SessionDep, token: CurrentToke
     if existing is None:
         existing = Grant(token_id=grantee.id, item_id=item.id, granted_by=token.name)
         session.add(existing)
-    expires = body.expires_at
-    if expires is not None:  # stored as UTC: SQLite keeps no offset
-        expires = expires.replace(tzinfo=UTC) if expires.tzinfo is None else expires.astimezone(UTC)
-    existing.reason, existing.expires_at, existing.granted_by = body.reason, expires, token.name
+    # TimeInput made expires_at UTC: SQLite keeps no offset.
+    existing.reason, existing.expires_at, existing.granted_by = body.reason, body.expires_at, token.name
     session.flush()
     return {"archival_code": item.archival_code, "token_id": grantee.id, "expires_at": body.expires_at}
