@@ -51,14 +51,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--block", type=int, default=100, help="pages per block, in the order they finish")
     parser.add_argument("--workers", type=int, default=2, help="workers of the station")
     parser.add_argument("--corpus", type=Path, help="an existing make_corpus.py output instead of a new one")
-    parser.add_argument("--timeout-min", type=float, help="give up on the batch after this (default: pages/10, >= 30)")
+    parser.add_argument(
+        "--timeout-min", type=float, help="give up on the batch after this (default: pages/5, at least 30)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working folder (corpus, data, PDF, log)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where scale.md and scale.json go")
     args = parser.parse_args(argv)
     if args.block < 2 or args.workers < 1 or args.pages < 1:
         parser.error("--block must be at least 2, --workers and --pages at least 1")
     if args.timeout_min is None:
-        args.timeout_min = max(30.0, args.pages / 10)
+        args.timeout_min = max(30.0, args.pages / 5)
     return args
 
 
@@ -108,10 +110,17 @@ def _workers(blocks: list[Block]) -> list[int]:
     return sorted({pid for b in blocks for pid in b.memory})
 
 
-def blocks_table(blocks: list[Block]) -> list[str]:
+def block_load(block: Block, progress: list[dict[str, Any]]) -> float | None:
+    """The mean 1-minute load average polled during the block (block 1: from the drop)."""
+    start = 0.0 if block.index == 1 else block.start
+    loads = [p["load"] for p in progress if start <= p["at"] <= block.end]
+    return sum(loads) / len(loads) if loads else None
+
+
+def blocks_table(blocks: list[Block], progress: list[dict[str, Any]]) -> list[str]:
     pids = _workers(blocks)
-    head = "| block | pages | finished by (s) | s/page | pages/min |"
-    rule = "|--:|--:|--:|--:|--:|"
+    head = "| block | pages | finished by (s) | s/page | pages/min | load |"
+    rule = "|--:|--:|--:|--:|--:|--:|"
     for n, _ in enumerate(pids, 1):
         head += f" w{n} RSS peak | w{n} PSS peak | w{n} worker alone |"
         rule += "--:|--:|--:|"
@@ -120,6 +129,7 @@ def blocks_table(blocks: list[Block]) -> list[str]:
         rate = None if not b.seconds_per_page else 60 / b.seconds_per_page
         label = f"{b.index}" if b.full else f"{b.index} (partial)"
         cells = [label, f"{b.first}–{b.last}", f"{b.end:.1f}", _seconds(b.seconds_per_page), _seconds(rate, 1)]
+        cells.append(_seconds(block_load(b, progress), 1))
         for pid in pids:
             m = b.memory.get(pid)
             cells += ["–"] * 3 if m is None else [_mib(m.rss_peak), _mib(m.pss_peak), _mib(m.worker_rss)]
@@ -187,7 +197,7 @@ def render(raw: dict[str, Any], blocks: list[Block], v: Verdict) -> str:
         "",
         f"## Per block of {args['block']} pages, in the order they finished",
         "",
-        *blocks_table(blocks),
+        *blocks_table(blocks, raw["progress"]),
         "",
         "Verdict, first full block against the last (time within "
         f"±{100 * TIME_TOLERANCE:.0f} %, memory within ±{100 * MEMORY_TOLERANCE:.0f} % or ±{MEMORY_FLOOR // MIB} MiB):",
@@ -199,7 +209,10 @@ def render(raw: dict[str, Any], blocks: list[Block], v: Verdict) -> str:
         "previous block's last page. s/page is the station's (all workers together). Memory: psutil every "
         f"{SAMPLE_SECONDS} s (PSS every {SAMPLE_SECONDS * PSS_EVERY:.0f} s), per RQ worker wN; RSS and PSS "
         "peaks are the highest sums over the worker and its descendants (the work horse forked per page, "
-        "Tesseract) seen during the block, 'worker alone' the RQ worker process's own RSS; MiB.",
+        "Tesseract) seen during the block, 'worker alone' the RQ worker process's own RSS; MiB. load: the "
+        "machine's 1-minute load average, polled with the batch's progress every "
+        f"{POLL_SECONDS:.0f} s, mean over the block: on a shared machine, a change in s/page that follows "
+        "the load is the machine, not the station.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -226,7 +239,8 @@ def benchmark(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], lis
     progress: list[dict[str, Any]] = []
 
     def on_poll(batch: dict[str, Any]) -> None:
-        progress.append({"at": time.monotonic(), "state": batch["state"], **batch["pages"]})
+        # The load average says how much of the machine the station had (it is shared): noise to read beside s/page.
+        progress.append({"at": time.monotonic(), "load": os.getloadavg()[0], "state": batch["state"], **batch["pages"]})
 
     sampler = TreeSampler(lambda: [], interval=SAMPLE_SECONDS, pss_every=PSS_EVERY, record=True)
     log(f"station with {args.workers} workers, {len(corpus.pages)} pages as batch {BATCH_NAME}")
