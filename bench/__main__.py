@@ -1,5 +1,8 @@
 import sys
 
-from bench.run import main
+from bench import run, scale
 
-sys.exit(main())
+# `python -m bench scale ...`: one large batch (bench/scale.py); otherwise the station against ocrmypdf.
+if sys.argv[1:2] == ["scale"]:
+    sys.exit(scale.main(sys.argv[2:]))
+sys.exit(run.main())

@@ -28,13 +28,25 @@ class Peak:
             self.pss = max(self.pss, pss)
 
 
-def tree_memory(root: psutil.Process, with_pss: bool) -> tuple[int, int | None]:
-    """RSS (and PSS if asked) summed over a process and all its descendants; vanished processes count 0."""
-    rss = pss = 0
+@dataclass(frozen=True)
+class Sample:
+    """One reading of one tree (bytes): ``at`` is ``time.monotonic()``, ``root_rss`` the root process alone."""
+
+    at: float
+    root: int  # pid
+    rss: int
+    pss: int | None  # None where PSS was not read
+    root_rss: int
+
+
+def tree_memory(root: psutil.Process, with_pss: bool) -> tuple[int, int | None, int]:
+    """RSS (and PSS if asked) summed over a process and all its descendants, and the root's own RSS;
+    vanished processes count 0."""
+    rss = pss = root_rss = 0
     try:
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return 0, None
+        return 0, None, 0
     for proc in procs:
         try:
             info = proc.memory_full_info() if with_pss else proc.memory_info()
@@ -42,19 +54,24 @@ def tree_memory(root: psutil.Process, with_pss: bool) -> tuple[int, int | None]:
             continue
         rss += info.rss
         pss += getattr(info, "pss", 0)
-    return rss, pss if with_pss else None
+        if proc is root:
+            root_rss = info.rss
+    return rss, pss if with_pss else None, root_rss
 
 
 @dataclass
 class TreeSampler:
     """Every ``interval`` s, the memory of each tree ``roots()`` names; ``peaks`` by root pid.
 
-    RSS at every sample, PSS (costly) at every ``pss_every``-th. Use as a context manager around the work.
+    RSS at every sample, PSS (costly) at every ``pss_every``-th; with ``record``, every reading is kept in
+    ``series`` too (a scale run follows memory over time). Use as a context manager around the work.
     """
 
     roots: Callable[[], list[psutil.Process]]
     interval: float = INTERVAL
     pss_every: int = PSS_EVERY
+    record: bool = False
+    series: list[Sample] = field(default_factory=list)
     peaks: dict[int, Peak] = field(default_factory=dict)
     samples: int = 0
     busy_seconds: float = 0.0
@@ -68,8 +85,12 @@ class TreeSampler:
         except psutil.Error:
             roots = []
         with_pss = self.samples % self.pss_every == 0
+        at = time.monotonic()
         for root in roots:
-            self.peaks.setdefault(root.pid, Peak()).update(*tree_memory(root, with_pss))
+            rss, pss, root_rss = tree_memory(root, with_pss)
+            self.peaks.setdefault(root.pid, Peak()).update(rss, pss)
+            if self.record and rss:  # 0: the process was gone
+                self.series.append(Sample(at, root.pid, rss, pss, root_rss))
         self.samples += 1
         self.busy_seconds += time.thread_time() - started
 

@@ -164,11 +164,13 @@ def benchmark(args: argparse.Namespace, work: Path) -> tuple[Report, dict[str, A
     return report, raw
 
 
-def write_results(out: Path, text: str, raw: dict[str, Any]) -> None:
+def write_results(out: Path, text: str, raw: dict[str, Any], stem: str = "latest") -> None:
+    """The report as ``out/STEM.md`` and every raw figure as ``out/STEM.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "latest.md").write_text(text, encoding="utf-8")
-    (out / "latest.json").write_text(json.dumps(raw, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    log(f"wrote {out / 'latest.md'} and {out / 'latest.json'}")
+    md, js = out / f"{stem}.md", out / f"{stem}.json"
+    md.write_text(text, encoding="utf-8")
+    js.write_text(json.dumps(raw, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    log(f"wrote {md} and {js}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,9 @@ ISOLATING = ("SCANSTATION_REDIS_URL", "SCANSTATION_DATABASE_URL", "SCANSTATION_D
 @dataclass
 class StationRun:
     workers: int
+    data: Path  # the station's data folder (its catalogue is data/catalogue.sqlite3)
+    dropped: float  # time.monotonic() of the drop into the inbox
+    dropped_at: datetime  # the same moment on the wall clock, in UTC (the catalogue's clock)
     seconds: float  # from the drop into the inbox to the batch's final state
     batch: dict[str, Any]  # GET /api/batches/{id}
     pdf: Path | None
@@ -144,21 +149,31 @@ class Station:
             raise BenchError(f"GET {path}: HTTP {status} {body[:300]!r}")
         return json.loads(body)
 
-    def wait_final(self, name: str, since: float) -> dict[str, Any]:
-        """Poll /api/batches until the batch called ``name`` is done, needs_review or failed."""
+    def wait_final(
+        self,
+        name: str,
+        since: float,
+        timeout: float = BATCH_TIMEOUT,
+        poll: float = POLL_SECONDS,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll /api/batches until the batch called ``name`` is done, needs_review or failed;
+        ``on_poll`` sees the batch (as listed) at each poll once it is there."""
         last: dict[str, Any] = {}
         while True:
             self._check_alive()
             last = next((b for b in self.get_json("/api/batches") if b["name"] == name), last)
+            if last and on_poll is not None:
+                on_poll(last)
             if last.get("state") in FINAL_STATES:
                 return last
-            if time.monotonic() - since > BATCH_TIMEOUT:
+            if time.monotonic() - since > timeout:
                 raise BenchError(
-                    f"batch {name!r} not final after {BATCH_TIMEOUT / 60:.0f} min with {self.workers} worker(s) "
+                    f"batch {name!r} not final after {timeout / 60:.0f} min with {self.workers} worker(s) "
                     f"(state {last.get('state', 'not received')}, pages {last.get('pages')}); "
                     f"its log ends:\n{self._log_tail()}"
                 )
-            time.sleep(POLL_SECONDS)
+            time.sleep(poll)
 
     def download_pdf(self, batch: dict[str, Any], dest: Path) -> Path | None:
         if not batch.get("pdf_url"):
@@ -182,19 +197,37 @@ class Station:
             self.proc.wait()
 
 
-def run_station(root: Path, pages: list[Path], workers: int) -> StationRun:
-    """Start a station, drop ``pages`` as one batch, wait for its final state, fetch its details and PDF."""
+def run_station(
+    root: Path,
+    pages: list[Path],
+    workers: int,
+    *,
+    sampler: TreeSampler | None = None,
+    timeout: float = BATCH_TIMEOUT,
+    poll: float = POLL_SECONDS,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+) -> StationRun:
+    """Start a station, drop ``pages`` as one batch, wait for its final state, fetch its details and PDF.
+
+    ``sampler`` (its ``roots`` are replaced by the station's workers) lets a caller keep the memory
+    series; ``timeout``, ``poll`` and ``on_poll`` go to :meth:`Station.wait_final`.
+    """
     station = Station(root, workers)
+    sampler = sampler or TreeSampler(lambda: [])
     try:
         up = station.start()
-        with TreeSampler(lambda: worker_processes(up)) as sampler:
+        sampler.roots = lambda: worker_processes(up)
+        with sampler:
             station.wait_healthy()
             station.create_token()
             dropped = drop_batch(pages, station.inbox, BATCH_NAME)
-            final = station.wait_final(BATCH_NAME, dropped)
+            dropped_at = datetime.now(UTC)
+            final = station.wait_final(BATCH_NAME, dropped, timeout, poll, on_poll)
             seconds = time.monotonic() - dropped
         batch = station.get_json(f"/api/batches/{final['id']}")
         pdf = station.download_pdf(batch, root / f"station-w{workers}.pdf")
     finally:
         station.stop()
-    return StationRun(workers, seconds, batch, pdf, sampler.max_peak(), sampler.summary())
+    return StationRun(
+        workers, station.data, dropped, dropped_at, seconds, batch, pdf, sampler.max_peak(), sampler.summary()
+    )
