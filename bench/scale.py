@@ -32,8 +32,8 @@ from bench.metrics import pdf_pages
 from bench.run import RESULTS, Corpus, log, machine, prepare_corpus, write_results
 from bench.station import BATCH_NAME, StationRun, run_station
 from bench.tools import BenchError
-from scanner_service.db import session_scope
-from scanner_service.models import Page, PageState
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Page, PageState
 from scanner_service.settings import Settings
 
 SAMPLE_SECONDS = 0.5  # memory: a 1,000-page run lasts ~20 min, a sample every 0.5 s is enough to follow it
