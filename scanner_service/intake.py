@@ -389,7 +389,7 @@ def _move_into(source: Path, target: Path, *, copy: bool) -> None:
         except OSError as err:
             if err.errno != errno.EXDEV:  # another file system: fall through to copy
                 raise
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(fit_name(target.name, NAME_MAX - len(".partial")) + ".partial")
     if partial.exists() or partial.is_symlink():
         _remove(partial)
     if source.is_dir() and not source.is_symlink():

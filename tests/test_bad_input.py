@@ -11,8 +11,10 @@ import logging
 import os
 import shutil
 import struct
+import tempfile
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pikepdf
@@ -226,6 +228,39 @@ def test_batch_that_cannot_leave_the_inbox_is_recorded_once(
     assert not folder.exists() and str(kept) in (batch.error or "")
 
 
+@pytest.fixture
+def other_fs_inbox(station_env: Settings) -> Iterator[Settings]:
+    """The station with its inbox on another file system (tmpfs), as a network share is: no rename."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(station_env.data.parent).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the data folder")
+    inbox = Path(tempfile.mkdtemp(prefix="scanstation-inbox-", dir=shm))
+    yield Settings(**{**station_env.model_dump(), "inbox": inbox})
+    shutil.rmtree(inbox, ignore_errors=True)
+
+
+def test_inbox_on_another_file_system(other_fs_inbox: Settings, redis_conn: redis.Redis) -> None:
+    """Batches are copied across, then removed from the inbox; a duplicate goes to quarantine the same way."""
+    settings = other_fs_inbox
+    watcher = Watcher(settings, redis_conn)
+    for name in (LONG_FOLDER, "again"):
+        folder = settings.inbox / name
+        copy_sample(folder, ["scan_0001.jpg"])
+        (folder / LONG).write_text("不是图像", encoding="utf-8")
+        (folder / ".done").touch()
+        watcher.poll()
+    first, again = batches(settings)
+    assert first.state == BatchState.queued and len(first.pages) == 1
+    assert again.state == BatchState.failed and again.error_code == "duplicate"
+    assert list(settings.inbox.iterdir()) == [], "both left the inbox"
+    spooled = intake.originals_dir(settings, first.id)
+    assert (spooled / "scan_0001.jpg").read_bytes() == (SAMPLE / "scan_0001.jpg").read_bytes()
+    assert (intake.quarantine_path(settings, first) / LONG).read_text(encoding="utf-8") == "不是图像"
+    assert (intake.quarantine_path(settings, again) / "scan_0001.jpg").exists()
+    assert all(o.quarantined for o in again.originals)
+    all_names_fit(settings.data)
+
+
 # --- 2. a resolution that makes no paper size -----------------------------------------------
 
 
@@ -274,9 +309,7 @@ def test_page_with_a_wrong_resolution_is_turned_read_and_flagged(
 
 
 @pytest.mark.slow
-def test_hidden_files_are_listed_and_send_the_batch_to_review(
-    station_env: Settings, redis_conn: redis.Redis
-) -> None:
+def test_hidden_files_are_listed_and_send_the_batch_to_review(station_env: Settings, redis_conn: redis.Redis) -> None:
     folder = station_env.inbox / "batch"
     copy_sample(folder, ["scan_0008.png"])
     shutil.copy(SAMPLE / "scan_0001.jpg", folder / WINDOWS_PATH)
@@ -423,7 +456,7 @@ def test_corrupt_png_in_a_folder_is_quarantined_and_the_rest_goes_on(
     listed = {o.name: o for o in batch.originals}
     assert listed["scan_0009.png"].quarantined and not listed["scan_0008.png"].quarantined
     assert (intake.quarantine_path(station_env, batch) / "scan_0009.png").read_bytes() == data
-    assert intake.sha256_of(intake.quarantine_path(station_env, batch) / "scan_0009.png") == listed[
-        "scan_0009.png"
-    ].sha256
-    assert sorted(p.name for p in intake.originals_dir(station_env, batch.id).iterdir()) == ["scan_0008.png"]
+    assert (
+        intake.sha256_of(intake.quarantine_path(station_env, batch) / "scan_0009.png") == listed["scan_0009.png"].sha256
+    )
+    assert sorted(p.name for p in intake.originals_dir(station_env, batch.id).iterdir()) == [".done", "scan_0008.png"]

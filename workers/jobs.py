@@ -64,7 +64,9 @@ def process_page(page_id: int) -> str:
         original = page.original
         held: UnusableInput | None = None
         if original.quarantined:  # an earlier run set it aside and stopped before finishing the page
-            held = UnusableInput(original.error or "The file was set aside.", reason_code=original.error_code or "unusable")
+            held = UnusableInput(
+                original.error or "The file was set aside.", reason_code=original.error_code or "unusable"
+            )
         else:  # an earlier run moved it to quarantine but stopped before writing that down: check it again
             intake.bring_back(settings, batch, original)
         source = intake.stored_path(intake.originals_dir(settings, batch.id), original.stored_name)
