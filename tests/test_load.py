@@ -229,7 +229,9 @@ def test_multipage_pdf() -> None:
         ("kcs.pdf", "1", (1914, 930), 300.0),  # Kodak Capture; page size rounded to whole points
         ("jbig2.pdf", "1", (2550, 3300), 300.0),  # decoded by poppler when jbig2dec is missing
         ("francais.pdf", "L", (900, 900), 300.0),
-        ("2400dpi.pdf", "L", (4000, 2864), 2400.0),
+        # 4000 x 2864 pixels drawn on a 4.2 x 3 cm page (2400 dpi): no paper is that small, so the page is
+        # read at a resolution inferred from its pixels, and the file's own is kept to flag it.
+        ("2400dpi.pdf", "L", (4000, 2864), 300.0),
     ],
 )
 def test_scanned_pdf_pages_load_at_their_own_resolution(
@@ -241,7 +243,10 @@ def test_scanned_pdf_pages_load_at_their_own_resolution(
     assert (page.image.mode, page.image.size, page.dpi) == (mode, size, (dpi, dpi))
     assert (source.width, source.height, source.dpi) == (*size, (dpi, dpi))
     if name != "2400dpi.pdf":
+        assert page.stated_dpi is None
         looks_like_poppler(page, f)
+    else:
+        assert page.stated_dpi == (2400.0, 2400.0) and any("42 x 30 mm" in n for n in page.notes), page.notes
 
 
 def test_blank_vector_page_is_rendered_white() -> None:
@@ -292,14 +297,14 @@ def test_single_cmyk_jpeg_page_is_not_inverted(tmp_path: Path) -> None:
 
 
 def test_rotated_pdf_page_is_turned_like_a_viewer(tmp_path: Path) -> None:
-    scan = Image.new("L", (300, 100), 255)
-    scan.paste(0, (0, 0, 150, 100))  # left half black
-    f = image_pdf(tmp_path / "rotated.pdf", scan, (216, 72), rotate=90)
-    assert inspect(f) == [PageSource(0, 100, 300, (100.0, 100.0))]
+    scan = Image.new("L", (900, 300), 255)
+    scan.paste(0, (0, 0, 450, 300))  # left half black
+    f = image_pdf(tmp_path / "rotated.pdf", scan, (648, 216), rotate=90)  # 23 x 7.6 cm at 100 dpi
+    assert inspect(f) == [PageSource(0, 300, 900, (100.0, 100.0))]
     page = load(f)
-    assert page.image.size == (100, 300) and page.dpi == (100.0, 100.0)
+    assert page.image.size == (300, 900) and page.dpi == (100.0, 100.0)
     grey = np.asarray(page.image)
-    assert grey[:140].mean() < 10 and grey[160:].mean() > 245  # turned clockwise: the left half is on top
+    assert grey[:420].mean() < 10 and grey[480:].mean() > 245  # turned clockwise: the left half is on top
     looks_like_poppler(page, f)
 
 

@@ -93,7 +93,8 @@ def test_file_still_being_written_is_not_taken_early(station_env: Settings, redi
     assert len(batch.pages) == 1
 
 
-def test_temporary_and_hidden_files_are_ignored(station_env: Settings, redis_conn: redis.Redis) -> None:
+def test_temporary_hidden_and_system_files_are_listed_not_taken(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """Nothing is dropped without a word: every file but the .done marker is in the batch's originals."""
     folder = station_env.inbox / "batch"
     copy_sample(folder, ["scan_0001.jpg"])
     (folder / "scan_0002.jpg.part").write_bytes(b"half")
@@ -102,7 +103,21 @@ def test_temporary_and_hidden_files_are_ignored(station_env: Settings, redis_con
     (folder / ".done").touch()
     Watcher(station_env, redis_conn).poll()
     [batch] = batches(station_env)
-    assert [o.name for o in batch.originals] == ["scan_0001.jpg"]
+    assert len(batch.pages) == 1 and batch.state == BatchState.queued
+    listed = {o.name: o for o in batch.originals}
+    assert sorted(listed) == [".DS_Store", "scan_0001.jpg", "scan_0002.jpg.part", "~lock"]
+    assert [(o.name, o.quarantined) for o in batch.originals if o.error_code == "temporary"] == [
+        ("scan_0002.jpg.part", True),
+        ("~lock", True),
+    ]
+    assert "temporary file" in (listed["~lock"].error or "")
+    # The Finder's file is listed with its reason and stays with the originals; it needs nobody.
+    assert listed[".DS_Store"].error_code == "system_file" and not listed[".DS_Store"].quarantined
+    assert (intake.originals_dir(station_env, batch.id) / ".DS_Store").exists()
+    assert "scan_0002.jpg.part" in (batch.error or "") and ".DS_Store" not in (batch.error or "")
+    kept = intake.quarantine_path(station_env, batch)
+    assert (kept / "scan_0002.jpg.part").read_bytes() == b"half"
+    assert "temporary file" in (kept / "scan_0002.jpg.part.reason.txt").read_text(encoding="utf-8")
 
 
 def _encrypted_pdf(path: Path) -> None:

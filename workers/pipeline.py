@@ -98,6 +98,10 @@ def process_page_image(
         details["encoding"] = encoding.kind
     if dpi < MIN_DPI:
         flags.append("low_resolution")
+    if loaded.stated_dpi is not None:
+        # The file's resolution makes no paper size: read at an inferred one, which a person should check.
+        flags.append("resolution_mismatch")
+        details["stated_dpi"] = list(loaded.stated_dpi)
     return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
+from sqlalchemy import func, select
 
 from ocr_models.base import PageText
 from ocr_models.registry import build_engine
@@ -59,8 +60,19 @@ def process_page(page_id: int) -> str:
         batch = page.batch
         if batch.state == BatchState.queued:
             batch.state = BatchState.processing
-        source = intake.stored_path(intake.originals_dir(settings, batch.id), page.original.stored_name)
+        original = page.original
+        held: UnusableInput | None = None
+        if original.quarantined:  # an earlier run set it aside and stopped before finishing the page
+            held = UnusableInput(
+                original.error or "The file was set aside.", reason_code=original.error_code or "unusable"
+            )
+        else:  # an earlier run moved it to quarantine but stopped before writing that down: check it again
+            intake.bring_back(settings, batch, original)
+        source = intake.stored_path(intake.originals_dir(settings, batch.id), original.stored_name)
         index, seq, batch_id = page.source_index, page.seq, batch.id
+    if held is not None:
+        _finish_page(settings, page_id, failed=held)
+        return "failed"
     job = get_current_job()
     if job is not None:
         job.meta["stage"] = "ocr"
@@ -75,8 +87,13 @@ def process_page(page_id: int) -> str:
             render_dpi=settings.render_dpi,
             min_confidence=settings.min_confidence,
         )
-    except (UnusableInput, PageFailed) as err:
-        # Retrying cannot help: the page is failed for good, the others go on.
+    except UnusableInput as err:
+        # The file passed intake's header check but cannot be decoded (a PNG corrupt inside): retrying
+        # cannot help. The page fails for good, the original goes to quarantine, the others go on.
+        _set_aside_original(settings, page_id, err)
+        _finish_page(settings, page_id, failed=err)
+        return "failed"
+    except PageFailed as err:
         _finish_page(settings, page_id, failed=err)
         return "failed"
     out = pages_dir(settings, batch_id)
@@ -97,6 +114,22 @@ def process_page(page_id: int) -> str:
         page.text = outcome.text.text
     _finish_page(settings, page_id)
     return "done"
+
+
+def _set_aside_original(settings: Settings, page_id: int, err: UnusableInput) -> None:
+    """Quarantine the original of a page that cannot be decoded, with its reason, if no other page needs it.
+
+    A multi-page TIFF or PDF with one bad page stays with the batch: its other pages are read (and filed)
+    from it. The page's own error says what is wrong either way.
+    """
+    with session_scope(settings.effective_database_url) as session:
+        page = session.get(Page, page_id)
+        if page is None:
+            return
+        original = page.original
+        others = session.scalar(select(func.count()).where(Page.original_id == original.id, Page.id != page.id))
+        if not others:
+            intake.set_aside_original(settings, page.batch, original, err)
 
 
 def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError | None = None) -> None:

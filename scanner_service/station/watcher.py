@@ -54,14 +54,31 @@ class _Seen:
     since: float
 
 
-class Watcher:
-    """Polls the inbox; a batch is complete on ``.done`` or after ``quiet_seconds`` without change."""
+@dataclass
+class _Trouble:
+    """A batch (or an inbox entry) whose intake keeps failing: logged in full once, then counted quietly."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis) -> None:
+    first: float
+    attempts: int = 0
+    give_up_failed: bool = False
+
+
+class Watcher:
+    """Polls the inbox; a batch is complete on ``.done`` or after ``quiet_seconds`` without change.
+
+    A batch whose intake fails is tried again at each poll or sweep, with its traceback logged once; after
+    ``give_up_after`` seconds (and three attempts) it ends ``failed`` with the reason instead of looping.
+    """
+
+    def __init__(self, settings: Settings, connection: redis.Redis, *, give_up_after: float = 60.0) -> None:
         self.settings = settings
         self.connection = connection
         self.queue = q.get_queue(connection)
+        self.give_up_after = give_up_after
         self._seen: dict[str, _Seen] = {}
+        self._troubles: dict[object, _Trouble] = {}
+        # Inbox entries whose batch failed while they could not be moved out: left alone until they change.
+        self._left_alone: dict[str, Signature] = {}
 
     def complete_batches(self, now: float | None = None) -> list[Path]:
         """The inbox entries that are complete now."""
@@ -80,6 +97,10 @@ class Watcher:
             path = Path(entry.path)
             present.add(entry.name)
             try:
+                if entry.name in self._left_alone:
+                    if signature(path) == self._left_alone[entry.name]:
+                        continue
+                    del self._left_alone[entry.name]
                 if entry.is_dir(follow_symlinks=False) and (path / intake.DONE_MARKER).exists():
                     ready.append(path)
                     continue
@@ -93,6 +114,8 @@ class Watcher:
                 ready.append(path)
         for gone in set(self._seen) - present:
             del self._seen[gone]
+        for gone in set(self._left_alone) - present:
+            del self._left_alone[gone]
         return ready
 
     def poll(self, now: float | None = None) -> list[int]:
@@ -101,10 +124,61 @@ class Watcher:
         for path in self.complete_batches(now):
             self._seen.pop(path.name, None)
             try:
-                received.append(intake.receive(self.settings, self.queue, path))
-            except Exception:
-                log.exception("could not receive %s; it stays in the inbox and is tried again", path)
+                batch_id = intake.record_batch(self.settings, path)
+            except Exception as err:
+                # Nothing is recorded (the catalogue is down, a file cannot be read): it stays in the inbox.
+                self._failed(("inbox", path.name), err, f"could not record {path}; it stays in the inbox")
+                continue
+            self._troubles.pop(("inbox", path.name), None)
+            if self._resume(batch_id, source=path):
+                received.append(batch_id)
         return received
+
+    def _resume(self, batch_id: int, *, source: Path | None = None) -> bool:
+        """Carry a batch on; on failure count it, and after ``give_up_after`` fail it with the reason."""
+        try:
+            intake.resume(self.settings, self.queue, batch_id, source=source)
+        except Exception as err:
+            trouble = self._failed(batch_id, err, f"could not take in batch {batch_id}")
+            if trouble.attempts >= 3 and time.monotonic() - trouble.first >= self.give_up_after:
+                self._give_up(batch_id, err, trouble)
+            return False
+        self._troubles.pop(batch_id, None)
+        return True
+
+    def _failed(self, key: object, err: Exception, what: str) -> _Trouble:
+        trouble = self._troubles.setdefault(key, _Trouble(first=time.monotonic()))
+        trouble.attempts += 1
+        if trouble.attempts == 1:
+            log.exception("%s; trying again (logged once)", what)
+        else:
+            log.debug("%s again (%d attempts): %s", what, trouble.attempts, err)
+        return trouble
+
+    def _give_up(self, batch_id: int, err: Exception, trouble: _Trouble) -> None:
+        try:
+            inbox_clear = intake.give_up(self.settings, batch_id, err, trouble.attempts)
+        except Exception:
+            if not trouble.give_up_failed:
+                log.exception("batch %s: could not even be marked failed; trying again (logged once)", batch_id)
+                trouble.give_up_failed = True
+            return
+        del self._troubles[batch_id]
+        log.error(
+            "batch %s failed: its intake failed %d times in %.0f s (%s: %s)",
+            batch_id,
+            trouble.attempts,
+            time.monotonic() - trouble.first,
+            type(err).__name__,
+            err,
+        )
+        if not inbox_clear:
+            with session_scope(self.settings.effective_database_url) as session:
+                batch = session.get(Batch, batch_id)
+                source = intake.stored_path(Path("/"), batch.source) if batch is not None else None
+            if source is not None and source.parent == self.settings.inbox:
+                with contextlib.suppress(FileNotFoundError):
+                    self._left_alone[source.name] = signature(source)
 
     def sweep(self) -> None:
         """Repair what a crash may have left: half-received batches, lost jobs, a missing assembly."""
@@ -113,10 +187,7 @@ class Watcher:
         with session_scope(url) as session:
             receiving = session.scalars(select(Batch.id).where(Batch.state == BatchState.receiving)).all()
         for batch_id in receiving:
-            try:
-                intake.resume(self.settings, self.queue, batch_id)
-            except Exception:
-                log.exception("could not resume batch %s", batch_id)
+            self._resume(batch_id)
         self._requeue_lost_pages()
         self._ensure_assembly()
 

@@ -4,6 +4,11 @@ Pure functions: a path in, page descriptions or a Pillow image out. Every file t
 use raises :class:`UnusableInput` with one of these ``reason_code`` values: ``empty``,
 ``not_an_image``, ``broken``, ``encrypted``, ``too_large``, ``no_pages``.
 
+A resolution is believed only if the page it implies is paper-sized (half an A6 up to one and a half
+A0): a header claiming 2400 dpi for an A4-sized pixel count would make a 3 cm page that every later
+stage measures wrongly. Such a page is read at a resolution inferred from its pixel count instead,
+and :attr:`LoadedPage.stated_dpi` keeps what the file said, so the page can be flagged.
+
 Pillow's decompression-bomb guard is a process-wide setting (``Image.MAX_IMAGE_PIXELS``). It is
 never changed for good here: each inspect/load sets it to the caller's ``max_pixels`` and restores it
 afterwards, so Pillow's own check fires at exactly our limit and becomes ``too_large``; other code
@@ -32,6 +37,29 @@ from workers.errors import MissingProgram, UnusableInput
 
 ASSUMED_DPI = 300.0
 _PLAUSIBLE_DPI = (10.0, 20000.0)  # outside this, a resolution tag is a placeholder, not a measurement
+_MM_PER_INCH = 25.4
+# Paper sizes (short x long side, mm) a page's pixel count is matched against to infer its resolution.
+_PAPER_MM = {
+    "A0": (841.0, 1189.0),
+    "A1": (594.0, 841.0),
+    "A2": (420.0, 594.0),
+    "A3": (297.0, 420.0),
+    "A4": (210.0, 297.0),
+    "A5": (148.0, 210.0),
+    "A6": (105.0, 148.0),
+    "B4": (250.0, 353.0),
+    "B5": (176.0, 250.0),
+    "Letter": (215.9, 279.4),
+    "Legal": (215.9, 355.6),
+}
+# A scan is the sheet plus some scanner backing around it, or the sheet cropped a little.
+_PAPER_FIT = (0.97, 1.2)
+# Believable pages: from half an A6 (a receipt, an ID card) to one and a half A0 (a large plan).
+_SMALLEST_MM = (_PAPER_MM["A6"][0] / 2, _PAPER_MM["A6"][1] / 2)
+_LARGEST_MM = (_PAPER_MM["A0"][0] * 1.5, _PAPER_MM["A0"][1] * 1.5)
+# Resolutions scanners are set to, most usual for documents first: the first that makes the pixel
+# count a paper size is taken (A4 at 300 dpi and A6 at 600 dpi have the same pixels: 300 wins).
+_STANDARD_DPI = (300.0, 200.0, 400.0, 600.0, 150.0, 1200.0)
 _ASPECT_TOLERANCE = 1.01  # x/y resolutions closer than 1 % count as square pixels
 _MAX_PLAIN_CONTENT = 256 * 1024  # scanner pages have tiny content streams; bigger ones are vector pages
 _TIFF_ORIENTATION, _TIFF_SUBFILE_TYPE = 274, 254
@@ -82,6 +110,39 @@ class LoadedPage:
     image: Image.Image  # mode "1", "L" or "RGB"
     dpi: tuple[float, float]  # best known resolution; ASSUMED_DPI (with a note) if unknown
     notes: list[str] = field(default_factory=list)
+    # The file's own resolution when it was not believed (it makes no paper size); None otherwise.
+    stated_dpi: tuple[float, float] | None = None
+
+
+def page_size_mm(width: int, height: int, dpi: float) -> tuple[float, float]:
+    """The physical size (mm) a pixel count makes at a resolution."""
+    return width / dpi * _MM_PER_INCH, height / dpi * _MM_PER_INCH
+
+
+def fits_paper(width: int, height: int, dpi: float) -> bool:
+    """Whether ``width`` x ``height`` pixels at ``dpi`` make a page between half an A6 and 1.5 x A0."""
+    short, long = sorted(page_size_mm(width, height, dpi))
+    return _SMALLEST_MM[0] <= short <= _LARGEST_MM[0] and _SMALLEST_MM[1] <= long <= _LARGEST_MM[1]
+
+
+def infer_dpi(width: int, height: int) -> float:
+    """A resolution for a pixel count whose stated one cannot be right: the first usual scanner
+    resolution at which it is a known paper size (the sheet plus up to 20 % backing), else 300."""
+    for dpi in _STANDARD_DPI:
+        short, long = sorted(page_size_mm(width, height, dpi))
+        for paper_short, paper_long in _PAPER_MM.values():
+            lo, hi = _PAPER_FIT
+            if lo * paper_short <= short <= hi * paper_short and lo * paper_long <= long <= hi * paper_long:
+                return dpi
+    return ASSUMED_DPI
+
+
+def _believed(width: int, height: int, dpi: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``dpi`` (square) if it makes a paper-sized page; otherwise the resolution inferred from the pixels."""
+    if dpi is None or fits_paper(width, height, max(dpi)):
+        return dpi
+    inferred = infer_dpi(width, height)
+    return inferred, inferred
 
 
 def inspect_file(path: Path, *, max_pixels: int, render_dpi: int = 300) -> list[PageSource]:
@@ -307,7 +368,7 @@ def _raster_source(im: Image.Image, path: Path, index: int, max_pixels: int) -> 
     if width * height > max_pixels:
         raise _too_large(path, f"page {index + 1}", width, height, max_pixels)
     _check_strips(im, path)
-    return PageSource(index, width, height, dpi)
+    return PageSource(index, width, height, _believed(width, height, dpi))
 
 
 def _check_strips(im: Image.Image, path: Path) -> None:
@@ -349,7 +410,20 @@ def _finish(image: Image.Image, dpi: tuple[float, float] | None, notes: list[str
         resample = Image.Resampling.NEAREST if image.mode == "1" else Image.Resampling.LANCZOS
         image = image.resize((width, height), resample)
         notes.append(f"pixels were not square ({dpi[0]:g} x {dpi[1]:g} dpi); resampled to {max(dpi):g} dpi")
-    return LoadedPage(image, square or dpi, notes)
+    return _believe(LoadedPage(image, square or dpi, notes))
+
+
+def _believe(page: LoadedPage) -> LoadedPage:
+    """Replace a resolution that makes no paper size by one inferred from the pixel count, with a note."""
+    believed = _believed(page.image.width, page.image.height, page.dpi)
+    if believed is None or believed == page.dpi:
+        return page
+    w_mm, h_mm = page_size_mm(page.image.width, page.image.height, max(page.dpi))
+    page.notes.append(
+        f"the file says {max(page.dpi):g} dpi, which would make the page {w_mm:.0f} x {h_mm:.0f} mm, "
+        f"not a paper size; read at {believed[0]:g} dpi (from its pixel count)"
+    )
+    return LoadedPage(page.image, believed, page.notes, stated_dpi=page.dpi)
 
 
 def _to_page_mode(im: Image.Image, notes: list[str]) -> Image.Image:
@@ -458,7 +532,8 @@ def _analyse_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int,
     if plain is not None and dpi is not None:
         if rotate in (90, 270):
             width, height, dpi = height, width, (dpi[1], dpi[0])
-        source = PageSource(index, *_square(width, height, dpi))
+        width, height, square = _square(width, height, dpi)
+        source = PageSource(index, width, height, _believed(width, height, square))
     else:
         plain = None
         # pdftoppm's own arithmetic: ceil of points * dpi / 72, axes swapped for a turned page.
@@ -482,13 +557,14 @@ def _load_pdf_page(pdf: pikepdf.Pdf, path: Path, index: int, max_pixels: int, re
         except (MemoryError, Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise
         except Exception as e:  # e.g. JBIG2 without jbig2dec: poppler decodes it itself
-            dpi = round(max(plan.source.dpi or (render_dpi,)))
+            # At the image's own resolution, so that poppler draws the image's pixels one for one.
+            dpi = round(max(plan.image_dpi or plan.source.dpi or (render_dpi,)))
             bilevel = int(plan.image.get("/BitsPerComponent", 8)) == 1
             notes.append(f"its image could not be decoded directly ({_first_line(e)}); rendered at {dpi:g} dpi")
             image = _render(path, index, dpi, grey=bilevel)
             if bilevel:
                 image = image.point(lambda v: 255 if v >= 128 else 0).convert("1", dither=Image.Dither.NONE)
-            return LoadedPage(_grey_if_grey(image), (float(dpi), float(dpi)), notes)
+            return _believe(LoadedPage(_grey_if_grey(image), (float(dpi), float(dpi)), notes))
         if plan.rotate:
             image = image.transpose(_PDF_ROTATE[plan.rotate])
         return _finish(image, plan.image_dpi, notes)
