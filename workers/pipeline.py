@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,25 @@ from workers.stages.separator import SeparatorMark, printed_heading_read, read_s
 MIN_DPI = 200  # DA/T 31-2017: text records are digitised at no less than 200 dpi
 
 
+class PageFlag(str, enum.Enum):
+    """What the station noticed about a page; every flag but ``separator`` sends its batch to review."""
+
+    blank = "blank"  # an empty sheet: left out of the PDF, master kept
+    separator = "separator"  # a separator sheet (分隔页): splits the run, never filed
+    orientation_unsure = "orientation_unsure"  # the way up was decided with low confidence
+    low_confidence = "low_confidence"  # mean OCR confidence under the threshold
+    low_resolution = "low_resolution"  # under 200 dpi, the DA/T 31-2017 minimum
+    resolution_mismatch = "resolution_mismatch"  # the stated dpi makes no paper size; read at an inferred one
+    failed = "failed"  # the page could not be processed (its reason is on the page)
+
+
 @dataclass
 class PageOutcome:
     image: Image.Image
     dpi: tuple[float, float]
     text: PageText
     blank: bool
-    flags: list[str] = field(default_factory=list)
+    flags: list[PageFlag] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,35 +85,37 @@ def process_page_image(
         details["separator"] = asdict(mark)
         sheet = loaded.image if loaded.image.mode in ("L", "RGB") else loaded.image.convert("L")
         text = PageText(width=sheet.width, height=sheet.height, engine=engine.name)
-        return PageOutcome(image=sheet, dpi=loaded.dpi, text=text, blank=False, flags=["separator"], details=details)
+        return PageOutcome(
+            image=sheet, dpi=loaded.dpi, text=text, blank=False, flags=[PageFlag.separator], details=details
+        )
     image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader())
     details.update(notes)
-    flags: list[str] = []
+    flags: list[PageFlag] = []
     verdict = detect_blank(image, dpi=dpi)
     details["ink_ratio"] = round(verdict.ink_ratio, 5)
     if verdict.blank:
-        flags.append("blank")
+        flags.append(PageFlag.blank)
         text = PageText(width=image.width, height=image.height, engine=engine.name)
     else:
         if not orientation.sure:
-            flags.append("orientation_unsure")
+            flags.append(PageFlag.orientation_unsure)
         text = engine.recognise(image)
         if printed_heading_read(text.text):
             details["separator"] = asdict(
                 SeparatorMark(None, readable=False, detail="the sheet's heading was read, but none of its codes")
             )
             return PageOutcome(
-                image=image, dpi=loaded.dpi, text=text, blank=False, flags=["separator"], details=details
+                image=image, dpi=loaded.dpi, text=text, blank=False, flags=[PageFlag.separator], details=details
             )
         if text.mean_confidence < min_confidence:
-            flags.append("low_confidence")
+            flags.append(PageFlag.low_confidence)
         image, encoding = usage_image(image)
         details["encoding"] = encoding.kind
     if dpi < MIN_DPI:
-        flags.append("low_resolution")
+        flags.append(PageFlag.low_resolution)
     if loaded.stated_dpi is not None:
         # The file's resolution makes no paper size: read at an inferred one, which a person should check.
-        flags.append("resolution_mismatch")
+        flags.append(PageFlag.resolution_mismatch)
         details["stated_dpi"] = list(loaded.stated_dpi)
     return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)
 

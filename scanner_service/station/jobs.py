@@ -27,9 +27,10 @@ from scanner_service.settings import Settings, build_settings
 from scanner_service.station import intake
 from scanner_service.station import queue as q
 from workers.pdfa import PdfPage, build_pdfa
-from workers.pipeline import process_page_image, save_usage_image
+from workers.pipeline import PageFlag, process_page_image, save_usage_image
 
 log = logging.getLogger(__name__)
+
 
 def pages_dir(settings: Settings, batch_id: int) -> Path:
     return intake.batch_dir(settings, batch_id) / "pages"
@@ -107,7 +108,7 @@ def process_page(page_id: int) -> str:
         page = session.get(Page, page_id)
         assert page is not None
         page.blank = outcome.blank
-        page.flags = outcome.flags
+        page.flags = [flag.value for flag in outcome.flags]
         page.details = outcome.details
         page.confidence = round(outcome.text.mean_confidence, 2) if outcome.text.lines else None
         page.dpi = max(outcome.dpi)
@@ -143,7 +144,7 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError |
             page.state = PageState.failed
             page.error = failed.message
             page.error_code = failed.reason_code
-            page.flags = [*page.flags, "failed"] if "failed" not in page.flags else page.flags
+            page.flags = [*page.flags, PageFlag.failed] if PageFlag.failed not in page.flags else page.flags
         else:
             page.state = PageState.done
         batch_id = page.batch_id
@@ -180,7 +181,9 @@ def assemble_batch(batch_id: int) -> str:
         pages = [(p.seq, p.state, p.blank, list(p.flags)) for p in batch.pages]
         name = batch.name
     usable = [
-        seq for seq, state, blank, flags in pages if state == PageState.done and not blank and "separator" not in flags
+        seq
+        for seq, state, blank, flags in pages
+        if state == PageState.done and not blank and PageFlag.separator not in flags
     ]
     folder = pages_dir(settings, batch_id)
     pdf_pages = []
@@ -198,7 +201,7 @@ def assemble_batch(batch_id: int) -> str:
     if pdf_pages:
         build_pdfa(pdf_pages, pdf_path, title=name)
         digest = hashlib.sha256(pdf_path.read_bytes()).hexdigest()
-    review_flags = [flags for _, _, _, flags in pages if set(flags) - {"separator"}]
+    review_flags = [flags for _, _, _, flags in pages if set(flags) - {PageFlag.separator}]
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
