@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_models.base import OcrEngine
-from workers.durable import sha256_file
+from workers.durable import sha256_of
 from workers.errors import ConfigError, MissingProgram
 
 DEFAULT_ENGINE = "rapidocr"  # chosen by the benchmark: see ocr_models/README.md
@@ -107,7 +107,7 @@ def check(name: str, languages: str = "") -> EngineInfo:
         path = folder / model.name
         if not path.is_file():
             raise MissingProgram(f"{name}: model file {path} is missing; reinstall from {info.package}.")
-        if sha256_file(path)[0] != model.sha256:
+        if sha256_of(path).sha256 != model.sha256:
             raise MissingProgram(
                 f"{name}: model file {path} is not the one in the registry (SHA-256 differs); "
                 f"install {info.package} {info.version}, or update ocr_models/registry.py after a benchmark."

@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from scanner_service.api.app import create_app
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, PageState
 from scanner_service.archive.tokens import create_token
 from scanner_service.settings import Settings
@@ -34,6 +35,7 @@ from scanner_service.station import intake
 from scanner_service.station import queue as q
 from scanner_service.station.watcher import Watcher
 from tests.conftest import SAMPLE, copy_sample
+from workers.durable import sha256_of
 from workers.stages.load import inspect_file, load_page
 
 LONG = "档" * 82 + ".jpg"  # 250 bytes: fits a file name, but not with a prefix or a suffix added
@@ -192,7 +194,7 @@ def test_intake_that_keeps_failing_ends_failed_and_logs_once(
         watcher.sweep()
         time.sleep(0.1)
     [batch] = batches(station_env)
-    spooled = intake.originals_dir(station_env, batch.id)
+    spooled = Layout.of(station_env).originals_dir(batch.id)
     assert batch.state == BatchState.failed and batch.error_code == "intake_failed"
     assert "No space left on device" in (batch.error or "") and str(spooled) in (batch.error or "")
     assert sorted(p.name for p in spooled.iterdir()) == [".done", "scan_0001.jpg", "scan_0002.jpg"], "nothing lost"
@@ -253,7 +255,7 @@ def test_inbox_on_another_file_system(other_fs_inbox: Settings, redis_conn: redi
     assert first.state == BatchState.queued and len(first.pages) == 1
     assert again.state == BatchState.failed and again.error_code == "duplicate"
     assert list(settings.inbox.iterdir()) == [], "both left the inbox"
-    spooled = intake.originals_dir(settings, first.id)
+    spooled = Layout.of(settings).originals_dir(first.id)
     assert (spooled / "scan_0001.jpg").read_bytes() == (SAMPLE / "scan_0001.jpg").read_bytes()
     assert (intake.quarantine_path(settings, first) / LONG).read_text(encoding="utf-8") == "不是图像"
     assert (intake.quarantine_path(settings, again) / "scan_0001.jpg").exists()
@@ -433,7 +435,7 @@ def test_corrupt_png_alone_fails_and_is_quarantined(station_env: Settings, redis
     assert original.quarantined and "damaged" in (original.error or "")
     kept = intake.quarantine_path(station_env, batch)
     assert (kept / "corrupt.png").read_bytes() == data and (kept / "corrupt.png.reason.txt").exists()
-    assert not (intake.originals_dir(station_env, batch.id) / "corrupt.png").exists()
+    assert not (Layout.of(station_env).originals_dir(batch.id) / "corrupt.png").exists()
 
 
 @pytest.mark.slow
@@ -457,6 +459,7 @@ def test_corrupt_png_in_a_folder_is_quarantined_and_the_rest_goes_on(
     assert listed["scan_0009.png"].quarantined and not listed["scan_0008.png"].quarantined
     assert (intake.quarantine_path(station_env, batch) / "scan_0009.png").read_bytes() == data
     assert (
-        intake.sha256_of(intake.quarantine_path(station_env, batch) / "scan_0009.png") == listed["scan_0009.png"].sha256
+        sha256_of(intake.quarantine_path(station_env, batch) / "scan_0009.png").sha256 == listed["scan_0009.png"].sha256
     )
-    assert sorted(p.name for p in intake.originals_dir(station_env, batch.id).iterdir()) == [".done", "scan_0008.png"]
+    spooled = Layout.of(station_env).originals_dir(batch.id)
+    assert sorted(p.name for p in spooled.iterdir()) == [".done", "scan_0008.png"]

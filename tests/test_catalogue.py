@@ -15,6 +15,7 @@ from scanner_service.exceptions import Unauthorized
 from scanner_service.settings import build_settings
 from scanner_service.station import intake
 from tests.conftest import copy_sample
+from workers.durable import sha256_of
 
 
 def test_migrations_create_the_schema_and_run_twice(catalogue_url: str) -> None:
@@ -36,7 +37,7 @@ def test_recording_keeps_names_sizes_and_checksums(catalogue_url: str, tmp_path:
         assert batch is not None and batch.state == BatchState.receiving
         assert batch.name == "C015-WS·2013-Y-BGS-0001"
         assert [(o.name, o.size, o.sha256) for o in batch.originals] == [
-            (f.name, f.stat().st_size, intake.sha256_of(f)) for f in files
+            (f.name, f.stat().st_size, sha256_of(f).sha256) for f in files
         ]
 
 

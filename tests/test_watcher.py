@@ -15,12 +15,14 @@ from rq import Queue
 from sqlalchemy import select
 
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page
 from scanner_service.settings import Settings
 from scanner_service.station import intake
 from scanner_service.station import queue as q
 from scanner_service.station.watcher import Watcher
 from tests.conftest import REAL, SAMPLE, copy_sample
+from workers.durable import sha256_of
 
 
 def batches(settings: Settings) -> list[Batch]:
@@ -58,9 +60,9 @@ def test_done_marker_completes_a_folder_at_once(station_env: Settings, redis_con
     assert len(batch.pages) == 2
     assert sorted(queued_page_jobs(redis_conn)) == sorted(q.page_job_id(p.id) for p in batch.pages)
     assert not folder.exists(), "the batch must leave the inbox once recorded"
-    spooled = intake.originals_dir(station_env, batch.id)
+    spooled = Layout.of(station_env).originals_dir(batch.id)
     for original in batch.originals:
-        assert intake.sha256_of(spooled / original.name) == original.sha256
+        assert sha256_of(spooled / original.name).sha256 == original.sha256
 
 
 def test_file_still_being_written_is_not_taken_early(station_env: Settings, redis_conn: redis.Redis) -> None:
@@ -113,7 +115,7 @@ def test_temporary_hidden_and_system_files_are_listed_not_taken(station_env: Set
     assert "temporary file" in (listed["~lock"].error or "")
     # The Finder's file is listed with its reason and stays with the originals; it needs nobody.
     assert listed[".DS_Store"].error_code == "system_file" and not listed[".DS_Store"].quarantined
-    assert (intake.originals_dir(station_env, batch.id) / ".DS_Store").exists()
+    assert (Layout.of(station_env).originals_dir(batch.id) / ".DS_Store").exists()
     assert "scan_0002.jpg.part" in (batch.error or "") and ".DS_Store" not in (batch.error or "")
     kept = intake.quarantine_path(station_env, batch)
     assert (kept / "scan_0002.jpg.part").read_bytes() == b"half"
@@ -249,7 +251,7 @@ def test_crash_after_the_move_before_the_pages(station_env: Settings, redis_conn
     # Died while quarantining: the bad file is already aside but nothing was written down.
     qdir = intake.quarantine_path(station_env, batch)
     qdir.mkdir(parents=True)
-    os.rename(intake.originals_dir(station_env, batch.id) / "notes.txt", qdir / "notes.txt")
+    os.rename(Layout.of(station_env).originals_dir(batch.id) / "notes.txt", qdir / "notes.txt")
     watcher = Watcher(station_env, redis_conn)
     watcher.sweep()
     watcher.sweep()

@@ -41,6 +41,7 @@ from ocr_models.base import PageText
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive import search
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout, stored_path
 from scanner_service.archive.models import (
     ArchiveFile,
     Batch,
@@ -54,7 +55,6 @@ from scanner_service.archive.models import (
 )
 from scanner_service.exceptions import Conflict, NotFound, ScanstationError
 from scanner_service.settings import Settings
-from scanner_service.station import intake
 
 log = logging.getLogger(__name__)
 
@@ -350,7 +350,7 @@ def _write(
     code = ac.parse(item.archival_code)
     style = ac.style_of(item.archival_code)  # the style the item was created in, whatever its fonds says now
     version = item.version + 1
-    originals = intake.originals_dir(settings, batch.id)
+    originals = Layout.of(settings).originals_dir(batch.id)
     frames: dict[int, int] = {}
     for p in batch.pages:
         frames[p.original_id] = frames.get(p.original_id, 0) + 1
@@ -374,7 +374,7 @@ def _write(
         page = slot.page
         assert page is not None
         master = write_master(
-            intake.stored_path(originals, page.original.stored_name),
+            stored_path(originals, page.original.stored_name),
             page.source_index,
             frames[page.original_id],
             staging / f"new-{page.id}",
@@ -397,7 +397,7 @@ def _write(
 
     # 2. Usage image, OCR boxes and thumbnail of each new page, keyed by the row id (never reused).
     recorded: list[tuple[Path, str]] = []
-    source_pages = intake.batch_dir(settings, batch.id) / "pages"
+    source_pages = Layout.of(settings).pages_dir(batch.id)
     for row, page, _ in new_rows:
         meta = json.loads((source_pages / f"{page.seq:04d}.json").read_text(encoding="utf-8"))
         image_src = source_pages / meta["image"]

@@ -21,10 +21,12 @@ from sqlalchemy.orm import Session
 
 from scanner_service.archive import archival_code
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import HEX_PREFIX, Layout, name_is_valid, storable_name, stored_path
 from scanner_service.archive.models import Batch, BatchState, Original, Page, PageState
 from scanner_service.exceptions import UnusableInput
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
+from workers.durable import sha256_of
 from workers.stages.load import PageSource, inspect_file
 
 log = logging.getLogger(__name__)
@@ -46,15 +48,6 @@ SET_ASIDE_CODES = frozenset({"hidden", "temporary", "system_file"})
 def is_ignored(name: str) -> bool:
     """Hidden and temporary entries of the inbox itself: the scanner software's files while it writes."""
     return name.startswith((".", "~")) or name.lower().endswith(IGNORED_SUFFIXES)
-
-
-def name_is_valid(name: str) -> bool:
-    """Whether a name (as Python decodes file names) is valid UTF-8 text."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _as_gb18030(name: str) -> str | None:
@@ -108,19 +101,6 @@ def fit_path(rel: str) -> str:
     return "/".join(fit_name(part) for part in rel.split("/"))
 
 
-HEX_PREFIX = "hex:"
-
-
-def storable_name(rel: str) -> str:
-    """A relative path the catalogue can hold: as is, or its bytes in hex when they are not UTF-8."""
-    return rel if name_is_valid(rel) else HEX_PREFIX + os.fsencode(rel).hex()
-
-
-def stored_path(folder: Path, stored_name: str) -> Path:
-    """The real path of an original recorded with :func:`storable_name`."""
-    if stored_name.startswith(HEX_PREFIX):
-        return folder / os.fsdecode(bytes.fromhex(stored_name[len(HEX_PREFIX) :]))
-    return folder / stored_name
 
 
 @dataclass(frozen=True)
@@ -195,14 +175,6 @@ def batch_files(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: os.fsencode(p.relative_to(path)))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def survey(path: Path) -> list[FoundFile]:
     """Hash every file of a batch (a symlink is recorded but never followed); say which are set aside."""
     is_folder = path.is_dir() and not path.is_symlink()
@@ -214,7 +186,7 @@ def survey(path: Path) -> list[FoundFile]:
         if file.is_symlink():
             out.append(FoundFile(rel, 0, hashlib.sha256(os.fsencode(os.readlink(file))).hexdigest(), True, aside))
         else:
-            out.append(FoundFile(rel, file.stat().st_size, sha256_of(file), False, aside))
+            out.append(FoundFile(rel, file.stat().st_size, sha256_of(file).sha256, False, aside))
     return out
 
 
@@ -225,13 +197,6 @@ def content_hash(files: list[FoundFile]) -> str:
         digest.update(sha.encode())
     return digest.hexdigest()
 
-
-def batch_dir(settings: Settings, batch_id: int) -> Path:
-    return settings.spool_dir / str(batch_id)
-
-
-def originals_dir(settings: Settings, batch_id: int) -> Path:
-    return batch_dir(settings, batch_id) / "originals"
 
 
 def _name_list(files: list[FoundFile], *, with_kind: bool, limit: int = 10) -> str:
@@ -404,13 +369,13 @@ def _move_into(source: Path, target: Path, *, copy: bool) -> None:
 
 def move_to_spool(settings: Settings, batch: Batch, source: Path, *, copy: bool = False) -> None:
     """Step 2: the batch's files into ``spool/<id>/originals`` (a one-file batch becomes a folder of one)."""
-    target = originals_dir(settings, batch.id)
+    target = Layout.of(settings).originals_dir(batch.id)
     if target.exists():
         return
     if batch.is_folder:
         _move_into(source, target, copy=copy)
     else:
-        holder = batch_dir(settings, batch.id) / "incoming"
+        holder = Layout.of(settings).incoming_dir(batch.id)
         holder.mkdir(parents=True, exist_ok=True)
         inner = holder / fit_name(source.name)
         if not (inner.exists() or inner.is_symlink()):
@@ -464,7 +429,7 @@ def _quarantine_file(settings: Settings, batch: Batch, original: Original, sourc
 
 def bring_back(settings: Settings, batch: Batch, original: Original) -> None:
     """An original moved to quarantine before a crash, but not yet written down, goes back to be checked again."""
-    path = stored_path(originals_dir(settings, batch.id), original.stored_name)
+    path = Layout.of(settings).original(batch.id, original.stored_name)
     held = held_path(settings, batch, original)
     if not (path.exists() or path.is_symlink()) and (held.exists() or held.is_symlink()):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -476,7 +441,7 @@ def set_aside_original(settings: Settings, batch: Batch, original: Original, err
 
     Returns False, and leaves the file with the batch (the reason says so), if it cannot be moved.
     """
-    source = stored_path(originals_dir(settings, batch.id), original.stored_name)
+    source = Layout.of(settings).original(batch.id, original.stored_name)
     original.error, original.error_code = err.message, err.reason_code
     try:
         _quarantine_file(settings, batch, original, source, err.message)
@@ -484,7 +449,7 @@ def set_aside_original(settings: Settings, batch: Batch, original: Original, err
         log.warning("batch %s: %s could not be moved to quarantine: %s", batch.id, original.name, move_error)
         original.error = (
             f"{err.message} It could not be moved to quarantine ({move_error.strerror or move_error}); "
-            f"it stays with the batch in {originals_dir(settings, batch.id)}."
+            f"it stays with the batch in {Layout.of(settings).originals_dir(batch.id)}."
         )
         return False
     original.quarantined = True
@@ -545,7 +510,7 @@ def split_into_pages(session: Session, settings: Settings, batch: Batch) -> list
 
     One original that cannot be checked or moved never stops the others: it is set aside with its reason.
     """
-    folder = originals_dir(settings, batch.id)
+    folder = Layout.of(settings).originals_dir(batch.id)
     seq = 0
     page_ids: list[int] = []
     reasons: list[str] = []
@@ -629,11 +594,11 @@ def resume(
             return
         if batch.state != BatchState.receiving:
             return
-        if not originals_dir(settings, batch.id).exists():
+        if not Layout.of(settings).originals_dir(batch.id).exists():
             if not (src.exists() or src.is_symlink()):
-                incoming = batch_dir(settings, batch.id) / "incoming"
+                incoming = Layout.of(settings).incoming_dir(batch.id)
                 if incoming.exists():
-                    os.rename(incoming, originals_dir(settings, batch.id))
+                    os.rename(incoming, Layout.of(settings).originals_dir(batch.id))
                 else:
                     batch.state = BatchState.failed
                     batch.error_code = "vanished"
@@ -657,7 +622,7 @@ def give_up(settings: Settings, batch_id: int, err: BaseException, attempts: int
         if batch is None or batch.state != BatchState.receiving:
             return True
         src = stored_path(Path("/"), batch.source)
-        spooled = originals_dir(settings, batch.id)
+        spooled = Layout.of(settings).originals_dir(batch.id)
         batch.state = BatchState.failed
         batch.error_code = "intake_failed"
         why = f"{type(err).__name__}: {err}"

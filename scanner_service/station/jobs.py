@@ -6,44 +6,29 @@ worker died); every output is written atomically to a fixed path, so a second ru
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rq import get_current_job
 from sqlalchemy import func, select
 
-from ocr_models.base import PageText
 from ocr_models.registry import build_engine
 from scanner_service.archive import filing
 from scanner_service.archive.batches import FINAL, claim_assembly
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
+from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
 from scanner_service.settings import Settings, build_settings
 from scanner_service.station import intake
 from scanner_service.station import queue as q
+from workers.durable import atomic_path, fsync_file, sha256_of
 from workers.pdfa import PdfPage, build_pdfa
 from workers.pipeline import PageFlag, process_page_image, save_usage_image
 
 log = logging.getLogger(__name__)
-
-
-def pages_dir(settings: Settings, batch_id: int) -> Path:
-    return intake.batch_dir(settings, batch_id) / "pages"
-
-
-def batch_pdf_path(settings: Settings, batch_id: int) -> Path:
-    return intake.batch_dir(settings, batch_id) / "batch.pdf"
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
 
 
 def process_page(page_id: int) -> str:
@@ -69,7 +54,7 @@ def process_page(page_id: int) -> str:
             )
         else:  # an earlier run moved it to quarantine but stopped before writing that down: check it again
             intake.bring_back(settings, batch, original)
-        source = intake.stored_path(intake.originals_dir(settings, batch.id), original.stored_name)
+        source = Layout.of(settings).original(batch.id, original.stored_name)
         index, seq, batch_id = page.source_index, page.seq, batch.id
     if held is not None:
         _finish_page(settings, page_id, failed=held)
@@ -97,13 +82,12 @@ def process_page(page_id: int) -> str:
     except PageFailed as err:
         _finish_page(settings, page_id, failed=err)
         return "failed"
-    out = pages_dir(settings, batch_id)
-    out.mkdir(parents=True, exist_ok=True)
-    image_path = save_usage_image(outcome.image, out / f"{seq:04d}", jpeg_quality=settings.jpeg_quality)
-    _write_json(
-        out / f"{seq:04d}.json",
-        {"image": image_path.name, "dpi": list(outcome.dpi), "text": outcome.text.to_dict()},
-    )
+    layout = Layout.of(settings)
+    sidecar = layout.sidecar(batch_id, seq)
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    image_path = save_usage_image(outcome.image, sidecar.with_suffix(""), jpeg_quality=settings.jpeg_quality)
+    fsync_file(image_path)
+    PageSidecar(image=image_path.name, dpi=outcome.dpi, text=outcome.text).write(sidecar)
     with session_scope(url) as session:
         page = session.get(Page, page_id)
         assert page is not None
@@ -185,22 +169,18 @@ def assemble_batch(batch_id: int) -> str:
         for seq, state, blank, flags in pages
         if state == PageState.done and not blank and PageFlag.separator not in flags
     ]
-    folder = pages_dir(settings, batch_id)
+    layout = Layout.of(settings)
     pdf_pages = []
     for seq in usable:
-        meta = json.loads((folder / f"{seq:04d}.json").read_text(encoding="utf-8"))
-        pdf_pages.append(
-            PdfPage(
-                image=folder / meta["image"],
-                dpi=(float(meta["dpi"][0]), float(meta["dpi"][1])),
-                text=PageText.from_dict(meta["text"]),
-            )
-        )
-    pdf_path = batch_pdf_path(settings, batch_id)
+        path = layout.sidecar(batch_id, seq)
+        sidecar = PageSidecar.read(path)
+        pdf_pages.append(PdfPage(image=sidecar.image_path(path), dpi=sidecar.dpi, text=sidecar.text))
+    pdf_path = layout.batch_pdf(batch_id)
     digest = None
     if pdf_pages:
-        build_pdfa(pdf_pages, pdf_path, title=name)
-        digest = hashlib.sha256(pdf_path.read_bytes()).hexdigest()
+        with atomic_path(pdf_path) as tmp:
+            build_pdfa(pdf_pages, tmp, title=name)
+        digest = sha256_of(pdf_path).sha256
     review_flags = [flags for _, _, _, flags in pages if set(flags) - {PageFlag.separator}]
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from scanner_service.archive.batches import claim_assembly
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import stored_path
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.settings import Settings
 from scanner_service.station import intake
@@ -175,7 +176,7 @@ class Watcher:
         if not inbox_clear:
             with session_scope(self.settings.effective_database_url) as session:
                 batch = session.get(Batch, batch_id)
-                source = intake.stored_path(Path("/"), batch.source) if batch is not None else None
+                source = stored_path(Path("/"), batch.source) if batch is not None else None
             if source is not None and source.parent == self.settings.inbox:
                 with contextlib.suppress(FileNotFoundError):
                     self._left_alone[source.name] = signature(source)
