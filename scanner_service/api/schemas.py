@@ -38,8 +38,8 @@ Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Skip this many fi
 YearQuery = Annotated[int | None, Query(ge=YEAR_MIN, le=YEAR_MAX, description="年度")]
 FilterText = Annotated[str | None, Query(max_length=128, pattern=NO_NUL)]
 """A text to filter on (fonds, category, who, …): short, and without NUL."""
-Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
-"""An id or page number in a request body."""
+Id = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
+"""An id or page number in a request body. Strict: JSON's false is not the number 0 (nor 1.5 the number 1)."""
 
 
 def as_utc(moment: datetime) -> datetime:
