@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from rq import Worker
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
+from starlette.routing import Match
 
 from scanner_service import __version__
 from scanner_service.api.routes import archive, batches, items
@@ -121,10 +121,14 @@ def _error(body: ErrorBody, status: int, headers: Mapping[str, str] | None = Non
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
 def _allowed_methods(app: FastAPI, request: Request) -> list[str]:
-    """Every method some route answers for the request's path."""
-    methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
-            methods |= route.methods
-    return sorted(methods)
+    """Every method some route answers for the request's path (asked route by route, method by method:
+    included routers are routes of their own that match a whole prefix)."""
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in app.router.routes)
+    ]

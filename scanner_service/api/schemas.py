@@ -24,15 +24,22 @@ NO_NUL = r"^[^\x00]*$"
 
 BatchIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The batch's id")]
 PageNoPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="The item's page number, from 1")]
-CodePath = Annotated[str, Path(max_length=128, description="档号 such as C015-WS·2013-Y-BGS-0001 (either style)")]
+CodePath = Annotated[
+    str,
+    Path(
+        max_length=128,
+        description="档号 in either style (DA/T 22 or DA/T 13)",
+        examples=["C015-WS·2013-Y-BGS-0001", "C015-WS·2013·Y·BGS-0001"],
+    ),
+]
 FondsPath = Annotated[str, Path(pattern=r"^\s*[A-Za-z0-9]{1,8}\s*$", description="全宗号, 1-8 letters or digits")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many")]
 Offset = Annotated[int, Query(ge=0, le=INT32_MAX, description="Skip this many first")]
 YearQuery = Annotated[int | None, Query(ge=YEAR_MIN, le=YEAR_MAX, description="年度")]
 FilterText = Annotated[str | None, Query(max_length=128, pattern=NO_NUL)]
 """A text to filter on (fonds, category, who, …): short, and without NUL."""
-Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
-"""An id or page number in a request body."""
+Id = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
+"""An id or page number in a request body. Strict: JSON's false is not the number 0 (nor 1.5 the number 1)."""
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -82,8 +89,8 @@ class RequestIssue(BaseModel):
 class RowIssue(BaseModel):
     """One thing wrong in a catalogue file."""
 
-    row: int | None
-    column: str | None
+    row: int | None = Field(default=None, description="The file's row (1 = the header), if the problem has one")
+    column: str | None = Field(default=None, description="The column's heading, if the problem has one")
     message: str
 
 

@@ -255,7 +255,9 @@ CodeStyleName = Literal["dat22", "dat13", "DA/T 22", "DA/T 13", "DA/T 22-2015", 
 class FondsSettings(BaseModel):
     name: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
     code_style: CodeStyleName | None = Field(default=None, description="DA/T 22 or DA/T 13: how this fonds writes 档号")
-    allow_new_items: bool | None = Field(default=None, description="A batch named by an unknown 档号 creates the item")
+    allow_new_items: bool | None = Field(
+        default=None, strict=True, description="A batch named by an unknown 档号 creates the item"
+    )
 
 
 class FondsPublic(BaseModel):

@@ -105,11 +105,11 @@ class ItemDescription(BaseModel):
     author: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
     date: str | None = Field(default=None, max_length=40, pattern=NO_NUL)
     doc_number: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
-    pages: int | None = Field(default=None, ge=0, le=99999)
+    pages: int | None = Field(default=None, strict=True, ge=0, le=99999)
     classification: str | None = Field(default=None, max_length=20, pattern=NO_NUL)
     open_status: str | None = Field(default=None, max_length=20, pattern=NO_NUL)
     note: str | None = Field(default=None, max_length=10000, pattern=NO_NUL)
-    serial: int | None = Field(default=None, ge=1, le=999_999, description="序号, as in the 归档文件目录")
+    serial: int | None = Field(default=None, strict=True, ge=1, le=999_999, description="序号, as in the 归档文件目录")
 
 
 class FilingRequest(BaseModel):
