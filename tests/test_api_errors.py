@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 
 from scanner_service.api.app import create_app
 from scanner_service.api.files import Unsatisfiable, byte_range
-from scanner_service.db import migrate, session_scope
-from scanner_service.models import ApiToken
+from scanner_service.archive.db import migrate, session_scope
+from scanner_service.archive.models import ApiToken
+from scanner_service.archive.tokens import create_token, hash_token
 from scanner_service.settings import Settings, build_settings
-from scanner_service.tokens import create_token, hash_token
-from scanner_service.watcher import Watcher
+from scanner_service.station.watcher import Watcher
 from tests.conftest import copy_sample
 from tests.test_archive import scan
 

@@ -16,13 +16,13 @@ import schemathesis
 from rq import Worker
 from schemathesis.engine import Status, events
 
-from scanner_service import queue as q
 from scanner_service.api.app import create_app
-from scanner_service.catalogue_import import read_catalogue
-from scanner_service.catalogue_store import import_catalogue
-from scanner_service.db import migrate, session_scope
+from scanner_service.archive.catalogue_import import read_catalogue
+from scanner_service.archive.catalogue_store import import_catalogue
+from scanner_service.archive.db import migrate, session_scope
+from scanner_service.archive.tokens import create_token
 from scanner_service.settings import build_settings
-from scanner_service.tokens import create_token
+from scanner_service.station import queue as q
 from tests.test_archive import scan
 
 pytestmark = pytest.mark.slow

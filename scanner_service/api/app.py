@@ -20,8 +20,7 @@ from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssu
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
 from scanner_service.archive.db import session_scope
-from scanner_service.archive.filing import FilingRefused
-from scanner_service.exceptions import ScanstationError, UnusableInput
+from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 
@@ -43,7 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         body = ErrorBody(error=exc.code, detail=exc.message)
-        if isinstance(exc, UnusableInput | FilingRefused) and exc.reason_code != exc.code:
+        if exc.reason_code != exc.code:
             body.reason = exc.reason_code
         if isinstance(exc, InvalidArchivalCode):
             body.part = exc.part
