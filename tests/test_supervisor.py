@@ -111,13 +111,27 @@ class Up:
             self.proc = subprocess.Popen(
                 args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        _until("station healthy", lambda: self.proc_alive() and self.get("/healthz")[0] == 200, 120)
+        earlier = self.run_id()
+        _until("station healthy", lambda: self.proc_alive() and self.serving(earlier), 120)
         if not self.token:
             out = subprocess.run(
                 [str(EXE), "token", "create", "--data", str(self.data), "--role", "admin"],
                 capture_output=True, text=True, check=True, env=self.env,
             )  # fmt: skip
             self.token = out.stdout.strip().splitlines()[-1]
+
+    def run_id(self) -> str | None:
+        try:
+            return str(self.state()["run"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def serving(self, earlier: str | None) -> bool:
+        """This station (not one before it) answers on the port, healthy."""
+        run = self.run_id()
+        if run is None or run == earlier:
+            return False
+        return self.pid_of("api") in lifeline.listening_pids(self.port) and self.get("/healthz")[0] == 200
 
     def proc_alive(self) -> bool:
         assert self.proc is not None
