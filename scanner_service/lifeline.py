@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PR_SET_CHILD_SUBREAPER = 36
 PROC = Path("/proc")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -39,6 +40,13 @@ def set_parent_death_signal(sig: int = signal.SIGKILL) -> None:
     The setting survives exec (of a program that is not set-user-ID) but not fork: each child sets its own.
     """
     if _libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def become_subreaper() -> None:
+    """Orphans among this process's descendants become its children (not init's), for it to find and end."""
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
@@ -202,9 +210,10 @@ def listening_pids(port: int) -> list[int]:
 
 
 def kill_and_reap(procs: Iterable[tuple[int, int]], timeout: float = 5.0) -> list[int]:
-    """SIGKILL each (pid, start time) that is still that process; wait until they are gone.
+    """SIGKILL each (pid, start time) that is still that process; wait until they are dead.
 
     Returns the pids killed. A pid whose start time differs is another process now and is left alone.
+    The dead are left for their parents to reap.
     """
     killed = []
     for pid, started in procs:
@@ -213,13 +222,7 @@ def kill_and_reap(procs: Iterable[tuple[int, int]], timeout: float = 5.0) -> lis
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for pid in killed:
-            # Our own children must be reaped to vanish from /proc; others are reaped by their parent.
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)
-        if all(start_time(pid) is None for pid in killed):
-            break
+    while any(start_time(pid) is not None for pid in killed) and time.monotonic() < deadline:
         time.sleep(0.05)
     return killed
 

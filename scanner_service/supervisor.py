@@ -126,6 +126,8 @@ class Station:
         s = self.settings
         # First of all: from here a stop signal is read by the loop, never acted on in a handler.
         self._inbox = lifeline.SignalInbox([*STOP_SIGNALS, signal.SIGCHLD])
+        # What a dying child leaves (a Tesseract its work horse ran) comes to us, not to init: see _end_orphans.
+        lifeline.become_subreaper()
         registry.check(s.ocr_engine, s.ocr_languages)
         for folder in (s.data, s.inbox, s.spool_dir, s.quarantine_dir, s.archive_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -228,6 +230,10 @@ class Station:
         if killed:
             log.warning("cleared %d processes an earlier station left running: pids %s", len(killed), killed)
         self._clear_redis_socket()
+        # The kernel closes a killed process's sockets a moment after it is gone from the process list.
+        deadline = time.monotonic() + (3.0 if killed else 0.0)
+        while _port_in_use(self.settings.host, self.settings.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
         if _port_in_use(self.settings.host, self.settings.port):
             holders = lifeline.listening_pids(self.settings.port)
             who = "; ".join(f"pid {p}: {' '.join(lifeline.cmdline(p))[:120]}" for p in holders) or "another process"
@@ -327,7 +333,21 @@ class Station:
         child.restarts.append(now)
         return True
 
+    def _end_orphans(self) -> None:
+        """Kill and reap processes that came to us when their parent (a child of ours) died."""
+        known = {c.proc.pid for c in [*self.children, *([self.redis] if self.redis else [])] if c.proc is not None}
+        orphans = [pid for pid in lifeline.children(os.getpid()) if pid not in known]
+        if not orphans:
+            return
+        killed = lifeline.kill_and_reap((pid, t) for pid in orphans if (t := lifeline.start_time(pid)) is not None)
+        if killed:
+            log.warning("killed %d processes left by a dead child: pids %s", len(killed), killed)
+        for pid in orphans:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+
     def _check_children(self) -> None:
+        self._end_orphans()
         if self.redis is not None and not self.redis.alive():
             self._restart_redis()
             return
@@ -343,7 +363,6 @@ class Station:
                 dead_workers.append(q.worker_name(child.proc.pid))
             elif child.kind == "watcher" and self.redis is not None:
                 self._quietly(lambda: self._connection().delete(q.WATCHER_LOCK))  # else the next one waits 60 s
-            self._kill_descendants(child)
             self._start(child)
             changed = True
         if dead_workers:
@@ -384,13 +403,6 @@ class Station:
 
     # --- stop ------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _kill_descendants(child: Child) -> None:
-        if child.proc is not None:
-            lifeline.kill_and_reap(
-                (pid, t) for pid in lifeline.descendants(child.proc.pid) if (t := lifeline.start_time(pid)) is not None
-            )
-
     def _kill(self, child: Child) -> None:
         """SIGKILL a child and what it started (an RQ work horse runs in a process group of its own)."""
         if child.proc is None:
@@ -422,8 +434,7 @@ class Station:
                 self._take_signals(0.1)
         for child in running:  # forced
             self._kill(child)
-        for child in self.children:  # what a child left (a horse whose worker was killed) dies with it
-            self._kill_descendants(child)
+        self._end_orphans()  # what a child left (a horse whose worker was killed) dies with it
         if self.redis is not None and self.redis.proc is not None:
             proc = self.redis.proc
             if proc.poll() is None:
