@@ -142,7 +142,7 @@ class Up:
         return self.log_path.read_text(errors="replace")
 
     def state(self) -> dict[str, Any]:
-        return json.loads((self.data / "station.json").read_text())  # type: ignore[no-any-return]
+        return json.loads((self.data / "station.json").read_text())
 
     def supervisor(self) -> int:
         return int(self.state()["supervisor"]["pid"])
@@ -180,17 +180,12 @@ class Up:
         self.inbox.mkdir(parents=True, exist_ok=True)
         os.rename(staging, self.inbox / name)
 
-    def batch(self) -> dict[str, Any]:
-        batches = self.json("/api/batches")
-        assert len(batches) == 1, batches
-        return batches[0]  # type: ignore[no-any-return]
-
     def wait_batch(self, check: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             batches = self.json("/api/batches") if self.get("/healthz")[0] else []
             return batches[0] if batches and check(batches[0]) else None
 
-        return _until("batch", ready, timeout)  # type: ignore[no-any-return]
+        return _until("batch", ready, timeout)
 
     def wait_mid_batch(self) -> None:
         """Until a work horse is on a page of the batch (the kill comes in the middle of the work)."""
