@@ -288,6 +288,8 @@ def test_a_killed_supervisor_leaves_nothing_and_the_next_station_clears_leftover
     tree = up.tree()
     roles = {p["role"] for p in up.state()["processes"]}
     assert roles == {"redis", "worker-1", "watcher", "api"}
+    second = subprocess.run([*up.command()[:-4], "--port", str(_free_port())], env=up.env, capture_output=True)
+    assert second.returncode == 12 and f"already running on {up.data} (pid {up.supervisor()})" in second.stderr.decode()
     assert up.proc is not None
     os.kill(up.supervisor(), signal.SIGKILL)
     up.proc.wait()
@@ -356,3 +358,13 @@ def test_worker_killed_mid_batch_takes_its_horse_and_no_page_is_lost(up: Up) -> 
     assert max(p["attempts"] for p in detail["page_list"]) >= 2, "the page cut off ran again"
     assert "queued again" in up.log()
     assert up.stop() < 30
+
+
+def test_a_port_held_by_another_program_is_named_and_nothing_starts(up: Up) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", up.port))
+        other.listen()
+        out = subprocess.run(up.command(), env=up.env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 12
+    assert f"Port {up.port} is in use (pid {os.getpid()}: " in out.stderr, out.stderr[-2000:]
+    assert not (up.data / "redis" / "redis.sock").exists(), "no redis-server was started"
