@@ -16,7 +16,7 @@ from scanner_service import lifeline
 from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings, build_settings
 
-API_GRACE = 3  # seconds the API gives responses still being sent (a stalled download) when it stops
+API_GRACE = 3  # seconds the API gives requests still open (a stalled upload or download) when it stops
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -110,8 +110,8 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
-    # Without a limit uvicorn waits, when stopped, for every response still being sent: a client that
-    # stalls in a download would hold the stop forever.
+    # Without a limit uvicorn waits, when stopped, for every request still open: a client that stalls
+    # (an upload it does not finish, a download it does not read) would hold the stop forever.
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -12,7 +12,6 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
-from rq.scripts import release_lock
 
 from scanner_service import lifeline
 from scanner_service.settings import Settings
@@ -139,7 +138,9 @@ def release_dead_scheduler_lock(connection: redis.Redis) -> bool:
     pid = int(info.get("pid") or 0)
     if info.get("hostname") == socket.gethostname() and pid and lifeline.start_time(pid) is not None:
         return False
-    return bool(release_lock(connection, key, name))
+    # Delete the lock only if that scheduler still holds it (one script: no race with a new holder).
+    script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    return bool(connection.eval(script, 1, key, name))
 
 
 def clear_after_stop(connection: redis.Redis) -> None:

@@ -21,11 +21,12 @@ from urllib.parse import quote
 
 import pikepdf
 import pytest
+import redis
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 
 from scanner_service import lifeline
+from scanner_service import queue as q
 from tests.conftest import copy_sample
-
-pytestmark = pytest.mark.slow
 
 EXE = Path(sys.executable).with_name("scanstation")
 CODE = "C015-WS·2013-Y-BGS-0001"
@@ -259,6 +260,7 @@ def api_traffic(up: Up) -> list[Any]:
     return [search, pdf, upload, idle]
 
 
+@pytest.mark.slow
 def test_sigterm_to_make_run_after_api_traffic_stops_the_station_every_time(up: Up) -> None:
     up.start(via_make=True)
     up.drop(CODE, ["scan_0004.jpg", "scan_0006.jpg"])
@@ -280,6 +282,7 @@ def test_sigterm_to_make_run_after_api_traffic_stops_the_station_every_time(up: 
             conn.close()
 
 
+@pytest.mark.slow
 def test_a_killed_supervisor_leaves_nothing_and_the_next_station_clears_leftovers(up: Up) -> None:
     up.start()
     api_env = lifeline.environ(up.pid_of("api"))
@@ -314,6 +317,7 @@ def test_a_killed_supervisor_leaves_nothing_and_the_next_station_clears_leftover
     assert up.stop() < 30
 
 
+@pytest.mark.slow
 def test_whole_tree_killed_mid_batch_then_up_again_files_every_page_once(up: Up) -> None:
     up.start()
     up.drop("batch", PAGES)
@@ -331,6 +335,7 @@ def test_whole_tree_killed_mid_batch_then_up_again_files_every_page_once(up: Up)
     assert up.stop() < 30
 
 
+@pytest.mark.slow
 def test_redis_killed_mid_batch_is_restarted_and_no_page_is_lost(up: Up) -> None:
     up.start()
     up.drop("batch", PAGES)
@@ -344,6 +349,7 @@ def test_redis_killed_mid_batch_is_restarted_and_no_page_is_lost(up: Up) -> None
     assert up.stop() < 30
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_batch_takes_its_horse_and_no_page_is_lost(up: Up) -> None:
     up.start()
     up.drop("batch", PAGES)
@@ -360,6 +366,7 @@ def test_worker_killed_mid_batch_takes_its_horse_and_no_page_is_lost(up: Up) -> 
     assert up.stop() < 30
 
 
+@pytest.mark.slow
 def test_a_port_held_by_another_program_is_named_and_nothing_starts(up: Up) -> None:
     with socket.socket() as other:
         other.bind(("127.0.0.1", up.port))
@@ -368,3 +375,15 @@ def test_a_port_held_by_another_program_is_named_and_nothing_starts(up: Up) -> N
     assert out.returncode == 12
     assert f"Port {up.port} is in use (pid {os.getpid()}: " in out.stderr, out.stderr[-2000:]
     assert not (up.data / "redis" / "redis.sock").exists(), "no redis-server was started"
+
+
+def test_the_scheduler_lock_of_a_dead_worker_is_freed_and_a_live_ones_kept(redis_conn: redis.Redis) -> None:
+    """Retries wait for RQ's scheduler; a lock left by a dead one would hold them for a minute."""
+    key = RQScheduler.get_locking_key(q.QUEUE_NAME)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    for name, pid, freed in (("dead", gone.pid, True), ("alive", os.getpid(), False)):
+        redis_conn.set(key, name, ex=60)
+        redis_conn.hset(SCHEDULER_KEY_TEMPLATE % name, mapping={"hostname": socket.gethostname(), "pid": pid})
+        assert q.release_dead_scheduler_lock(redis_conn) is freed
+        assert (redis_conn.get(key) is None) is freed
