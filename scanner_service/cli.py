@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -15,6 +14,9 @@ from pathlib import Path
 
 from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings, build_settings
+from scanner_service.station import lifeline
+
+API_GRACE = 3  # seconds the API gives requests still open (a stalled upload or download) when it stops
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -69,10 +71,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         warm_up(build_engine(settings.ocr_engine, languages=settings.ocr_languages, timeout=60), Path(tmp))
     _give_back_free_memory()
     connection = q.connect(settings)
+    # The work horse RQ forks for each page, and its scheduler process, die with this worker: a horse
+    # left behind would finish its page while the page runs again elsewhere.
+    lifeline.children_die_with_me()
     worker = Worker(
         [q.get_queue(connection)],
         connection=connection,
-        name=f"{socket.gethostname()}.{os.getpid()}",
+        name=q.worker_name(os.getpid()),
         job_monitoring_interval=settings.job_monitoring_interval,
         # An idle worker wakes every worker_ttl - 15 s; at each wake-up past maintenance_interval it
         # takes over the scheduler (which runs retries with back-off) if the worker holding it died.
@@ -91,8 +96,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     migrate(settings.effective_database_url)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    # Not stop.set() in a signal handler: it takes a lock the interrupted main thread may hold.
+    lifeline.SignalInbox([signal.SIGTERM, signal.SIGINT]).set_on(stop, [signal.SIGTERM, signal.SIGINT])
     Watcher(settings, q.connect(settings)).run(stop)
     return 0
 
@@ -105,7 +110,15 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    # Without a limit uvicorn waits, when stopped, for every request still open: a client that stalls
+    # (an upload it does not finish, a download it does not read) would hold the stop forever.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=API_GRACE,
+    )
     return 0
 
 

@@ -54,3 +54,17 @@ class Conflict(ScanstationError):
     code = "conflict"
     http_status = 409
     exit_code = 10
+
+
+class StationBusy(ScanstationError):
+    """``scanstation up`` cannot start: its data folder, Redis socket or port is in use by a live process.
+
+    ``reason_code``: ``running`` (a station runs on this data folder), ``redis_in_use`` or ``port_in_use``.
+    """
+
+    code = "station_busy"
+    exit_code = 12
+
+    def __init__(self, message: str, *, reason_code: str, pid: int | None = None) -> None:
+        super().__init__(message, reason_code=reason_code)
+        self.pid = pid

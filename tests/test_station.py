@@ -103,7 +103,7 @@ class Station:
 
     def workers(self) -> list[int]:
         assert self.proc is not None
-        return [p for p in _children(self.proc.pid) if _cmdline(p).endswith("cli worker ")]
+        return [p for p in _children(self.proc.pid) if "scanner_service.cli worker " in _cmdline(p)]
 
 
 FINAL = {"done", "needs_review", "failed"}

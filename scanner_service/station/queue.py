@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Collection
+
 import redis
-from rq import Callback, Queue, Retry
+from rq import Callback, Queue, Retry, Worker
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
 
 from scanner_service.settings import Settings
+from scanner_service.station import lifeline
 
 QUEUE_NAME = "scanstation"
+WATCHER_LOCK = "scanstation:watcher-lock"  # held by the one watcher that polls the inbox
 ACTIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 
 
@@ -20,6 +27,11 @@ def connect(settings: Settings) -> redis.Redis:
 
 def get_queue(connection: redis.Redis) -> Queue:
     return Queue(QUEUE_NAME, connection=connection)
+
+
+def worker_name(pid: int) -> str:
+    """The RQ name of the station's worker process ``pid`` (the supervisor finds its jobs by it)."""
+    return f"{socket.gethostname()}.{pid}"
 
 
 def page_job_id(page_id: int) -> str:
@@ -85,3 +97,56 @@ def requeue_abandoned(connection: redis.Redis, *, everything: bool = False) -> N
     """
     registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
     registry.cleanup(timestamp=float("inf") if everything else None)
+
+
+def requeue_jobs_of(connection: redis.Redis, worker_names: Collection[str]) -> list[str]:
+    """Give back at once the jobs that these (dead) workers were running; returns their ids.
+
+    RQ would find them only when their heartbeat runs out, a minute or more later. Each is retried
+    (or failed when out of retries) by RQ's own handling of abandoned jobs.
+    """
+    registry = StartedJobRegistry(QUEUE_NAME, connection=connection)
+    abandoned: dict[str, str] = {}
+    for job_id, execution_id in registry.get_job_and_execution_ids(cleanup=False):
+        try:
+            execution = Execution.fetch(execution_id, job_id, connection)
+        except ValueError:  # the execution's record is gone: its worker stopped heart-beating long ago
+            continue
+        if execution.worker_name in worker_names:
+            abandoned[execution.composite_key] = job_id
+    if abandoned:
+        # Expire those entries now, then let RQ handle them as it handles any expired one.
+        connection.zadd(registry.key, dict.fromkeys(abandoned, 0), xx=True)
+        registry.cleanup(timestamp=1)
+    release_dead_scheduler_lock(connection)
+    return sorted(set(abandoned.values()))
+
+
+def release_dead_scheduler_lock(connection: redis.Redis) -> bool:
+    """Free the queue's scheduler lock if the scheduler holding it is a process of this machine that died.
+
+    RQ's scheduler (it queues retries at their time) runs inside one worker; a dead one would hold the
+    lock until it expires, and retries would wait as long.
+    """
+    key = RQScheduler.get_locking_key(QUEUE_NAME)
+    holder: bytes | None = connection.get(key)  # type: ignore[assignment]  # a client without decode_responses
+    if holder is None:
+        return False
+    name = holder.decode()
+    raw: dict[bytes, bytes] = connection.hgetall(SCHEDULER_KEY_TEMPLATE % name)  # type: ignore[assignment]
+    info = {k.decode(): v.decode() for k, v in raw.items()}
+    pid = int(info.get("pid") or 0)
+    if info.get("hostname") == socket.gethostname() and pid and lifeline.start_time(pid) is not None:
+        return False
+    # Delete the lock only if that scheduler still holds it (one script: no race with a new holder).
+    script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    return bool(connection.eval(script, 1, key, name))
+
+
+def clear_after_stop(connection: redis.Redis) -> None:
+    """At the start of a station with its own Redis, no worker or watcher can be alive: give back every
+    running job, and free the locks and worker entries that a station stopped without cleaning left."""
+    requeue_abandoned(connection, everything=True)
+    connection.delete(WATCHER_LOCK, RQScheduler.get_locking_key(QUEUE_NAME))
+    for worker in Worker.all(connection=connection):
+        worker.register_death()

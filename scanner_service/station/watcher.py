@@ -229,7 +229,7 @@ class Watcher:
 
     def run(self, stop: threading.Event, sweep_every: float = 5.0) -> None:
         """Poll until ``stop`` is set. A second watcher on the same Redis waits for the first to stop."""
-        lock = self.connection.lock("scanstation:watcher-lock", timeout=60, blocking=True)
+        lock = self.connection.lock(q.WATCHER_LOCK, timeout=60, blocking=True)
         while not stop.is_set() and not lock.acquire(blocking_timeout=5):
             log.info("another watcher is running; waiting")
         if stop.is_set():

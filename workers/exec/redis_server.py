@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -30,10 +32,18 @@ def version() -> tuple[int, int, int]:
     return found  # type: ignore[return-value]
 
 
-def start(directory: Path, socket: Path, *, port: int = 0) -> subprocess.Popen[bytes]:
+def start(
+    directory: Path,
+    socket: Path,
+    *,
+    port: int = 0,
+    launcher: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start redis-server as a child with AOF persistence (fsync every write: a queued page is never lost).
 
     Listens on ``socket`` (and on 127.0.0.1:``port`` if a port is given). Returns once it answers PING.
+    ``launcher`` comes before the command (the station's lifeline); ``env`` is its environment.
     """
     version()
     directory.mkdir(parents=True, exist_ok=True)
@@ -53,7 +63,9 @@ def start(directory: Path, socket: Path, *, port: int = 0) -> subprocess.Popen[b
     ]  # fmt: skip
     # Its own session: a Ctrl-C or a signal to the station's process group must not stop Redis before
     # the workers have finished (the supervisor stops it last).
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*launcher, *args], stdin=subprocess.DEVNULL, start_new_session=True, env=None if env is None else dict(env)
+    )
     client = redis.Redis(unix_socket_path=str(socket))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -66,7 +78,24 @@ def start(directory: Path, socket: Path, *, port: int = 0) -> subprocess.Popen[b
         except (redis.ConnectionError, redis.BusyLoadingError, FileNotFoundError):
             time.sleep(0.05)
     proc.kill()
+    proc.wait()
     raise ScanstationError(f"redis-server did not answer within 30 s; see {directory / 'redis.log'}.")
+
+
+def serving(socket: Path) -> tuple[int, Path] | None:
+    """(pid, data folder) of a redis-server that answers on ``socket``, or None if none answers."""
+    if not socket.exists():
+        return None
+    client = redis.Redis(unix_socket_path=str(socket), socket_timeout=2, socket_connect_timeout=2)
+    try:
+        pid = int(client.info("server")["process_id"])
+        folder = Path(str(client.config_get("dir")["dir"]))
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
+    finally:
+        with contextlib.suppress(redis.RedisError):
+            client.close()
+    return pid, folder
 
 
 def stop(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
