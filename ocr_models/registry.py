@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_models.base import OcrEngine
+from scanner_service.durable import sha256_of
 from scanner_service.exceptions import ConfigError, MissingProgram
 
 DEFAULT_ENGINE = "rapidocr"  # chosen by the benchmark: see ocr_models/README.md
@@ -101,14 +102,12 @@ def check(name: str, languages: str = "") -> EngineInfo:
         from workers.exec import tesseract
 
         tesseract.check(languages or info.languages)
-    from scanner_service.intake import sha256_of
-
     folder = model_dir(name)
     for model in info.models:
         path = folder / model.name
         if not path.is_file():
             raise MissingProgram(f"{name}: model file {path} is missing; reinstall from {info.package}.")
-        if sha256_of(path) != model.sha256:
+        if sha256_of(path).sha256 != model.sha256:
             raise MissingProgram(
                 f"{name}: model file {path} is not the one in the registry (SHA-256 differs); "
                 f"install {info.package} {info.version}, or update ocr_models/registry.py after a benchmark."

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 
 class ScanstationError(Exception):
-    """Base of every error the station raises on purpose; ``str()`` is a message for a person."""
+    """Base of every error the station raises on purpose; ``str()`` is a message for a person.
+
+    ``code`` names the kind of error; ``reason_code`` the precise reason within it (the same as
+    ``code`` unless a subclass says more, e.g. why a file was quarantined or a filing refused).
+    """
 
     code = "error"
     http_status = 500
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, reason_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.reason_code = reason_code or self.code
 
 
 class MissingProgram(ScanstationError):
@@ -33,8 +38,7 @@ class UnusableInput(ScanstationError):
     exit_code = 4
 
     def __init__(self, message: str, *, reason_code: str = "unusable") -> None:
-        super().__init__(message)
-        self.reason_code = reason_code
+        super().__init__(message, reason_code=reason_code)
 
 
 class TransientError(ScanstationError):
@@ -80,3 +84,36 @@ class Conflict(ScanstationError):
 class ConfigError(ScanstationError):
     code = "config"
     exit_code = 2
+
+
+class StorageError(ScanstationError):
+    """The archive's disk refused a write: nothing was filed (or it is undone at the next start)."""
+
+    code = "storage"
+    http_status = 503
+    exit_code = 12
+
+
+class DiskFull(StorageError):
+    code = "disk_full"
+    http_status = 507
+
+
+class ReadOnlyStorage(StorageError):
+    code = "read_only"
+
+
+class CatalogueBusy(TransientError):
+    """Another writer held the catalogue longer than the station waits; nothing was written."""
+
+    code = "catalogue_busy"
+    http_status = 503
+
+
+class FilingInterrupted(ScanstationError):
+    """A filing stopped midway and could not be undone yet; the next start (or the next filing of the
+    same item) finishes undoing it from its journal."""
+
+    code = "filing_interrupted"
+    http_status = 503
+    exit_code = 13

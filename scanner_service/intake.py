@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from scanner_service import archival_code
 from scanner_service import queue as q
 from scanner_service.db import session_scope
+from scanner_service.durable import sha256_of
 from scanner_service.exceptions import UnusableInput
 from scanner_service.models import Batch, BatchState, Original, Page, PageState
 from scanner_service.settings import Settings
@@ -89,14 +90,6 @@ def batch_files(path: Path) -> list[Path]:
     return sorted(found, key=lambda p: os.fsencode(p.relative_to(path)))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def survey(path: Path) -> list[FoundFile]:
     """Hash every file of a batch (a symlink is recorded but never followed)."""
     base = path if path.is_dir() and not path.is_symlink() else path.parent
@@ -106,7 +99,7 @@ def survey(path: Path) -> list[FoundFile]:
         if file.is_symlink():
             out.append(FoundFile(rel, 0, hashlib.sha256(os.fsencode(os.readlink(file))).hexdigest(), True))
         else:
-            out.append(FoundFile(rel, file.stat().st_size, sha256_of(file), False))
+            out.append(FoundFile(rel, file.stat().st_size, sha256_of(file).sha256, False))
     return out
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import inspect, select
 
 from scanner_service import intake
 from scanner_service.db import get_engine, migrate, session_scope
+from scanner_service.durable import sha256_of
 from scanner_service.exceptions import Unauthorized
 from scanner_service.models import Batch, BatchState, Page, PageState
 from scanner_service.settings import build_settings
@@ -36,7 +37,7 @@ def test_recording_keeps_names_sizes_and_checksums(catalogue_url: str, tmp_path:
         assert batch is not None and batch.state == BatchState.receiving
         assert batch.name == "C015-WS·2013-Y-BGS-0001"
         assert [(o.name, o.size, o.sha256) for o in batch.originals] == [
-            (f.name, f.stat().st_size, intake.sha256_of(f)) for f in files
+            (f.name, f.stat().st_size, sha256_of(f).sha256) for f in files
         ]
 
 

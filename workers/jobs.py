@@ -6,7 +6,6 @@ worker died); every output is written atomically to a fixed path, so a second ru
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from sqlalchemy import and_, exists, select, update
 
 from ocr_models.base import PageText
 from ocr_models.registry import build_engine
-from scanner_service import filing, intake
+from scanner_service import durable, filing, intake
 from scanner_service import queue as q
 from scanner_service.db import session_scope
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
@@ -41,9 +40,7 @@ def batch_pdf_path(settings: Settings, batch_id: int) -> Path:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    durable.write_text(path, json.dumps(data, ensure_ascii=False))
 
 
 def process_page(page_id: int) -> str:
@@ -111,7 +108,7 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError |
         if failed is not None:
             page.state = PageState.failed
             page.error = failed.message
-            page.error_code = getattr(failed, "reason_code", failed.code)
+            page.error_code = failed.reason_code
             page.flags = [*page.flags, "failed"] if "failed" not in page.flags else page.flags
         else:
             page.state = PageState.done
@@ -182,7 +179,7 @@ def assemble_batch(batch_id: int) -> str:
     digest = None
     if pdf_pages:
         build_pdfa(pdf_pages, pdf_path, title=name)
-        digest = hashlib.sha256(pdf_path.read_bytes()).hexdigest()
+        digest = durable.sha256_of(pdf_path).sha256
     review_flags = [flags for _, _, _, flags in pages if set(flags) - {"separator"}]
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)

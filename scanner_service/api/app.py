@@ -33,9 +33,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
         body: dict[str, object] = {"error": exc.code, "detail": exc.message}
-        reason = getattr(exc, "reason_code", None)
-        if reason and reason != exc.code:
-            body["reason"] = reason
+        if exc.reason_code != exc.code:
+            body["reason"] = exc.reason_code
         if isinstance(exc, InvalidArchivalCode):
             body["part"] = exc.part
         if isinstance(exc, CatalogueImportError):
