@@ -32,7 +32,7 @@ import pikepdf
 import pytest
 import redis
 from pdf2image import convert_from_path
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from scanner_service import filing
 from scanner_service.catalogue_store import ensure_fonds
@@ -40,7 +40,7 @@ from scanner_service.db import get_engine, migrate, session_scope
 from scanner_service.exceptions import DiskFull, FilingInterrupted, ReadOnlyStorage
 from scanner_service.filing import FilingRefused, steps
 from scanner_service.fixity import audit
-from scanner_service.models import Batch, Event, Fonds, Item, Original
+from scanner_service.models import Base, Batch, Event, Fonds, Item, Original
 from scanner_service.separator_sheets import SeparatorEntry, render_separator_sheets
 from scanner_service.settings import Settings, build_settings
 from scanner_service.watcher import Watcher
@@ -568,3 +568,56 @@ def test_a_catalogue_locked_for_20_s_makes_filing_wait_then_file(
     assert kinds[-2:] == ["other_writer", "item_pages_changed"], "filing waited for the other writer, then filed"
     _check_settled(settings, how, template, filed=True)
     _release(settings)
+
+
+# ---- the same on a PostgreSQL catalogue ----------------------------------------------------------
+
+
+def _on_postgres(settings: Settings, url: str) -> Settings:
+    """The station with its catalogue copied, row for row, into the empty PostgreSQL database ``url``."""
+    migrate(url)
+    target = get_engine(url)
+    with get_engine(settings.effective_database_url).connect() as source, target.begin() as into:
+        for table in Base.metadata.sorted_tables:
+            rows = [dict(row._mapping) for row in source.execute(table.select())]
+            if rows:
+                into.execute(table.insert(), rows)
+            if "id" in table.c:
+                into.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), COALESCE(MAX(id), 0) + 1, false) "
+                        f"FROM {table.name}"
+                    )
+                )
+    _release(settings)
+    return build_settings(data=settings.data, inbox=settings.inbox, database_url=url)
+
+
+@pytest.mark.parametrize("step", [steps.CATALOGUE, steps.MOVE_IN, steps.MOVED, steps.COMMITTED])
+def test_on_postgresql_a_sigkill_is_finished_or_undone(
+    step: str, template: Template, tmp_path: Path, postgres_url: str
+) -> None:
+    how = FILINGS["insert_front"]
+    settings = _on_postgres(how.start(template, tmp_path), postgres_url)
+    _killed_at(settings, how, template, step)
+    committed = step not in steps.BEFORE_COMMIT
+    assert filing.recover_journals(settings) == [(CODE, "finished" if committed else "undone")]
+    _check_settled(settings, how, template, filed=committed)
+    _file_again(settings, how, template, filed=committed)
+
+
+def test_on_postgresql_an_exception_midway_leaves_the_item_as_it_was(
+    template: Template, tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    how = FILINGS["insert_front"]
+    settings = _on_postgres(how.start(template, tmp_path), postgres_url)
+
+    def fail() -> None:
+        raise InjectedFault("injected after two moves")
+
+    monkeypatch.setattr(steps, "hook", _at(steps.MOVE_IN, CODE, fail))
+    with pytest.raises(InjectedFault):
+        how.run(settings, template)
+    monkeypatch.undo()
+    _check_settled(settings, how, template, filed=False)
+    _file_again(settings, how, template, filed=False)

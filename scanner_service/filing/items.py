@@ -10,7 +10,10 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,8 +30,11 @@ from scanner_service.exceptions import NotFound
 from scanner_service.models import ArchiveFile, Batch, FileKind, Fonds, Item, ItemPage, SearchEntry
 from scanner_service.settings import Settings
 
+log = logging.getLogger(__name__)
+
 LOCK_DIR = ".locks"
 DESCRIPTION = "item.json"
+DESCRIPTION_LOCK_WAIT = 5.0  # seconds a description change waits for a filing of the item
 
 
 def fonds_style(session: Session, fonds: str) -> ac.CodeStyle:
@@ -95,18 +101,47 @@ def lock_name(code_key: str) -> str:
     return hashlib.sha256(code_key.encode()).hexdigest()[:32]
 
 
+_held = threading.local()  # the item locks this thread holds: (archive folder, 档号 key)
+
+
 @contextlib.contextmanager
-def item_lock(settings: Settings, code_key: str) -> Iterator[None]:
-    """Only one filer per item at a time, across the processes of this machine (released if one dies)."""
+def item_lock(settings: Settings, code_key: str, *, timeout: float | None = None) -> Iterator[bool]:
+    """Only one filer per item at a time, across the processes and threads of this machine (released if
+    a process dies). A thread that holds the lock may take it again. Yields True once held; with a
+    ``timeout`` (seconds), yields False (holding nothing) if it could not be had in that time."""
+    key = (str(settings.archive_dir), code_key)
+    held: set[tuple[str, str]] = _held.__dict__.setdefault("keys", set())
+    if key in held:
+        yield True
+        return
     locks = settings.archive_dir / LOCK_DIR
     locks.mkdir(parents=True, exist_ok=True)
     # Opened for reading: a lock must be taken on an archive turned read-only too, to find that out.
     fd = os.open(locks / f"{lock_name(code_key)}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        if not _flock(fd, timeout):
+            yield False
+            return
+        held.add(key)
+        yield True
     finally:
+        held.discard(key)
         os.close(fd)  # releases the lock
+
+
+def _flock(fd: int, timeout: float | None) -> bool:
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
 
 
 # ---- a filed page's files ----------------------------------------------------------------------
@@ -171,11 +206,18 @@ def write_description(settings: Settings, session: Session, item: Item) -> None:
     Nothing to do for an item with no pages yet. The file is written at once (atomically), in the
     caller's transaction: if that transaction then fails, item.json is ahead of its record until the
     next description change or filing rewrites it (``scanstation audit`` reports it as changed).
+    Never while a filing holds the item (it moves item.json): after a few seconds the file is left to
+    that filing, which writes item.json from the catalogue itself — waiting longer here, inside a
+    transaction, would keep that filing waiting for the catalogue in turn.
     """
     folder = settings.archive_dir / item.folder
     if not item.pages_filed or not folder.is_dir():
         return
-    digest = durable.write_text(folder / DESCRIPTION, description_text(item))
+    with item_lock(settings, item.code_key, timeout=DESCRIPTION_LOCK_WAIT) as held:
+        if not held:
+            log.info("%s: item.json is left to the filing under way", item.archival_code)
+            return
+        digest = durable.write_text(folder / DESCRIPTION, description_text(item))
     record_file(session, str(Path(item.folder, DESCRIPTION)), FileKind.description, item.id, digest)
 
 
