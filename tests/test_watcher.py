@@ -17,6 +17,7 @@ from sqlalchemy import select
 from scanner_service import intake
 from scanner_service import queue as q
 from scanner_service.db import session_scope
+from scanner_service.durable import sha256_of
 from scanner_service.models import Batch, BatchState, Page
 from scanner_service.settings import Settings
 from scanner_service.watcher import Watcher
@@ -60,7 +61,7 @@ def test_done_marker_completes_a_folder_at_once(station_env: Settings, redis_con
     assert not folder.exists(), "the batch must leave the inbox once recorded"
     spooled = intake.originals_dir(station_env, batch.id)
     for original in batch.originals:
-        assert intake.sha256_of(spooled / original.name) == original.sha256
+        assert sha256_of(spooled / original.name).sha256 == original.sha256
 
 
 def test_file_still_being_written_is_not_taken_early(station_env: Settings, redis_conn: redis.Redis) -> None:

@@ -178,7 +178,8 @@ def assemble_batch(batch_id: int) -> str:
     pdf_path = batch_pdf_path(settings, batch_id)
     digest = None
     if pdf_pages:
-        build_pdfa(pdf_pages, pdf_path, title=name)
+        with durable.atomic_path(pdf_path) as tmp:
+            build_pdfa(pdf_pages, tmp, title=name)
         digest = durable.sha256_of(pdf_path).sha256
     review_flags = [flags for _, _, _, flags in pages if set(flags) - {"separator"}]
     with session_scope(url) as session:

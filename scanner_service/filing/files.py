@@ -355,6 +355,45 @@ def _stage(settings: Settings, plan: _Plan, entry: journal.Journal) -> None:
 # ---- 3. the transaction: catalogue, then the journaled moves, then the commit ----------------------
 
 
+@dataclass
+class _Change:
+    """What the transaction changes, as it goes: where things are, and the rows that moved or came."""
+
+    archive: Path
+    folder: Path  # the item folder
+    staging: Path
+    keep: Path  # where replaced masters go
+    moved: list[tuple[ItemPage, str]] = field(default_factory=list)  # (row, its master's name before)
+    new_rows: list[tuple[ItemPage, _Incoming]] = field(default_factory=list)
+
+    def rel(self, path: Path) -> str:
+        return str(path.relative_to(self.archive))
+
+
+def _commit(settings: Settings, plan: _Plan, entry: journal.Journal, keep: str) -> FilingResult:
+    """Every catalogue write, then the small files, then the journaled moves; commits on return."""
+    archive = settings.archive_dir
+    change = _Change(archive, archive / plan.folder, archive / entry.staging, archive / keep)
+    with session_scope(settings.effective_database_url) as session:
+        item, batch = _lock_item(session, plan)
+        _place_rows(session, plan, item, change)
+        _record_files(session, plan, item, change)
+        _update_item(session, plan, item, batch, change)
+        steps.reached(steps.CATALOGUE, plan.code_key)
+        _write_sidecars(session, plan, item, change)
+        steps.reached(steps.STAGE_SIDECARS, plan.code_key)
+        _move_files(settings, plan, entry, change)
+        result = FilingResult(
+            archival_code=item.archival_code,
+            item_id=item.id,
+            pages_filed=item.pages_filed,
+            version=item.version,
+            page_check=item.page_check,
+            serials=[row.serial for row, _ in change.new_rows],
+        )
+    return result
+
+
 def _take_write_lock(session: Session) -> None:
     """On SQLite, take the write lock now (waiting up to the busy timeout), not at the first write: a
     transaction that reads first cannot wait for the lock and fails at once if another writer
@@ -363,185 +402,177 @@ def _take_write_lock(session: Session) -> None:
         session.connection().exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _commit(settings: Settings, plan: _Plan, entry: journal.Journal, keep: str) -> FilingResult:
-    archive = settings.archive_dir
-    folder = archive / plan.folder
-    staging = archive / entry.staging
-    key = plan.code_key
-    version = plan.version + 1
-
-    def rel(path: Path) -> str:
-        return str(path.relative_to(archive))
-
-    with session_scope(settings.effective_database_url) as session:
-        _take_write_lock(session)
-        item = session.scalar(select(Item).where(Item.code_key == key))
-        if item is not None and session.get_bind().dialect.name == "postgresql":
-            session.refresh(item, with_for_update=True)
-        now = (item.version, [row.id for row in item.pages]) if item else (0, [])
-        if now != (plan.version, [e.row_id for e in plan.existing]):
-            raise Conflict(
-                f"{plan.written} changed while this filing was prepared; nothing was filed. File the batch again.",
-                reason_code="item_changed",
-            )
-        _refuse_filed_twice(session, plan.batch_id, [p.seq for p in plan.incoming])
-        if item is None:
-            item = ensure_item(session, plan.code, may_create=plan.may_create)
-        batch = session.get(Batch, plan.batch_id)
-        if batch is None:
-            raise NotFound(f"No batch {plan.batch_id}.")
-        rows = {row.id: row for row in item.pages}
-
-        # Pages in their new order: replaced rows go; rows that move are parked on a negative serial
-        # first, so the (item, serial) constraint never sees two at once.
-        moved: list[tuple[ItemPage, str]] = []  # (row, its master's current name)
-        for serial, slot in enumerate(plan.order, start=1):
-            if isinstance(slot, _Existing) and rows[slot.row_id].serial != serial:
-                row = rows[slot.row_id]
-                moved.append((row, row.master_name))
-                row.serial = -row.id
-        for old in plan.gone:
-            session.delete(rows[old.row_id])
-        session.flush()
-        new_rows: list[tuple[ItemPage, _Incoming]] = []
-        for serial, slot in enumerate(plan.order, start=1):
-            if isinstance(slot, _Existing):
-                rows[slot.row_id].serial = serial
-                continue
-            row = ItemPage(
-                item_id=item.id,
-                serial=serial,
-                batch_id=plan.batch_id,
-                batch_seq=slot.seq,
-                master_name=plan.code.master_stem(serial, plan.style) + slot.staged["master"][0].suffix,
-                text=slot.text,
-                confidence=slot.confidence,
-                flags=slot.flags,
-            )
-            session.add(row)
-            new_rows.append((row, slot))
-        for row, name in moved:
-            row.master_name = plan.code.master_stem(row.serial, plan.style) + Path(name).suffix
-        session.flush()
-
-        # Fixity records follow the files: a replaced master's to replaced/, a renamed one's to its new
-        # name with its recorded digest (a master changed before this rescan stays reported).
-        recorded = {
-            r.path: Digest(r.sha256, r.size)
-            for r in session.scalars(
-                select(ArchiveFile).where(ArchiveFile.item_id == item.id, ArchiveFile.kind == FileKind.master)
-            )
-        }
-        for old in plan.gone:
-            session.execute(
-                update(ArchiveFile)
-                .where(ArchiveFile.path == rel(folder / old.master_name))
-                .values(path=rel(archive / keep / old.master_name), kind=FileKind.replaced)
-            )
-        carried = {}
-        for row, name in moved:
-            carried[row.id] = recorded.get(rel(folder / name)) or durable.sha256_of(folder / name)
-            session.execute(delete(ArchiveFile).where(ArchiveFile.path == rel(folder / name)))
-        session.flush()
-        for row, _ in moved:
-            record_file(session, rel(folder / row.master_name), FileKind.master, item.id, carried[row.id])
-        pages = folder / "pages"
-        for row, page in new_rows:
-            k = key_of(row.id)
-            record_file(session, rel(folder / row.master_name), FileKind.master, item.id, page.staged["master"][1])
-            usage_digest = page.staged["usage"][1]
-            record_file(session, rel(pages / (k + page.image.suffix)), FileKind.usage, item.id, usage_digest)
-            record_file(
-                session, rel(pages / f"{k}-thumb.jpg"), FileKind.thumbnail, item.id, page.staged["thumbnail"][1]
-            )
-        assert plan.pdf is not None
-        record_file(session, rel(folder / plan.pdf_name), FileKind.pdf, item.id, plan.pdf)
-
-        item.pdf_name = plan.pdf_name
-        item.pdf_sha256, item.pdf_size = plan.pdf
-        item.pages_filed = len(plan.order)
-        item.version = version
-        item.filed_at = datetime.now(UTC)
-        item.page_check = page_check(item)
-        session.flush()
-        session.refresh(item)
-        reindex_item(session, item)
-        filed_seqs = [page.seq for _, page in new_rows]
-        session.execute(
-            delete(SearchEntry).where(SearchEntry.batch_id == plan.batch_id, SearchEntry.page_no.in_(filed_seqs))
+def _lock_item(session: Session, plan: _Plan) -> tuple[Item, Batch]:
+    """The item (created if new) and the batch, locked, after checking the plan still holds."""
+    _take_write_lock(session)
+    item = session.scalar(select(Item).where(Item.code_key == plan.code_key))
+    if item is not None and session.get_bind().dialect.name == "postgresql":
+        session.refresh(item, with_for_update=True)
+    now = (item.version, [row.id for row in item.pages]) if item else (0, [])
+    if now != (plan.version, [e.row_id for e in plan.existing]):
+        raise Conflict(
+            f"{plan.written} changed while this filing was prepared; nothing was filed. File the batch again.",
+            reason_code="item_changed",
         )
-        session.add(
-            Event(
-                kind="item_filed" if version == 1 else "item_pages_changed",
-                archival_code=item.archival_code,
-                fonds=item.fonds,
-                item_id=item.id,
-                batch_id=plan.batch_id,
-                detail={
-                    "mode": plan.mode.value,
-                    "version": version,
-                    "pages": item.pages_filed,
-                    "batch_pages": filed_seqs,
-                    "replaced": len(plan.gone),
-                    "page_check": item.page_check,
-                    "by": plan.actor,
-                },
-            )
-        )
-        if batch.archival_code is None:
-            batch.archival_code = item.archival_code
-        session.flush()
-        steps.reached(steps.CATALOGUE, key)
+    _refuse_filed_twice(session, plan.batch_id, [p.seq for p in plan.incoming])
+    if item is None:
+        item = ensure_item(session, plan.code, may_create=plan.may_create)
+    batch = session.get(Batch, plan.batch_id)
+    if batch is None:
+        raise NotFound(f"No batch {plan.batch_id}.")
+    return item, batch
 
-        # The small files that name the new rows: each page's sidecar, and item.json.
-        for row, page in new_rows:
-            meta = {**page.meta, "image": key_of(row.id) + page.image.suffix}
-            sidecar = staging / "pages" / f"{page.seq:04d}.json"
-            page.staged["ocr"] = sidecar, durable.write_text(sidecar, json.dumps(meta, ensure_ascii=False))
-            record_file(session, rel(pages / f"{key_of(row.id)}.json"), FileKind.ocr, item.id, page.staged["ocr"][1])
-        description = durable.write_text(staging / DESCRIPTION, description_text(item))
-        record_file(session, rel(folder / DESCRIPTION), FileKind.description, item.id, description)
-        session.flush()
-        steps.reached(steps.STAGE_SIDECARS, key)
 
-        # The moves: existing files out of the way first, then every staged file to its place.
-        moves: list[tuple[Path, Path, bool]] = []
-        for name in (plan.pdf_name, DESCRIPTION):
-            if (folder / name).exists():
-                moves.append((folder / name, staging / "old" / name, True))
-        for old in plan.gone:
-            moves.append((folder / old.master_name, archive / keep / old.master_name, True))
-        parked = {row.id: staging / "park" / f"{row.id}{Path(name).suffix}" for row, name in moved}
-        moves += [(folder / name, parked[row.id], True) for row, name in moved]
-        moves += [(parked[row.id], folder / row.master_name, False) for row, _ in moved]
-        for row, page in new_rows:
-            k = key_of(row.id)
-            moves += [
-                (page.staged["master"][0], folder / row.master_name, False),
-                (page.staged["usage"][0], pages / (k + page.image.suffix), False),
-                (page.staged["thumbnail"][0], pages / f"{k}-thumb.jpg", False),
-                (page.staged["ocr"][0], pages / f"{k}.json", False),
-            ]
-        moves += [
-            (staging / "item.pdf", folder / plan.pdf_name, False),
-            (staging / DESCRIPTION, folder / DESCRIPTION, False),
-        ]
-        journal.plan_moves(settings, entry, moves)
-        steps.reached(steps.JOURNAL, key)
-        for step in entry.moves:
-            journal.move(settings, entry, step)
-            steps.reached(steps.MOVE_ASIDE if step.aside else steps.MOVE_IN, key)
-        journal.sync(settings, entry)
-        steps.reached(steps.MOVED, key)
-        result = FilingResult(
-            archival_code=item.archival_code,
+def _place_rows(session: Session, plan: _Plan, item: Item, change: _Change) -> None:
+    """The item's page rows in their new order: replaced rows go, rows that move are parked on a
+    negative serial first (so the (item, serial) constraint never sees two at once), new rows come."""
+    rows = {row.id: row for row in item.pages}
+    for serial, slot in enumerate(plan.order, start=1):
+        if isinstance(slot, _Existing) and rows[slot.row_id].serial != serial:
+            row = rows[slot.row_id]
+            change.moved.append((row, row.master_name))
+            row.serial = -row.id
+    for old in plan.gone:
+        session.delete(rows[old.row_id])
+    session.flush()
+    for serial, slot in enumerate(plan.order, start=1):
+        if isinstance(slot, _Existing):
+            rows[slot.row_id].serial = serial
+            continue
+        row = ItemPage(
             item_id=item.id,
-            pages_filed=item.pages_filed,
-            version=version,
-            page_check=item.page_check,
-            serials=[row.serial for row, _ in new_rows],
+            serial=serial,
+            batch_id=plan.batch_id,
+            batch_seq=slot.seq,
+            master_name=plan.code.master_stem(serial, plan.style) + slot.staged["master"][0].suffix,
+            text=slot.text,
+            confidence=slot.confidence,
+            flags=slot.flags,
         )
-    return result
+        session.add(row)
+        change.new_rows.append((row, slot))
+    for row, name in change.moved:
+        row.master_name = plan.code.master_stem(row.serial, plan.style) + Path(name).suffix
+    session.flush()
+
+
+def _record_files(session: Session, plan: _Plan, item: Item, change: _Change) -> None:
+    """Fixity records follow the files: a replaced master's to replaced/, a renamed one's to its new name
+    with its recorded digest (a master changed before this rescan stays reported); new files' digests
+    as staged."""
+    folder, pages, rel = change.folder, change.folder / "pages", change.rel
+    recorded = {
+        r.path: Digest(r.sha256, r.size)
+        for r in session.scalars(
+            select(ArchiveFile).where(ArchiveFile.item_id == item.id, ArchiveFile.kind == FileKind.master)
+        )
+    }
+    for old in plan.gone:
+        session.execute(
+            update(ArchiveFile)
+            .where(ArchiveFile.path == rel(folder / old.master_name))
+            .values(path=rel(change.keep / old.master_name), kind=FileKind.replaced)
+        )
+    carried = {}
+    for row, name in change.moved:
+        carried[row.id] = recorded.get(rel(folder / name)) or durable.sha256_of(folder / name)
+        session.execute(delete(ArchiveFile).where(ArchiveFile.path == rel(folder / name)))
+    session.flush()
+    for row, _ in change.moved:
+        record_file(session, rel(folder / row.master_name), FileKind.master, item.id, carried[row.id])
+    for row, page in change.new_rows:
+        k = key_of(row.id)
+        record_file(session, rel(folder / row.master_name), FileKind.master, item.id, page.staged["master"][1])
+        record_file(session, rel(pages / (k + page.image.suffix)), FileKind.usage, item.id, page.staged["usage"][1])
+        record_file(session, rel(pages / f"{k}-thumb.jpg"), FileKind.thumbnail, item.id, page.staged["thumbnail"][1])
+    assert plan.pdf is not None
+    record_file(session, rel(folder / plan.pdf_name), FileKind.pdf, item.id, plan.pdf)
+
+
+def _update_item(session: Session, plan: _Plan, item: Item, batch: Batch, change: _Change) -> None:
+    """The item's own fields (its new version is the journal's commit marker), search, the event."""
+    version = plan.version + 1
+    assert plan.pdf is not None
+    item.pdf_name = plan.pdf_name
+    item.pdf_sha256, item.pdf_size = plan.pdf
+    item.pages_filed = len(plan.order)
+    item.version = version
+    item.filed_at = datetime.now(UTC)
+    item.page_check = page_check(item)
+    session.flush()
+    session.refresh(item)
+    reindex_item(session, item)
+    filed_seqs = [page.seq for _, page in change.new_rows]
+    session.execute(
+        delete(SearchEntry).where(SearchEntry.batch_id == plan.batch_id, SearchEntry.page_no.in_(filed_seqs))
+    )
+    session.add(
+        Event(
+            kind="item_filed" if version == 1 else "item_pages_changed",
+            archival_code=item.archival_code,
+            fonds=item.fonds,
+            item_id=item.id,
+            batch_id=plan.batch_id,
+            detail={
+                "mode": plan.mode.value,
+                "version": version,
+                "pages": item.pages_filed,
+                "batch_pages": filed_seqs,
+                "replaced": len(plan.gone),
+                "page_check": item.page_check,
+                "by": plan.actor,
+            },
+        )
+    )
+    if batch.archival_code is None:
+        batch.archival_code = item.archival_code
+    session.flush()
+
+
+def _write_sidecars(session: Session, plan: _Plan, item: Item, change: _Change) -> None:
+    """The small files that name the new rows, into staging: each page's sidecar, and item.json."""
+    pages = change.folder / "pages"
+    for row, page in change.new_rows:
+        meta = {**page.meta, "image": key_of(row.id) + page.image.suffix}
+        sidecar = change.staging / "pages" / f"{page.seq:04d}.json"
+        page.staged["ocr"] = sidecar, durable.write_text(sidecar, json.dumps(meta, ensure_ascii=False))
+        record_file(session, change.rel(pages / f"{key_of(row.id)}.json"), FileKind.ocr, item.id, page.staged["ocr"][1])
+    description = durable.write_text(change.staging / DESCRIPTION, description_text(item))
+    record_file(session, change.rel(change.folder / DESCRIPTION), FileKind.description, item.id, description)
+    session.flush()
+
+
+def _move_files(settings: Settings, plan: _Plan, entry: journal.Journal, change: _Change) -> None:
+    """Existing files out of the way first, then every staged file to its place; each move journaled
+    before any is made, all flushed to disk before the commit."""
+    folder, staging, pages = change.folder, change.staging, change.folder / "pages"
+    moves: list[tuple[Path, Path, bool]] = []
+    for name in (plan.pdf_name, DESCRIPTION):
+        if (folder / name).exists():
+            moves.append((folder / name, staging / "old" / name, True))
+    moves += [(folder / old.master_name, change.keep / old.master_name, True) for old in plan.gone]
+    parked = {row.id: staging / "park" / f"{row.id}{Path(name).suffix}" for row, name in change.moved}
+    moves += [(folder / name, parked[row.id], True) for row, name in change.moved]
+    moves += [(parked[row.id], folder / row.master_name, False) for row, _ in change.moved]
+    for row, page in change.new_rows:
+        k = key_of(row.id)
+        moves += [
+            (page.staged["master"][0], folder / row.master_name, False),
+            (page.staged["usage"][0], pages / (k + page.image.suffix), False),
+            (page.staged["thumbnail"][0], pages / f"{k}-thumb.jpg", False),
+            (page.staged["ocr"][0], pages / f"{k}.json", False),
+        ]
+    moves += [
+        (staging / "item.pdf", folder / plan.pdf_name, False),
+        (staging / DESCRIPTION, folder / DESCRIPTION, False),
+    ]
+    journal.plan_moves(settings, entry, moves)
+    steps.reached(steps.JOURNAL, plan.code_key)
+    for step in entry.moves:
+        journal.move(settings, entry, step)
+        steps.reached(steps.MOVE_ASIDE if step.aside else steps.MOVE_IN, plan.code_key)
+    journal.sync(settings, entry)
+    steps.reached(steps.MOVED, plan.code_key)
 
 
 # ---- the end: cleaning up, or undoing ------------------------------------------------------------
