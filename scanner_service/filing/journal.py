@@ -189,11 +189,11 @@ def _holds(path: Path, step: Move) -> bool:
     return (st.st_dev, st.st_ino) == (step.dev, step.ino)
 
 
-def _lost(journal: Journal, step: Move) -> FilingInterrupted:
+def _lost(journal: Journal, step: Move, *, why: str = "is at neither place") -> FilingInterrupted:
     return FilingInterrupted(
-        f"{journal.archival_code}: the file of {step.src} -> {step.dst} is at neither place; nothing more was "
-        f"moved. Look for it by hand: the journal {JOURNAL_DIR}/{lock_name(journal.code_key)}.json lists every "
-        "move of this filing."
+        f"{journal.archival_code}: the file of the move {step.src} -> {step.dst} {why}; nothing more was "
+        f"moved. Look by hand: the journal {JOURNAL_DIR}/{lock_name(journal.code_key)}.json lists every "
+        "move of this filing, with each file's inode."
     )
 
 
@@ -228,7 +228,7 @@ def undo(settings: Settings, journal: Journal) -> None:
         moved_before = any((e.dev, e.ino) == (step.dev, step.ino) for e in journal.moves[:n])
         if _holds(dst, step):
             if os.path.lexists(src):
-                raise _lost(journal, step)
+                raise _lost(journal, step, why="cannot go back: another file took its old place")
             os.rename(dst, src)
         elif not (moved_before or _holds(src, step)):
             raise _lost(journal, step)
