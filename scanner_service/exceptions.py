@@ -10,13 +10,19 @@ from __future__ import annotations
 from workers.errors import ConfigError, MissingProgram, ScanstationError, TransientError, UnusableInput
 
 __all__ = [
-    "Conflict",
+    "CatalogueBusy",
     "ConfigError",
+    "Conflict",
+    "DiskFull",
+    "FilingInterrupted",
     "Forbidden",
     "MissingProgram",
     "NotFound",
     "PageFailed",
+    "ReadOnlyStorage",
     "ScanstationError",
+    "StationBusy",
+    "StorageError",
     "TransientError",
     "Unauthorized",
     "UnusableInput",
@@ -68,3 +74,35 @@ class StationBusy(ScanstationError):
     def __init__(self, message: str, *, reason_code: str, pid: int | None = None) -> None:
         super().__init__(message, reason_code=reason_code)
         self.pid = pid
+
+class StorageError(ScanstationError):
+    """The archive's disk refused a write: nothing was filed (or it is undone at the next start)."""
+
+    code = "storage"
+    http_status = 503
+    exit_code = 14
+
+
+class DiskFull(StorageError):
+    code = "disk_full"
+    http_status = 507
+
+
+class ReadOnlyStorage(StorageError):
+    code = "read_only"
+
+
+class CatalogueBusy(TransientError):
+    """Another writer held the catalogue longer than the station waits; nothing was written."""
+
+    code = "catalogue_busy"
+    http_status = 503
+
+
+class FilingInterrupted(ScanstationError):
+    """A filing stopped midway and could not be undone yet; the next start (or the next filing of the
+    same item) finishes undoing it from its journal."""
+
+    code = "filing_interrupted"
+    http_status = 503
+    exit_code = 13

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     workers: int = 2
     quiet_seconds: float = Field(default=10.0, description="A batch with no change for this long is complete")
     poll_seconds: float = Field(default=1.0, description="How often the watcher looks at the inbox")
+    filing_retry_seconds: float = Field(
+        default=60.0,
+        description="A filing stopped by a full or read-only archive or a busy catalogue is tried again after this",
+    )
     max_pixels: int = Field(
         default=150_000_000, description="Largest page image accepted, in pixels (decompression-bomb guard)"
     )

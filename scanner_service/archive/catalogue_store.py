@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import CatalogueImport
+from scanner_service.archive.filing import ensure_item, page_check, write_description
 from scanner_service.archive.models import Event, EventKind, Fonds, Item
 from scanner_service.settings import Settings
 
@@ -54,8 +55,6 @@ def describe_item(
 ) -> Item:
     """Create the item if new (its fonds too) and set the given description fields; with ``settings``,
     also rewrite the item folder's item.json so an offline copy carries the new description."""
-    from scanner_service.archive.filing import ensure_item, page_check, write_description
-
     ensure_fonds(session, code.fonds, style=ac.style_of(written))
     item = ensure_item(session, code, may_create=True)
     if values.get("open_status") is not None:

@@ -54,6 +54,26 @@ class EventKind(str, enum.Enum):
     item_filed = "item_filed"  # an item's first pages were filed
     item_pages_changed = "item_pages_changed"  # pages appended, inserted or replaced
     item_described = "item_described"  # its DA/T 18 description changed
+class FilingMode(str, enum.Enum):
+    """How a batch's pages join an item (stored in events as the value)."""
+
+    new = "new"  # the item's first pages; refused if it has some
+    append = "append"  # after its last page
+    insert = "insert"  # before page ``at``
+    # Not named "replace": a member of that name would hide str.replace on every mode.
+    replace_pages = "replace"  # in place of the pages named; the old masters are kept under replaced/
+
+
+class FileKind(str, enum.Enum):
+    """What an archived file is (``ArchiveFile.kind``); names equal the stored values."""
+
+    master = "master"  # the scanned page, as close to the scanner's bytes as the format allows
+    pdf = "pdf"  # the item's searchable PDF/A
+    usage = "usage"  # the processed page image the PDF and the API show
+    ocr = "ocr"  # the page's OCR lines with their boxes (JSON)
+    thumbnail = "thumbnail"
+    description = "description"  # item.json
+    replaced = "replaced"  # a master a rescan replaced, kept under replaced/
 
 
 class Batch(Base):
@@ -246,7 +266,7 @@ class ArchiveFile(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), nullable=True, index=True)
     path: Mapped[str] = mapped_column(Text, unique=True, doc="Relative to the archive folder")
-    kind: Mapped[str] = mapped_column(String(20), doc="master, pdf, usage, text, hocr, thumbnail, manifest")
+    kind: Mapped[FileKind] = mapped_column(Enum(FileKind, native_enum=False, length=20), doc="What the file is")
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

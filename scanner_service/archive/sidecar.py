@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr_models.base import PageText
-from workers.durable import write_text
+from workers.durable import Digest, write_text
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,9 @@ class PageSidecar:
             text=PageText.from_dict(data["text"]),
         )
 
-    def write(self, path: Path) -> None:
-        write_text(path, json.dumps(self.to_dict(), ensure_ascii=False))
+    def write(self, path: Path) -> Digest:
+        """Write it durably; the digest of what was written (for the fixity record)."""
+        return write_text(path, json.dumps(self.to_dict(), ensure_ascii=False))
 
     @classmethod
     def read(cls, path: Path) -> PageSidecar:

@@ -34,6 +34,7 @@ from typing import Any
 import redis
 
 from ocr_models import registry
+from scanner_service.archive import filing
 from scanner_service.archive.db import migrate
 from scanner_service.exceptions import StationBusy
 from scanner_service.settings import Settings
@@ -135,6 +136,9 @@ class Station:
         try:
             self._clear_leftovers()
             migrate(s.effective_database_url)
+            # A filing a crash cut off is finished or undone before anything files again.
+            for code, outcome in filing.recover_journals(s):
+                log.warning("filing of %s cut off by a crash: %s", code, outcome)
             self._start_redis()
             self.env = self._child_env()
             if self.redis is not None:

@@ -12,20 +12,26 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
 from sqlalchemy import select
 
+from scanner_service.archive import filing
 from scanner_service.archive.batches import claim_assembly
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.layout import stored_path
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
+from scanner_service.exceptions import CatalogueBusy, DiskFull, ReadOnlyStorage
 from scanner_service.settings import Settings
 from scanner_service.station import intake
 from scanner_service.station import queue as q
 
 log = logging.getLogger(__name__)
+
+# Problems that pass by themselves: the filing is tried again (see Watcher._retry_filing).
+RETRY_FILING = frozenset({DiskFull.code, ReadOnlyStorage.code, CatalogueBusy.code})
 
 Signature = tuple[tuple[str, int, int], ...]
 
@@ -191,6 +197,30 @@ class Watcher:
             self._resume(batch_id)
         self._requeue_lost_pages()
         self._ensure_assembly()
+        for code, outcome in filing.recover_journals(self.settings, wait=False):
+            log.warning("filing of %s cut off by a crash: %s", code, outcome)
+        self._retry_filing()
+
+    def _retry_filing(self) -> None:
+        """A batch whose filing stopped on the archive's storage or a busy catalogue (disk full, read-only,
+        locked) is assembled and filed again once it has waited ``filing_retry_seconds``: when space is
+        back it is filed, once. Filing is all or nothing, so nothing of it is half there meanwhile."""
+        url = self.settings.effective_database_url
+        due = datetime.now(UTC) - timedelta(seconds=self.settings.filing_retry_seconds)
+        with session_scope(url) as session:
+            waiting = session.execute(
+                select(Batch.id, Batch.filing, Batch.finished_at).where(Batch.state == BatchState.needs_review)
+            ).all()
+        for batch_id, report, finished in waiting:
+            problems = (report or {}).get("problems") or []
+            if not problems or any(p.get("code") not in RETRY_FILING for p in problems):
+                continue
+            if finished is not None and (finished if finished.tzinfo else finished.replace(tzinfo=UTC)) > due:
+                continue
+            if q.job_is_active(self.connection, q.assembly_job_id(batch_id)):
+                continue
+            log.info("batch %s: filing stopped by %s; trying again", batch_id, problems[0].get("code"))
+            q.enqueue_assembly(self.queue, self.settings, batch_id)
 
     def _requeue_lost_pages(self) -> None:
         url = self.settings.effective_database_url

@@ -1,0 +1,142 @@
+"""Filing a finished batch on its own: by the 档号 its folder is named by, or split at its separator
+sheets into several items — all of it or none of it is proposed, and each item is filed in a
+filing of its own (see :mod:`scanner_service.archive.filing.files` for what each guarantees)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.filing.files import file_batch
+from scanner_service.archive.filing.items import find_item
+from scanner_service.archive.models import Batch, FilingMode, Fonds, PageState
+from scanner_service.archive.separators import RunPage, split_run
+from scanner_service.exceptions import ScanstationError
+from scanner_service.settings import Settings
+from workers.stages.separator import SeparatorMark
+
+log = logging.getLogger(__name__)
+
+
+def _problem(code: str, message: str, seq: int | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "page": seq}
+
+
+def _filed_entry(code: str, seqs: list[int], pages_filed: int, check: str | None) -> dict[str, Any]:
+    return {"archival_code": code, "batch_pages": seqs, "pages_filed": pages_filed, "page_check": check}
+
+
+@dataclass
+class _Planned:
+    archival_code: str
+    seqs: list[int]
+    done: dict[str, Any] | None = None  # filed by an earlier run of this assembly: its report entry
+
+
+def plan_batch(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[dict[str, Any]], bool]:
+    """What filing a finished batch would do: the items and their batch pages, the problems that stop
+    it, and whether the plan came from separator sheets. Nothing is written."""
+    with session_scope(settings.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            return [], [], False
+        target = (batch.filing or {}).get("target")
+        run = []
+        for p in batch.pages:
+            mark = (p.details or {}).get("separator")
+            run.append(
+                RunPage(
+                    seq=p.seq,
+                    mark=SeparatorMark(**mark) if mark else None,
+                    blank=p.blank,
+                )
+            )
+        failed = [p.seq for p in batch.pages if p.state == PageState.failed]
+        split = split_run(run)
+        problems = [_problem(pr.code, pr.message, pr.seq) for pr in split.problems]
+        if split.has_separators:
+            segments = [_Planned(s.archival_code, list(s.page_seqs)) for s in split.segments]
+        elif target:
+            segments = [_Planned(target, [p.seq for p in batch.pages if not p.blank and p.state == PageState.done])]
+        else:
+            return [], [], False
+        if failed:
+            pages = ", ".join(map(str, failed))
+            problems.append(
+                _problem("pages_failed", f"Page(s) {pages} failed; file the batch by hand once they are dealt with.")
+            )
+        for segment in segments:
+            code_text, seqs = segment.archival_code, segment.seqs
+            item = find_item(session, code_text)
+            code = ac.parse(code_text)
+            fonds = session.get(Fonds, code.fonds)
+            if item is None and fonds is not None and not fonds.allow_new_items:
+                problems.append(
+                    _problem(
+                        "not_in_catalogue",
+                        f"{code_text} is not in the catalogue and fonds {code.fonds} takes no new items from scanning.",
+                        seqs[0] if seqs else None,
+                    )
+                )
+            if item is not None and any(row.batch_id == batch_id for row in item.pages):
+                # Filed by an earlier run of this same assembly (a worker died after filing).
+                segment.done = _filed_entry(item.archival_code, seqs, item.pages_filed, item.page_check)
+                continue
+            if item is not None and item.pages_filed:
+                problems.append(
+                    _problem(
+                        "item_has_pages",
+                        f"{item.archival_code} already has {item.pages_filed} pages: choose "
+                        "append, insert or replace when filing this batch.",
+                        seqs[0] if seqs else None,
+                    )
+                )
+            if split.has_separators and item is not None and item.expected_pages not in (None, len(seqs)):
+                problems.append(
+                    _problem(
+                        "page_count_mismatch",
+                        f"{item.archival_code}: {len(seqs)} pages between its sheets, "
+                        f"the catalogue says {item.expected_pages} (页数); a separator sheet may be missing.",
+                        seqs[0] if seqs else None,
+                    )
+                )
+        return segments, problems, split.has_separators
+
+
+def auto_file(settings: Settings, batch_id: int) -> dict[str, Any]:
+    """File a finished batch by its folder name or its separator sheets, all of it or none of it.
+
+    Returns the report stored as ``Batch.filing``; a report with problems sends the batch to review.
+    """
+    segments, problems, by_sheets = plan_batch(settings, batch_id)
+    with session_scope(settings.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        report: dict[str, Any] = dict(batch.filing or {}) if batch else {}
+    report.update({"by": "separator sheets" if by_sheets else "folder name", "items": [], "problems": problems})
+    if not segments:
+        report.pop("by")
+        return report
+    if problems:
+        report["proposed"] = [{"archival_code": s.archival_code, "batch_pages": s.seqs} for s in segments]
+        return report
+    for segment in segments:
+        code_text, seqs = segment.archival_code, segment.seqs
+        if segment.done is not None:
+            report["items"].append(segment.done)
+            continue
+        try:
+            result = file_batch(settings, batch_id, code_text, seqs=seqs, mode=FilingMode.new, check_count=by_sheets)
+        except ScanstationError as err:
+            problems.append(_problem(err.reason_code, err.message, seqs[0] if seqs else None))
+            continue
+        except Exception as err:  # noqa: BLE001 - the batch and its PDF stand; filing is retried by hand
+            log.exception("batch %s: filing into %s failed", batch_id, code_text)
+            problems.append(
+                _problem("filing_error", f"Filing into {code_text} failed: {err}", seqs[0] if seqs else None)
+            )
+            continue
+        report["items"].append(_filed_entry(result.archival_code, seqs, result.pages_filed, result.page_check))
+    return report
