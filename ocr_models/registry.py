@@ -14,6 +14,7 @@ from pathlib import Path
 from ocr_models.base import OcrEngine
 from workers.durable import sha256_of
 from workers.errors import ConfigError, MissingProgram
+from workers.exec import tesseract
 
 DEFAULT_ENGINE = "rapidocr"  # chosen by the benchmark: see ocr_models/README.md
 
@@ -84,12 +85,12 @@ ENGINES: dict[str, EngineInfo] = {
 
 def model_dir(name: str) -> Path:
     if name == "rapidocr":
+        # Imported when chosen: the engine modules load their runtime (onnxruntime) on import, which a
+        # station reading with Tesseract, or a command that only checks settings, should not pay for.
         from ocr_models.rapidocr import package_dir
 
         return package_dir() / "models"
-    from workers.exec.tesseract import tessdata_dir
-
-    return tessdata_dir()
+    return tesseract.tessdata_dir()
 
 
 @functools.cache
@@ -99,8 +100,6 @@ def check(name: str, languages: str = "") -> EngineInfo:
     if info is None:
         raise ConfigError(f"Unknown OCR engine {name!r}; known: {', '.join(ENGINES)}.")
     if name == "tesseract":
-        from workers.exec import tesseract
-
         tesseract.check(languages or info.languages)
     folder = model_dir(name)
     for model in info.models:

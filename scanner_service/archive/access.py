@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.orm import Session
 
+from scanner_service.archive.filing import find_item
 from scanner_service.archive.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry
 from scanner_service.exceptions import Forbidden, NotFound
 
@@ -68,8 +69,6 @@ def may_see(session: Session, token: ApiToken, item: Item) -> bool:
 
 def visible_item(session: Session, token: ApiToken, text: str) -> Item:
     """The item ``text`` names, if the token may see it; otherwise NotFound (the same answer as no item)."""
-    from scanner_service.archive.filing import find_item
-
     item = find_item(session, text)
     if item is None or not may_see(session, token, item):
         raise NotFound(f"No item {text} that this token may see.")
