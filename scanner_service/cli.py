@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from scanner_service.archive.layout import Layout
 from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings, build_settings
 from scanner_service.station import lifeline
@@ -201,7 +202,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     settings = _settings(args)
     migrate(settings.effective_database_url)
     with session_scope(settings.effective_database_url) as session:
-        report = audit(session, settings.archive_dir, fonds=args.fonds)
+        report = audit(session, Layout.of(settings).archive, fonds=args.fonds)
     for line in report.lines():
         print(line)
     mib = report.bytes_read / 2**20

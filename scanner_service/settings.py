@@ -48,18 +48,6 @@ class Settings(BaseSettings):
     jpeg_quality: int = 80
 
     @property
-    def spool_dir(self) -> Path:
-        return self.data / "spool"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.data / "quarantine"
-
-    @property
-    def archive_dir(self) -> Path:
-        return self.data / "archive"
-
-    @property
     def redis_dir(self) -> Path:
         return self.data / "redis"
 

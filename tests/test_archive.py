@@ -17,6 +17,7 @@ from PIL import Image
 
 from scanner_service.api.app import create_app
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ApiToken, Batch, BatchState
 from scanner_service.archive.tokens import create_token
 from scanner_service.cli import main as cli
@@ -69,11 +70,11 @@ def test_a_batch_named_by_its_code_is_filed_and_served(filed: Batch, client: Tes
     admin = bearer(station_env)
     item = client.get(URL, headers=admin).json()
     assert item["pages_filed"] == 2 and item["fonds"] == "C015" and item["year"] == 2013
-    folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
+    folder = Layout.of(station_env).archive / "C015" / "WS" / "2013" / CODE
     masters = sorted(p.name for p in folder.glob(f"{CODE}-*"))
     assert masters == [f"{CODE}-0001.jpg", f"{CODE}-0002.jpg"], "masters: 档号 + page serial, blank back left out"
     assert (folder / masters[0]).read_bytes() == (
-        station_env.spool_dir / str(filed.id) / "originals" / "scan_0001.jpg"
+        Layout.of(station_env).spool / str(filed.id) / "originals" / "scan_0001.jpg"
     ).read_bytes()
 
     reply = client.get(f"{URL}/pdf", headers=admin)
@@ -116,7 +117,7 @@ def test_readers_see_only_open_items_of_their_fonds_and_every_view_is_logged(
 
     opened = client.put(URL, json={"open_status": " Open ", "title": "农村土地承包经营权合同"}, headers=archivist)
     assert opened.status_code == 200 and opened.json()["open_status"] == "开放"
-    folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
+    folder = Layout.of(station_env).archive / "C015" / "WS" / "2013" / CODE
     assert '"title": "农村土地承包经营权合同"' in (folder / "item.json").read_text(encoding="utf-8")
     assert client.get(f"{URL}/pdf", headers=outsider).status_code == 404, "another fonds' reader never sees it"
     got = client.get(f"{URL}/pdf", params={"purpose": "土地承包纠纷"}, headers=reader)
@@ -185,10 +186,10 @@ def test_a_rescan_appends_inserts_and_replaces_pages_in_order(
         (rescan.id, 1),
         (filed.id, 2),
     ]
-    folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
+    folder = Layout.of(station_env).archive / "C015" / "WS" / "2013" / CODE
     assert sorted(p.name for p in folder.glob(f"{CODE}-*")) == [f"{CODE}-000{n}.jpg" for n in (1, 2, 3)]
     assert (folder / f"{CODE}-0003.jpg").read_bytes() == (
-        station_env.spool_dir / str(filed.id) / "originals" / "scan_0003.jpg"
+        Layout.of(station_env).spool / str(filed.id) / "originals" / "scan_0003.jpg"
     ).read_bytes()
     kept = list((folder / "replaced").rglob("*.jpg"))
     assert len(kept) == 1, "a replaced master is kept, never deleted"
@@ -257,7 +258,7 @@ def test_audit_reports_a_changed_and_a_missing_file(
     data = ["--data", str(station_env.data)]
     assert cli(["audit", *data]) == 0
     assert ", OK," in capsys.readouterr().out
-    folder = station_env.archive_dir / "C015" / "WS" / "2013" / CODE
+    folder = Layout.of(station_env).archive / "C015" / "WS" / "2013" / CODE
     master = folder / f"{CODE}-0002.jpg"
     raw = bytearray(master.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
@@ -386,7 +387,7 @@ def test_a_volume_arranged_code_is_filed_under_its_volume_and_item(
         3,
         7,
     )
-    folder = station_env.archive_dir / "C015" / "KU" / "1998" / volume_code
+    folder = Layout.of(station_env).archive / "C015" / "KU" / "1998" / volume_code
     assert [p.name for p in folder.glob(f"{volume_code}-*")] == [f"{volume_code}-0001.jpg"]
 
 

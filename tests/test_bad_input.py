@@ -134,7 +134,7 @@ def test_unusable_file_with_a_long_name_inside_a_folder(
     assert LONG in (batch.error or "")
     kept = intake.quarantine_path(station_env, batch)
     assert (kept / LONG).read_text(encoding="utf-8") == "扫描备注：这不是图像"
-    all_names_fit(station_env.quarantine_dir)
+    all_names_fit(Layout.of(station_env).quarantine)
     [note] = kept.glob("*.reason.txt")
     text = note.read_text(encoding="utf-8")
     assert text.startswith(LONG + "\n") and "not a scan" in text, "the note keeps the whole name"
@@ -151,7 +151,7 @@ def test_unusable_file_with_a_long_name_alone(station_env: Settings, redis_conn:
     assert batch.name == LONG and LONG in (batch.error or "")
     kept = intake.quarantine_path(station_env, batch)
     assert name_bytes(kept) <= 255 and (kept / LONG).exists()
-    all_names_fit(station_env.quarantine_dir)
+    all_names_fit(Layout.of(station_env).quarantine)
     assert not (station_env.inbox / LONG).exists()
 
 

@@ -39,6 +39,7 @@ from scanner_service.archive.catalogue_store import ensure_fonds
 from scanner_service.archive.db import get_engine, migrate, session_scope
 from scanner_service.archive.filing import FilingRefused, steps
 from scanner_service.archive.fixity import audit
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Base, Batch, Event, Fonds, Item, Original
 from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
 from scanner_service.exceptions import DiskFull, FilingInterrupted, ReadOnlyStorage
@@ -174,17 +175,17 @@ def _agree(settings: Settings) -> None:
     """The catalogue and the archive agree: audit clean, no filing pending, each master holds its own
     page and nothing else is beside it, the PDF has every page, item.json lists them."""
     with session_scope(settings.effective_database_url) as session:
-        report = audit(session, settings.archive_dir)
+        report = audit(session, Layout.of(settings).archive)
         assert (report.changed, report.missing, report.untracked, report.pending) == ([], [], [], []), report.lines()
         for item in session.scalars(select(Item)):
-            folder = settings.archive_dir / item.folder
+            folder = Layout.of(settings).archive / item.folder
             masters = sorted(p.name for p in folder.glob(f"{item.archival_code}-*"))
             assert masters == sorted(p.master_name for p in item.pages), "one master per page, no more"
             for page in item.pages:
                 original = session.scalars(
                     select(Original).where(Original.batch_id == page.batch_id).order_by(Original.seq)
                 ).all()[(page.batch_seq or 0) - 1]
-                stored = settings.spool_dir / str(page.batch_id) / "originals" / original.stored_name
+                stored = Layout.of(settings).spool / str(page.batch_id) / "originals" / original.stored_name
                 assert (folder / page.master_name).read_bytes() == stored.read_bytes(), (
                     f"{page.master_name} must be batch {page.batch_id}'s page {page.batch_seq}"
                 )
@@ -402,7 +403,7 @@ def test_a_sigkill_at_any_step_is_finished_or_undone_at_the_next_start(
     settings = how.start(template, tmp_path)
     _killed_at(settings, how, template, step)
     with session_scope(settings.effective_database_url) as session:
-        assert audit(session, settings.archive_dir).pending == [how.target], "the journal tells what was cut off"
+        assert audit(session, Layout.of(settings).archive).pending == [how.target], "the journal tells what was cut off"
     committed = step not in steps.BEFORE_COMMIT
     assert filing.recover_journals(settings) == [(how.target, "finished" if committed else "undone")]
     _check_settled(settings, how, template, filed=committed)
@@ -430,7 +431,7 @@ def _mount(*args: str) -> None:
 def _archive_on_tmpfs(settings: Settings, free: int | None = None) -> Iterator[Path]:
     """The station's archive folder on a tmpfs holding what the archive held, with ``free`` bytes
     left (or plenty)."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     saved = archive.with_name("archive-saved")
     archive.rename(saved)
     archive.mkdir()

@@ -15,6 +15,7 @@ import redis
 from rq import SimpleWorker
 
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, PageState
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
@@ -70,7 +71,7 @@ def test_batch_becomes_a_searchable_pdfa(station_env: Settings, redis_conn: redi
     assert last.index("农村土地承包经营权合同") < last.index("侯福") < last.index("萧桂霞") < last.index("签订日期")
     assert not re.search(r"[\u4e00-\u9fff] +[\u4e00-\u9fff]", text)
     # The masters are kept as scanned.
-    originals = Path(station_env.spool_dir / str(batch.id) / "originals")
+    originals = Path(Layout.of(station_env).spool / str(batch.id) / "originals")
     for original in batch.originals:
         assert (originals / original.name).read_bytes() == (SAMPLE / original.name).read_bytes()
 
@@ -142,6 +143,6 @@ def test_page_job_run_twice_changes_nothing(station_env: Settings, redis_conn: r
     batch = one_batch(station_env)
     assert process_page(batch.pages[0].id) == "done"
     assert q.get_queue(redis_conn).count == 0, "no second assembly job"
-    meta = json.loads((station_env.spool_dir / str(batch.id) / "pages" / "0001.json").read_text())
+    meta = json.loads((Layout.of(station_env).spool / str(batch.id) / "pages" / "0001.json").read_text())
     assert meta["text"]["lines"] == []
-    assert os.path.exists(station_env.spool_dir / str(batch.id) / "pages" / "0001.jpg")
+    assert os.path.exists(Layout.of(station_env).spool / str(batch.id) / "pages" / "0001.jpg")

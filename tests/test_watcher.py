@@ -150,7 +150,7 @@ def test_bad_file_is_a_failed_batch_kept_in_quarantine(
     assert batch.error_code == code
     assert name in batch.error and len(batch.error) > len(name) + 20, batch.error
     assert queued_page_jobs(redis_conn) == []
-    kept = list(station_env.quarantine_dir.rglob(name))
+    kept = list(Layout.of(station_env).quarantine.rglob(name))
     assert len(kept) == 1 and kept[0].read_bytes() == original_bytes, "the file must be kept, unchanged"
     assert (kept[0].parent / f"{name}.reason.txt").read_text(encoding="utf-8").strip()
 
@@ -165,7 +165,7 @@ def test_symlink_is_refused_and_its_target_untouched(
     [batch] = batches(station_env)
     assert batch.state == BatchState.failed and batch.error_code == "symlink"
     assert target.exists(), "the link's target is never moved or deleted"
-    assert any(p.is_symlink() for p in station_env.quarantine_dir.rglob("link.jpg"))
+    assert any(p.is_symlink() for p in Layout.of(station_env).quarantine.rglob("link.jpg"))
 
 
 def test_name_that_is_not_utf8(station_env: Settings, redis_conn: redis.Redis) -> None:

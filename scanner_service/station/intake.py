@@ -393,7 +393,7 @@ def move_to_spool(settings: Settings, batch: Batch, source: Path, *, copy: bool 
 def quarantine_path(settings: Settings, batch: Batch) -> Path:
     """The batch's folder in quarantine, ``<id>-<name>``; a long name is cut so the folder name always fits."""
     safe = display_name(batch.name).replace("/", "_")
-    return settings.quarantine_dir / fit_name(f"{batch.id:06d}-{safe}", NAME_MAX - len(_AGAIN))
+    return Layout.of(settings).quarantine / fit_name(f"{batch.id:06d}-{safe}", NAME_MAX - len(_AGAIN))
 
 
 def held_path(settings: Settings, batch: Batch, original: Original) -> Path:

@@ -36,6 +36,7 @@ import redis
 from ocr_models import registry
 from scanner_service.archive import filing
 from scanner_service.archive.db import migrate
+from scanner_service.archive.layout import Layout
 from scanner_service.exceptions import StationBusy
 from scanner_service.settings import Settings
 from scanner_service.station import lifeline
@@ -130,7 +131,7 @@ class Station:
         # What a dying child leaves (a Tesseract its work horse ran) comes to us, not to init: see _end_orphans.
         lifeline.become_subreaper()
         registry.check(s.ocr_engine, s.ocr_languages)
-        for folder in (s.data, s.inbox, s.spool_dir, s.quarantine_dir, s.archive_dir):
+        for folder in (s.data, s.inbox, Layout.of(s).spool, Layout.of(s).quarantine, Layout.of(s).archive):
             folder.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         try:

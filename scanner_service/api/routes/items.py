@@ -37,6 +37,7 @@ from scanner_service.api.schemas import (
 from scanner_service.archive import access, filing
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_store import describe_item
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ApiToken, Grant, Item, ItemPage, Role
 from scanner_service.exceptions import NotFound
 from scanner_service.settings import Settings
@@ -308,7 +309,7 @@ def get_item_pdf(
     cache = {"Cache-Control": "private, no-cache"}
     if not_modified(if_none_match, etag):
         return not_modified_response(etag, cache)
-    path = settings.archive_dir / item.folder / item.pdf_name
+    path = Layout.of(settings).archive / item.folder / item.pdf_name
     if not path.exists():
         raise NotFound(f"The PDF of {item.archival_code} is missing from the archive; run 'scanstation audit'.")
     if not is_head(request):

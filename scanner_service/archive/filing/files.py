@@ -324,7 +324,7 @@ def _thumbnail(usage: Path, target: Path) -> Digest:
 
 def _stage(settings: Settings, plan: _Plan, entry: journal.Journal) -> None:
     """New masters, usage images, thumbnails and the item's PDF/A (in the planned order), in staging."""
-    staging = settings.archive_dir / entry.staging
+    staging = Layout.of(settings).archive / entry.staging
     for page in plan.incoming:
         master = write_master(page.source, page.source_index, page.frames_used, staging / "new" / f"{page.seq:04d}")
         page.staged["master"] = master
@@ -334,7 +334,7 @@ def _stage(settings: Settings, plan: _Plan, entry: journal.Journal) -> None:
         thumb = staging / "pages" / f"{page.seq:04d}-thumb.jpg"
         page.staged["thumbnail"] = thumb, _thumbnail(usage, thumb)
         steps.reached(steps.STAGE_PAGE, plan.code_key)
-    filed_pages = settings.archive_dir / plan.folder / "pages"
+    filed_pages = Layout.of(settings).archive / plan.folder / "pages"
     pdf_pages = []
     for slot in plan.order:
         if isinstance(slot, _Existing):
@@ -370,7 +370,7 @@ class _Change:
 
 def _commit(settings: Settings, plan: _Plan, entry: journal.Journal, keep: str) -> FilingResult:
     """Every catalogue write, then the small files, then the journaled moves; commits on return."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     change = _Change(archive, archive / plan.folder, archive / entry.staging, archive / keep)
     with session_scope(settings.effective_database_url) as session:
         item, batch = _lock_item(session, plan)
@@ -614,7 +614,7 @@ def _reason(err: BaseException) -> str:
 @contextlib.contextmanager
 def _storage_errors(settings: Settings, code_key: str, batch_id: int) -> Iterator[None]:
     """Disk and catalogue failures as errors an operator can act on (raised once the filing is undone)."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     try:
         yield
     except OSError as err:

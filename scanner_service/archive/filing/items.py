@@ -112,12 +112,12 @@ def item_lock(settings: Settings, code_key: str, *, timeout: float | None = None
     """Only one filer per item at a time, across the processes and threads of this machine (released if
     a process dies). A thread that holds the lock may take it again. Yields True once held; with a
     ``timeout`` (seconds), yields False (holding nothing) if it could not be had in that time."""
-    key = (str(settings.archive_dir), code_key)
+    key = (str(Layout.of(settings).archive), code_key)
     held: set[tuple[str, str]] = _held.__dict__.setdefault("keys", set())
     if key in held:
         yield True
         return
-    locks = settings.archive_dir / LOCK_DIR
+    locks = Layout.of(settings).archive / LOCK_DIR
     locks.mkdir(parents=True, exist_ok=True)
     # Opened for reading: a lock must be taken on an archive turned read-only too, to find that out.
     fd = os.open(locks / f"{lock_name(code_key)}.lock", os.O_RDONLY | os.O_CREAT, 0o644)
@@ -205,7 +205,7 @@ def write_description(settings: Settings, session: Session, item: Item) -> None:
     that filing, which writes item.json from the catalogue itself — waiting longer here, inside a
     transaction, would keep that filing waiting for the catalogue in turn.
     """
-    folder = settings.archive_dir / item.folder
+    folder = Layout.of(settings).archive / item.folder
     if not item.pages_filed or not folder.is_dir():
         return
     with item_lock(settings, item.code_key, timeout=DESCRIPTION_LOCK_WAIT) as held:

@@ -42,6 +42,7 @@ from sqlalchemy import select
 
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.filing.items import item_lock, lock_name
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Item
 from scanner_service.exceptions import Conflict, FilingInterrupted
 from scanner_service.settings import Settings
@@ -80,7 +81,7 @@ class Journal:
 
 
 def journal_path(settings: Settings, code_key: str) -> Path:
-    return settings.archive_dir / JOURNAL_DIR / f"{lock_name(code_key)}.json"
+    return Layout.of(settings).archive / JOURNAL_DIR / f"{lock_name(code_key)}.json"
 
 
 def _save(settings: Settings, journal: Journal) -> None:
@@ -105,7 +106,7 @@ def begin(
     folders: list[str],
 ) -> Journal:
     """Write the journal of a new filing (``preparing``), then make the folders it needs."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     (archive / JOURNAL_DIR).mkdir(parents=True, exist_ok=True)
     created: list[str] = []
     for rel in folders:
@@ -135,7 +136,7 @@ def begin(
 
 def plan_moves(settings: Settings, journal: Journal, moves: list[tuple[Path, Path, bool]]) -> None:
     """Write the moves (from, to, aside) into the journal, which then says ``moving``; none is made yet."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     # A file may move twice (a renamed master goes to staging, then to its new name): it keeps its inode.
     located: dict[Path, tuple[int, int]] = {}
     planned = []
@@ -154,7 +155,7 @@ def plan_moves(settings: Settings, journal: Journal, moves: list[tuple[Path, Pat
 
 def move(settings: Settings, journal: Journal, step: Move) -> None:
     """Make one planned move; never over an existing file."""
-    src, dst = settings.archive_dir / step.src, settings.archive_dir / step.dst
+    src, dst = Layout.of(settings).archive / step.src, Layout.of(settings).archive / step.dst
     if os.path.lexists(dst):
         raise Conflict(
             f"{journal.archival_code}: {step.dst} is in the way (no filing wrote it; the audit lists it as "
@@ -166,10 +167,10 @@ def move(settings: Settings, journal: Journal, step: Move) -> None:
 
 def sync(settings: Settings, journal: Journal) -> None:
     """Flush the folders the moves changed, so the renames survive a power loss."""
-    folders = {(settings.archive_dir / m.src).parent for m in journal.moves}
-    folders |= {(settings.archive_dir / m.dst).parent for m in journal.moves}
+    folders = {(Layout.of(settings).archive / m.src).parent for m in journal.moves}
+    folders |= {(Layout.of(settings).archive / m.dst).parent for m in journal.moves}
     # A folder this filing created must itself be recorded in its parent.
-    folders |= {(settings.archive_dir / rel).parent for rel in journal.created}
+    folders |= {(Layout.of(settings).archive / rel).parent for rel in journal.created}
     for folder in sorted(folders):
         if folder.is_dir():
             durable.fsync_dir(folder)
@@ -198,7 +199,7 @@ def _lost(journal: Journal, step: Move, *, why: str = "is at neither place") -> 
 
 
 def _remove(settings: Settings, journal: Journal) -> None:
-    shutil.rmtree(settings.archive_dir / journal.staging, ignore_errors=True)
+    shutil.rmtree(Layout.of(settings).archive / journal.staging, ignore_errors=True)
     path = journal_path(settings, journal.code_key)
     path.unlink(missing_ok=True)
     durable.fsync_dir(path.parent)
@@ -206,7 +207,7 @@ def _remove(settings: Settings, journal: Journal) -> None:
 
 def finish(settings: Settings, journal: Journal) -> None:
     """The filing committed: make any move not made yet, remove staging (old PDF, old item.json) and journal."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     for n, step in enumerate(journal.moves):
         # A file that moves twice (parked, then renamed) is checked at its later move.
         moves_again = any((later.dev, later.ino) == (step.dev, step.ino) for later in journal.moves[n + 1 :])
@@ -220,7 +221,7 @@ def finish(settings: Settings, journal: Journal) -> None:
 
 def undo(settings: Settings, journal: Journal) -> None:
     """The filing did not commit: move every moved file back, last first; remove what it created."""
-    archive = settings.archive_dir
+    archive = Layout.of(settings).archive
     for n in reversed(range(len(journal.moves))):
         step = journal.moves[n]
         src, dst = archive / step.src, archive / step.dst
@@ -287,7 +288,7 @@ def recover_journals(settings: Settings, *, wait: bool = True) -> list[tuple[str
     time and reported as failed.
     """
     done: list[tuple[str, str]] = []
-    for journal in pending(settings.archive_dir):
+    for journal in pending(Layout.of(settings).archive):
         with item_lock(settings, journal.code_key, timeout=None if wait else 0.0) as held:
             if not held:
                 continue  # a filing of this item is running: its own process resolves it
