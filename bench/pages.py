@@ -1,0 +1,73 @@
+"""CPU seconds per page through the page pipeline, one thread, as a worker runs it.
+
+    python -m bench.pages PAGE... [--repeat 2] [--json OUT]
+
+A quick check of the imaging and OCR dependencies (numpy, OpenCV, onnxruntime) before a new lock is
+committed: run it in the old and the new environment on the same pages and compare. CPU time (user +
+system, from getrusage) barely moves when other processes load the machine; wall time does. Each page
+is run ``--repeat`` times and the best is kept. The text read is printed as a digest so two
+environments can be checked to read the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import resource
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from ocr_models.registry import build_engine
+from workers.exec import tesseract
+from workers.pipeline import process_page_image, warm_up
+
+VERSIONS = ("numpy", "opencv-python", "onnxruntime", "rapidocr-onnxruntime", "pillow")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.pages", description=__doc__.split("\n\n")[0])
+    parser.add_argument("pages", nargs="+", type=Path)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="write every figure and the text read here")
+    args = parser.parse_args(argv)
+    tesseract.single_thread_env()
+    cv2.setNumThreads(1)  # as the worker does: one page, one core
+    engine = build_engine("rapidocr", languages="", timeout=600)
+    with tempfile.TemporaryDirectory() as tmp:
+        warm_up(engine, Path(tmp))  # session set-up is paid once per worker, not per page
+    versions = {name: metadata.version(name) for name in VERSIONS}
+    print(" ".join(f"{k}={v}" for k, v in versions.items()), file=sys.stderr)
+    rows: list[dict[str, Any]] = []
+    for page in args.pages:
+        cpu, wall, text = [], [], ""
+        for _ in range(args.repeat):
+            c0, w0 = cpu_seconds(), time.perf_counter()
+            outcome = process_page_image(page, 0, engine=engine, max_pixels=10**9, render_dpi=300, min_confidence=60)
+            cpu.append(cpu_seconds() - c0)
+            wall.append(time.perf_counter() - w0)
+            text = outcome.text.text
+        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+        rows.append({"page": page.name, "cpu": min(cpu), "wall": min(wall), "chars": len(text), "text": text})
+        print(f"{page.name}\tcpu {min(cpu):.2f} s\twall {min(wall):.2f} s\t{len(text)} chars\t{digest}", flush=True)
+    total_cpu = sum(r["cpu"] for r in rows)
+    total_wall = sum(r["wall"] for r in rows)
+    print(f"total\tcpu {total_cpu:.2f} s\twall {total_wall:.2f} s\t{len(rows)} pages")
+    if args.json:
+        args.json.write_text(json.dumps({"versions": versions, "pages": rows}, ensure_ascii=False, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
