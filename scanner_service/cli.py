@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", parents=[common], help="create a token; the token alone is printed on stdout")
+    create = token_sub.add_parser("create", parents=[common], help="create a token; stdout is the token alone")
     create.add_argument("--role", required=True, choices=["admin", "archivist", "operator", "reader"])
     create.add_argument("--fonds", help="fonds code(s) (全宗号) the token is limited to, comma-separated")
     create.add_argument("--name")
