@@ -12,7 +12,12 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscrip
 	libgl1 libglib2.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps system venv lint bench clean
+# Every Python package pinned, with hashes: the dev lock for the Makefile's venv (run and test), the
+# runtime lock for the Docker image. Both made by `make lock` from pyproject.toml (see README).
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+.PHONY: run test deps system venv lint bench lock upgrade clean
 
 run: deps
 	$(VENV)/bin/scanstation up --data $(DATA) --inbox $(INBOX) --port $(PORT) --workers $(WORKERS)
@@ -36,11 +41,27 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: $(DEV_LOCK) pyproject.toml
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
+		echo "pyproject.toml asks for packages $(DEV_LOCK) does not pin: run 'make lock'"; exit 1; }
 	@touch $@
+
+# The locks from pyproject.toml, keeping every pin that still fits it (after adding or removing a
+# dependency). uv resolves against PyPI alone, whatever index pip is configured with.
+UV = $(VENV)/bin/uv
+UV_COMPILE = $(UV) pip compile pyproject.toml --universal --generate-hashes --quiet --custom-compile-command 'make lock'
+lock:
+	@[ -x $(UV) ] || { [ -x $(PY) ] || python3 -m venv $(VENV); $(PY) -m pip install -q uv; }
+	$(UV_COMPILE) --extra dev $(UV_ARGS) -o $(DEV_LOCK)
+	$(UV_COMPILE) --constraint $(DEV_LOCK) -o $(LOCK)
+
+# Every package to its newest release within pyproject.toml's bounds; then `make bench` before committing.
+upgrade:
+	$(MAKE) lock UV_ARGS=--upgrade
 
 lint: venv
 	$(VENV)/bin/ruff check scanner_service workers ocr_models tests
