@@ -13,6 +13,9 @@ RQ runs each page job in a work horse forked from the warmed-up worker; the chil
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
 import hashlib
 import json
 import os
@@ -88,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     engine = build_engine("rapidocr", languages="", timeout=600)
     with tempfile.TemporaryDirectory() as tmp:
         warm_up(engine, Path(tmp))  # session set-up is paid once per worker, not per page
+    gc.collect()  # and, as the worker does, the warm-up's freed memory goes back before the pages
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     versions = {name: metadata.version(name) for name in VERSIONS}
     print(" ".join(f"{k}={v}" for k, v in versions.items()), flush=True)
     rows: list[dict[str, Any]] = []
