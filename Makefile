@@ -46,9 +46,24 @@ $(VENV)/.installed: $(DEV_LOCK) pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
 	$(PY) -m pip install -q --no-deps -e .
-	@$(PY) -m pip check >/dev/null || { $(PY) -m pip check; \
-		echo "pyproject.toml asks for packages $(DEV_LOCK) does not pin: run 'make lock'"; exit 1; }
+	@$(PY) -c "$$LOCK_CHECK"
 	@touch $@
+
+# pyproject.toml's requirements (the dev extra too) against what the lock installed: a dependency
+# added without `make lock` stops here, named, instead of as an ImportError in some test.
+define LOCK_CHECK
+import sys
+from importlib import metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name as canon
+have = {canon(d.metadata['Name']): d.version for d in metadata.distributions()}
+need = [Requirement(r) for r in metadata.requires('scanstation') or []]
+need = [r for r in need if r.marker is None or r.marker.evaluate({'extra': 'dev'})]
+bad = [f'{r.name}{r.specifier}' for r in need if not r.specifier.contains(have.get(canon(r.name), '0.dev0'), prereleases=True)]
+if bad:
+    sys.exit('pyproject.toml asks for ' + ', '.join(bad) + ' that $(DEV_LOCK) does not pin: run make lock')
+endef
+export LOCK_CHECK
 
 # The locks from pyproject.toml, keeping every pin that still fits it (after adding or removing a
 # dependency). uv resolves against PyPI alone, whatever index pip is configured with.
