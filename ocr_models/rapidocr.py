@@ -40,11 +40,12 @@ def package_dir() -> Path:
 # RapidOCR builds its onnxruntime sessions with the CPU memory arena off, so every run mallocs its
 # tensors afresh; the largest (detection at 1280 px, a batch of long lines) exceed 32 MiB, the most
 # glibc's adaptive threshold allows in the heap, and are mmapped and unmapped on each run. In a work
-# horse freshly forked for a page that is a page fault for every 4 kB of them: measured on a dense form,
-# 1.9 M faults and 5 s of system time on top of 10 s of user time, any onnxruntime/numpy/OpenCV versions.
-# Heap blocks up to 64 MiB, and up to 256 MiB free at the heap's top kept, let the runs reuse them
-# (0.3 s system time; peak memory of the horse about 100 MB more). The onnxruntime arena does the same
-# but keeps the warm-up's memory in the worker before the fork (430 MB instead of 160).
+# horse freshly forked for a page that is a page fault for every 4 kB of them. Measured (bench/pages.py
+# --fork, 2026-12-01) on a dense form: 8.1 s user + 4.4 s system; with heap blocks up to 64 MiB, and up
+# to 256 MiB free at the heap's top kept, the runs reuse them: 8.1 + 0.65 s, the horse's peak 90 MB
+# more. On 10 pages (6 text pages, 4 forms) 58 → 50 CPU seconds with onnxruntime 1.32, 57 → 51.5 with 1.20.
+# The onnxruntime arena would do the same but keeps the warm-up's memory in the worker before the fork
+# (430 MB instead of 160).
 MMAP_THRESHOLD = 64 * 2**20
 TRIM_THRESHOLD = 256 * 2**20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
