@@ -7,11 +7,14 @@ RUN apt-get update \
       ghostscript poppler-utils qpdf redis-server libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# The pinned dependencies first (their layer is kept until the lock changes), then the package alone.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY scanner_service ./scanner_service
 COPY workers ./workers
 COPY ocr_models ./ocr_models
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir --no-deps . && pip check
 VOLUME ["/data", "/inbox"]
 EXPOSE 8000
 ENTRYPOINT ["scanstation"]

@@ -12,7 +12,12 @@ APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscrip
 	libgl1 libglib2.0-0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test deps system venv lint bench bench-scale clean
+# Every Python package pinned, with hashes: the dev lock for the Makefile's venv (run and test), the
+# runtime lock for the Docker image. Both made by `make lock` from pyproject.toml (see README).
+LOCK := requirements.lock
+DEV_LOCK := requirements-dev.lock
+
+.PHONY: run test deps system venv lint bench bench-scale lock upgrade clean
 
 run: deps
 	$(VENV)/bin/scanstation up --data $(DATA) --inbox $(INBOX) --port $(PORT) --workers $(WORKERS)
@@ -40,11 +45,42 @@ system:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: $(DEV_LOCK) pyproject.toml
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(DEV_LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	@$(PY) -c "$$LOCK_CHECK"
 	@touch $@
+
+# pyproject.toml's requirements (the dev extra too) against what the lock installed: a dependency
+# added without `make lock` stops here, named, instead of as an ImportError in some test.
+define LOCK_CHECK
+import sys
+from importlib import metadata
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name as canon
+have = {canon(d.metadata['Name']): d.version for d in metadata.distributions()}
+need = [Requirement(r) for r in metadata.requires('scanstation') or []]
+need = [r for r in need if r.marker is None or r.marker.evaluate({'extra': 'dev'})]
+bad = [f'{r.name}{r.specifier}' for r in need if not r.specifier.contains(have.get(canon(r.name), '0.dev0'), prereleases=True)]
+if bad:
+    sys.exit('pyproject.toml asks for ' + ', '.join(bad) + ' that $(DEV_LOCK) does not pin: run make lock')
+endef
+export LOCK_CHECK
+
+# The locks from pyproject.toml, keeping every pin that still fits it (after adding or removing a
+# dependency). uv resolves against PyPI alone, whatever index pip is configured with.
+UV = $(VENV)/bin/uv
+UV_COMPILE = $(UV) pip compile pyproject.toml --universal --generate-hashes --quiet --custom-compile-command 'make lock'
+lock:
+	@[ -x $(UV) ] || { [ -x $(PY) ] || python3 -m venv $(VENV); $(PY) -m pip install -q uv; }
+	$(UV_COMPILE) --extra dev $(UV_ARGS) -o $(DEV_LOCK)
+	$(UV_COMPILE) --constraint $(DEV_LOCK) -o $(LOCK)
+
+# Every package to its newest release within pyproject.toml's bounds; then `make bench` before committing.
+upgrade:
+	$(MAKE) lock UV_ARGS=--upgrade
 
 lint: venv
 	$(VENV)/bin/ruff check scanner_service workers ocr_models tests

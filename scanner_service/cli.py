@@ -175,7 +175,9 @@ def cmd_token(args: argparse.Namespace) -> int:
     migrate(settings.effective_database_url)
     with session_scope(settings.effective_database_url) as session:
         secret = create_token(session, role=args.role, fonds=args.fonds, name=args.name)
-    print(f"Token for role {args.role}" + (f", fonds {args.fonds}" if args.fonds else "") + " (shown once):")
+    # The token alone on stdout, so `TOKEN=$(scanstation token create ...)` works; the note to stderr.
+    note = f"Token for role {args.role}" + (f", fonds {args.fonds}" if args.fonds else "") + " (shown once)."
+    print(note, file=sys.stderr)
     print(secret)
     return 0
 
@@ -279,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="API tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
-    create = token_sub.add_parser("create", parents=[common], help="create a token; printed as the last line")
+    create = token_sub.add_parser("create", parents=[common], help="create a token; stdout is the token alone")
     create.add_argument("--role", required=True, choices=["admin", "archivist", "operator", "reader"])
     create.add_argument("--fonds", help="fonds code(s) (全宗号) the token is limited to, comma-separated")
     create.add_argument("--name")
@@ -309,12 +311,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+# The station's own packages log at INFO (pages, batches, restarts: the station's log); other libraries
+# only from WARNING up: alembic's migration steps and pikepdf's start-up notes are no news to an operator.
+OWN_LOGGERS = ("scanner_service", "workers", "ocr_models")
+
+
+def setup_logging(verbose: bool) -> None:
+    """Log lines to stderr: the station's INFO and everyone's warnings, or everything with -v."""
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        for name in OWN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except ScanstationError as err:
