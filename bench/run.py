@@ -6,9 +6,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -20,7 +17,7 @@ from bench.metrics import Metrics, blank_scores, run_metrics, station_blank_file
 from bench.ocrmypdf_run import JOBS, run_ocrmypdf
 from bench.report import Report, render, station_label, targets
 from bench.station import ISOLATING, run_station
-from bench.tools import BenchError
+from bench.tools import BenchError, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,10 +67,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the working folder (corpus, data, PDFs, logs)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.md and latest.json go")
     return parser.parse_args(argv)
-
-
-def log(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 def machine() -> dict[str, Any]:
@@ -175,19 +168,10 @@ def write_results(out: Path, text: str, raw: dict[str, Any], stem: str = "latest
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="scanstation-bench-"))
-    finished = False
-    try:
-        report, raw = benchmark(args, work)
-        finished = True
-    except BenchError as err:
-        log(str(err))
+    outcome = tools.in_work_folder("scanstation-bench-", args.keep, lambda work: benchmark(args, work))
+    if outcome is None:
         return 1
-    finally:
-        if args.keep or (not finished and any(work.iterdir())):
-            log(f"working folder kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    report, raw = outcome
     text = render(report)
     print(text, end="")
     raw["targets"] = [{"target": name, "pass": ok, "value": value} for name, ok, value in targets(report)]

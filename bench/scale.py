@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -15,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench import tools
 from bench.blocks import (
     MEMORY_FLOOR,
     MEMORY_TOLERANCE,
@@ -31,7 +30,6 @@ from bench.memory import MIB, Sample, TreeSampler
 from bench.metrics import pdf_pages
 from bench.run import RESULTS, Corpus, log, machine, prepare_corpus, write_results
 from bench.station import BATCH_NAME, StationRun, run_station
-from bench.tools import BenchError
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import Page, PageState
 from scanner_service.settings import Settings
@@ -280,19 +278,10 @@ def benchmark(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], lis
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="scanstation-scale-"))
-    finished = False
-    try:
-        raw, blocks, result = benchmark(args, work)
-        finished = True
-    except BenchError as err:
-        log(str(err))
+    outcome = tools.in_work_folder("scanstation-scale-", args.keep, lambda work: benchmark(args, work))
+    if outcome is None:
         return 1
-    finally:
-        if args.keep or (not finished and any(work.iterdir())):
-            log(f"working folder kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    raw, blocks, result = outcome
     text = render(raw, blocks, result)
     print(text, end="")
     write_results(args.out, text, raw, STEM)

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin when run as `.venv/bin/python -m bench`
+
+
+T = TypeVar("T")
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
 class BenchError(Exception):
@@ -74,3 +85,22 @@ def kill_tree(pid: int) -> None:
             proc.kill()
         except psutil.Error:
             continue
+
+
+def in_work_folder(prefix: str, keep: bool, run: Callable[[Path], T]) -> T | None:
+    """Run ``run`` in a fresh temporary folder; None (the error logged) on a BenchError. The folder is
+    removed afterwards unless ``keep``, or unless the run failed and left something worth a look."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    finished = False
+    try:
+        result = run(work)
+        finished = True
+        return result
+    except BenchError as err:
+        log(str(err))
+        return None
+    finally:
+        if keep or (not finished and any(work.iterdir())):
+            log(f"working folder kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from scanner_service.archive.db import migrate
+from scanner_service.archive.layout import Layout
 from scanner_service.settings import Settings, build_settings
 from workers.exec import redis_server
 
@@ -113,3 +116,41 @@ def copy_sample(target: Path, names: list[str] | None = None) -> list[Path]:
         shutil.copy(f, dest)
         out.append(dest)
     return out
+
+
+# ---- a real small file system for the archive: full or read-only disks -----------------------------
+
+PLENTY = 256 << 20  # bytes: a tmpfs the filings never fill
+
+
+def mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def archive_on_tmpfs(settings: Settings, free: int | None = None) -> Iterator[Path]:
+    """The station's archive folder on a tmpfs holding what the archive held, with ``free`` bytes
+    left (or plenty)."""
+    archive = Layout.of(settings).archive
+    archive.mkdir(parents=True, exist_ok=True)
+    saved = archive.with_name("archive-saved")
+    archive.rename(saved)
+    archive.mkdir()
+    try:
+        mount("-t", "tmpfs", "-o", f"size={PLENTY}", "tmpfs", str(archive))
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        archive.rmdir()
+        saved.rename(archive)
+        pytest.skip(f"cannot mount a tmpfs here ({err}); the filing hook tests inject ENOSPC and EROFS instead")
+    try:
+        shutil.copytree(saved, archive, dirs_exist_ok=True)
+        if free is not None:
+            mount("-o", f"remount,size={used_bytes(archive) + free}", str(archive))
+        yield archive
+    finally:
+        subprocess.run(["umount", "-l", str(archive)], check=False, capture_output=True)
+
+
+def used_bytes(archive: Path) -> int:
+    st = os.statvfs(archive)
+    return (st.f_blocks - st.f_bfree) * st.f_frsize

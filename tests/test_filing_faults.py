@@ -13,14 +13,12 @@ works on its own copy of that data folder, with the real file system and a real 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import multiprocessing
 import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -45,7 +43,7 @@ from scanner_service.archive.separator_sheets import SeparatorEntry, render_sepa
 from scanner_service.exceptions import DiskFull, FilingInterrupted, ReadOnlyStorage
 from scanner_service.settings import Settings, build_settings
 from scanner_service.station.watcher import Watcher
-from tests.conftest import copy_sample
+from tests.conftest import PLENTY, archive_on_tmpfs, copy_sample, mount, used_bytes
 from tests.test_pipeline import run_queue
 
 pytestmark = pytest.mark.slow
@@ -56,7 +54,6 @@ BATCH_A = ["scan_0004.jpg", "scan_0002.jpg"]  # filed first: the item's two page
 BATCH_B = ["scan_0001.jpg", "scan_0003.jpg"]  # the rescan
 RUN = [0, "scan_0004.jpg", "scan_0002.jpg", 1, "scan_0001.jpg"]  # sheet, 2 pages, sheet, 1 page
 
-PLENTY = 256 << 20  # bytes: a tmpfs the filings never fill
 Pages = dict[str, list[tuple[int, int]]]  # 档号 -> its pages as (batch, batch page), in order
 
 
@@ -423,47 +420,15 @@ def test_filing_again_after_a_crash_resolves_the_journal_first(template: Templat
 # ---- the archive's disk: full, read-only ---------------------------------------------------------
 
 
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def _archive_on_tmpfs(settings: Settings, free: int | None = None) -> Iterator[Path]:
-    """The station's archive folder on a tmpfs holding what the archive held, with ``free`` bytes
-    left (or plenty)."""
-    archive = Layout.of(settings).archive
-    saved = archive.with_name("archive-saved")
-    archive.rename(saved)
-    archive.mkdir()
-    try:
-        _mount("-t", "tmpfs", "-o", f"size={PLENTY}", "tmpfs", str(archive))
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        archive.rmdir()
-        saved.rename(archive)
-        pytest.skip(f"cannot mount a tmpfs here ({err}); the hook tests inject ENOSPC and EROFS instead")
-    try:
-        shutil.copytree(saved, archive, dirs_exist_ok=True)
-        if free is not None:
-            _mount("-o", f"remount,size={_used(archive) + free}", str(archive))
-        yield archive
-    finally:
-        subprocess.run(["umount", "-l", str(archive)], check=False, capture_output=True)
-
-
-def _used(archive: Path) -> int:
-    st = os.statvfs(archive)
-    return (st.f_blocks - st.f_bfree) * st.f_frsize
-
-
 def _need(template: Template, tmp_path: Path) -> int:
     """The most an insert adds to the archive at any step (measured on a roomy tmpfs)."""
     settings = FILINGS["insert_front"].start(template, tmp_path / "measure")
-    with _archive_on_tmpfs(settings) as archive:
-        start, peak = _used(archive), 0
+    with archive_on_tmpfs(settings) as archive:
+        start, peak = used_bytes(archive), 0
 
         def measure(_step: str, _code_key: str) -> None:
             nonlocal peak
-            peak = max(peak, _used(archive))
+            peak = max(peak, used_bytes(archive))
 
         steps.hook = measure
         try:
@@ -482,13 +447,13 @@ def test_a_full_archive_disk_files_nothing_and_files_once_when_space_is_back(
     need = _need(template, tmp_path)
     free = {"none": 0, "half": need // 2, "almost": need - os.sysconf("SC_PAGE_SIZE")}[room]
     settings = how.start(template, tmp_path)
-    with _archive_on_tmpfs(settings, free) as archive:
+    with archive_on_tmpfs(settings, free) as archive:
         with pytest.raises(DiskFull) as full:
             how.run(settings, template)
         assert full.value.code == "disk_full" and "disk is full" in full.value.message
         assert f"file batch {template.b} again" in full.value.message, "it says what to do"
         _check_settled(settings, how, template, filed=False)
-        _mount("-o", f"remount,size={PLENTY}", str(archive))  # space is back
+        mount("-o", f"remount,size={PLENTY}", str(archive))  # space is back
         _file_again(settings, how, template, filed=False)
     _release(settings)
 
@@ -496,13 +461,13 @@ def test_a_full_archive_disk_files_nothing_and_files_once_when_space_is_back(
 def test_a_read_only_archive_files_nothing(template: Template, tmp_path: Path) -> None:
     how = FILINGS["insert_front"]
     settings = how.start(template, tmp_path)
-    with _archive_on_tmpfs(settings) as archive:
-        _mount("-o", "remount,ro", str(archive))
+    with archive_on_tmpfs(settings) as archive:
+        mount("-o", "remount,ro", str(archive))
         with pytest.raises(ReadOnlyStorage) as refused:
             how.run(settings, template)
         assert refused.value.code == "read_only" and "cannot be written" in refused.value.message
         _check_settled(settings, how, template, filed=False)
-        _mount("-o", "remount,rw", str(archive))
+        mount("-o", "remount,rw", str(archive))
         _file_again(settings, how, template, filed=False)
     _release(settings)
 
@@ -512,16 +477,16 @@ def test_an_archive_turned_read_only_midway_is_undone_once_writable(
 ) -> None:
     how = FILINGS["insert_front"]
     settings = how.start(template, tmp_path)
-    with _archive_on_tmpfs(settings) as archive:
+    with archive_on_tmpfs(settings) as archive:
         # As a disk with errors is remounted read-only by the kernel: here after two moves.
-        monkeypatch.setattr(steps, "hook", _at(steps.MOVE_IN, CODE, lambda: _mount("-o", "remount,ro", str(archive))))
+        monkeypatch.setattr(steps, "hook", _at(steps.MOVE_IN, CODE, lambda: mount("-o", "remount,ro", str(archive))))
         with pytest.raises(FilingInterrupted) as stuck:
             how.run(settings, template)
         monkeypatch.undo()
         assert stuck.value.code == "filing_interrupted" and "next start" in stuck.value.message
         assert _pages(settings, [CODE]) == how.before(template), "the catalogue shows the item as it was"
         assert [outcome for _, outcome in filing.recover_journals(settings)][0].startswith("failed")
-        _mount("-o", "remount,rw", str(archive))
+        mount("-o", "remount,rw", str(archive))
         assert filing.recover_journals(settings) == [(CODE, "undone")]
         _check_settled(settings, how, template, filed=False)
         _file_again(settings, how, template, filed=False)

@@ -7,44 +7,21 @@ small file system (tmpfs) mounted over the archive folder.
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
-
 import pikepdf
 import pytest
 import redis
 
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.fixity import audit
-from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Item
 from scanner_service.settings import Settings
 from scanner_service.station.watcher import Watcher
-from tests.conftest import copy_sample
+from tests.conftest import PLENTY, archive_on_tmpfs, copy_sample, mount
 from tests.test_pipeline import run_queue
 
 pytestmark = pytest.mark.slow
 
 CODE = "C015-WS·2013-Y-BGS-0031"
-
-
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
-
-
-@contextlib.contextmanager
-def _archive_on_tmpfs(archive: Path, size: str) -> Iterator[Path]:
-    archive.mkdir(parents=True, exist_ok=True)
-    try:
-        _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(archive))
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        pytest.skip(f"cannot mount a tmpfs here ({err})")
-    try:
-        yield archive
-    finally:
-        subprocess.run(["umount", "-l", str(archive)], check=False, capture_output=True)
 
 
 def _batch(settings: Settings) -> Batch:
@@ -59,10 +36,9 @@ def test_a_filing_the_archive_refuses_waits_and_files_once_it_can(
     fault: str, station_env: Settings, redis_conn: redis.Redis
 ) -> None:
     settings = station_env.model_copy(update={"filing_retry_seconds": 0.0})
-    layout = Layout.of(settings)
-    with _archive_on_tmpfs(layout.archive, "64k" if fault == "disk_full" else "64m") as archive:
+    with archive_on_tmpfs(settings, free=64 << 10 if fault == "disk_full" else None) as archive:
         if fault == "read_only":
-            _mount("-o", "remount,ro", str(archive))
+            mount("-o", "remount,ro", str(archive))
         folder = settings.inbox / CODE
         copy_sample(folder, ["scan_0001.jpg", "scan_0003.jpg"])  # two text pages, about 2.6 MB of masters
         (folder / ".done").touch()
@@ -81,7 +57,7 @@ def test_a_filing_the_archive_refuses_waits_and_files_once_it_can(
             assert session.query(Item).filter(Item.pages_filed > 0).count() == 0, "nothing half-filed"
 
         # Space is back (or the archive writable again): the sweep files the batch, once.
-        _mount("-o", "remount,rw,size=256m", str(archive))
+        mount("-o", f"remount,rw,size={PLENTY}", str(archive))
         watcher.sweep()
         run_queue(redis_conn)
         watcher.sweep()  # a second sweep finds nothing more to do

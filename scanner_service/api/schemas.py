@@ -4,14 +4,14 @@ is checked against."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from scanner_service.archive.archival_code import YEAR_MAX, YEAR_MIN
-from scanner_service.archive.models import BatchState, PageState
+from scanner_service.archive.models import BatchState, PageState, as_utc
 
 INT32_MAX = 2**31 - 1
 """The largest id, page number, count or offset a client may send: the catalogue's integer columns are
@@ -40,12 +40,6 @@ FilterText = Annotated[str | None, Query(max_length=128, pattern=NO_NUL)]
 """A text to filter on (fonds, category, who, …): short, and without NUL."""
 Id = Annotated[int, Field(strict=True, ge=1, le=INT32_MAX)]
 """An id or page number in a request body. Strict: JSON's false is not the number 0 (nor 1.5 the number 1)."""
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A time as UTC; a time without an offset is taken as UTC (SQLite keeps no offset, so every time
-    stored and compared is UTC)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -22,7 +22,7 @@ from scanner_service.archive import filing
 from scanner_service.archive.batches import claim_assembly
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.layout import stored_path
-from scanner_service.archive.models import Batch, BatchState, Page, PageState
+from scanner_service.archive.models import Batch, BatchState, Page, PageState, as_utc
 from scanner_service.exceptions import CatalogueBusy, DiskFull, ReadOnlyStorage
 from scanner_service.settings import Settings
 from scanner_service.station import intake
@@ -215,7 +215,7 @@ class Watcher:
             problems = (report or {}).get("problems") or []
             if not problems or any(p.get("code") not in RETRY_FILING for p in problems):
                 continue
-            if finished is not None and (finished if finished.tzinfo else finished.replace(tzinfo=UTC)) > due:
+            if finished is not None and as_utc(finished) > due:
                 continue
             if q.job_is_active(self.connection, q.assembly_job_id(batch_id)):
                 continue
