@@ -73,8 +73,8 @@ def test_batch_list_and_detail_show_pages_and_reasons(
     (folder / ".done").touch()
     (station_env.inbox / "invalid.pdf").write_bytes((REAL / "invalid.pdf").read_bytes())
     watcher = Watcher(station_env, redis_conn)
-    watcher.poll()
-    watcher.poll(now=10_000)  # the loose file has been quiet long enough
+    watcher.poll(now=0)
+    watcher.poll(now=10_000)  # the loose file has been quiet long enough (a clock of our own, not the machine's uptime)
     headers = token(station_env, "operator")
     listing = client.get("/api/batches", headers=headers).json()
     assert [b["name"] for b in listing] == ["invalid.pdf", "C015-WS·2013-Y-BGS-0001"]
