@@ -75,6 +75,7 @@ class StationBusy(ScanstationError):
         super().__init__(message, reason_code=reason_code)
         self.pid = pid
 
+
 class StorageError(ScanstationError):
     """The archive's disk refused a write: nothing was filed (or it is undone at the next start)."""
 

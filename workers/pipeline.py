@@ -34,6 +34,29 @@ class PageFlag(str, enum.Enum):
     failed = "failed"  # the page could not be processed (its reason is on the page)
 
 
+AUTO = "auto"  # Choices.crop: the station finds the sheet's edges itself
+
+
+@dataclass(frozen=True)
+class Choices:
+    """A person's corrections, used when a page is derived again from its master; ``None`` (and crop
+    ``AUTO``) leaves that decision to the station, as on a first run.
+
+    ``turn``: the whole clockwise quarter-turn that makes the page upright (the station's turn with the
+    person's added); ``skew_deg``: the fine angle to straighten by; ``crop``: a box ``(x0, y0, x1, y1)``
+    on the master (before any turn), ``None`` for no crop at all; ``blank``: whether the page is blank.
+    """
+
+    turn: int | None = None
+    skew_deg: float | None = None
+    crop: tuple[int, int, int, int] | None | str = AUTO
+    blank: bool | None = None
+
+    @property
+    def none(self) -> bool:
+        return self == Choices()
+
+
 @dataclass
 class PageOutcome:
     image: Image.Image
@@ -44,25 +67,51 @@ class PageOutcome:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def straighten(image: Image.Image, dpi: float, reader: LineReader) -> tuple[Image.Image, Orientation, dict[str, Any]]:
-    """Orientation → deskew → border crop, each decided on the page as it is after the previous one."""
+def straighten(
+    image: Image.Image, dpi: float, reader: LineReader, choices: Choices | None = None
+) -> tuple[Image.Image, Orientation, dict[str, Any]]:
+    """Orientation → deskew → border crop, each decided on the page as it is after the previous one,
+    unless a person chose it (``choices``): a chosen crop box is cut from the master first, a chosen turn
+    or angle is used as it is."""
+    choices = choices or Choices()
     if image.mode not in ("L", "RGB"):
         image = image.convert("L" if image.mode in ("1", "I;16", "I", "F") else "RGB")
-    orientation = detect_orientation(image, reader, dpi)
+    if isinstance(choices.crop, tuple):
+        x0, y0, x1, y1 = choices.crop
+        image = image.crop((max(0, x0), max(0, y0), min(image.width, x1), min(image.height, y1)))
+    if choices.turn is None:
+        orientation = detect_orientation(image, reader, dpi)
+    else:
+        orientation = Orientation(turn=choices.turn % 360, confidence=1.0, axis_ratio=0.0, reading=(0.0, 0.0))
     image = turn_upright(image, orientation.turn)
-    skew = orientation.skew if orientation.skew is not None else estimate_skew(image, dpi)
-    angle = skew.angle if skew.found else sheet_angle(image)  # a blank back: straighten the sheet itself
+    skew = None
+    if choices.skew_deg is None:
+        skew = orientation.skew if orientation.skew is not None else estimate_skew(image, dpi)
+        angle = skew.angle if skew.found else sheet_angle(image)  # a blank back: straighten the sheet itself
+    else:
+        angle = choices.skew_deg
     image = deskew(image, angle) if angle else image
-    image, border = crop_border(image)
+    box = None
+    if choices.crop == AUTO:
+        image, border = crop_border(image)
+        box = list(border.box) if border.box else None
     notes = {
         "turn": orientation.turn,
         "orientation_confidence": orientation.confidence,
         "skew_deg": round(angle or 0.0, 3),
-        "skew_from": "text" if skew.found else "sheet edges" if angle is not None else None,
-        "skew_lines": skew.lines,
-        "crop": list(border.box) if border.box else None,
+        "skew_from": _skew_source(skew, angle),
+        "skew_lines": skew.lines if skew is not None else 0,
+        "crop": box if choices.crop == AUTO else list(choices.crop) if isinstance(choices.crop, tuple) else None,
+        "crop_from": "station" if choices.crop == AUTO else "person",
+        "turn_from": "station" if choices.turn is None else "person",
     }
     return image, orientation, notes
+
+
+def _skew_source(skew: Any, angle: float | None) -> str | None:
+    if skew is None:
+        return "person"
+    return "text" if skew.found else "sheet edges" if angle is not None else None
 
 
 def process_page_image(
@@ -74,12 +123,17 @@ def process_page_image(
     render_dpi: int,
     min_confidence: float,
     reader: LineReader | None = None,
+    choices: Choices | None = None,
 ) -> PageOutcome:
-    """Load → orientation, deskew, border → blank? → OCR, and the flags that send a batch to review."""
+    """Load → orientation, deskew, border → blank? → OCR, and the flags that send a batch to review.
+
+    With ``choices`` (a person's corrections) the page is derived again: what the person chose is used
+    instead of the station's decision, and a page a person corrected is never taken for a separator sheet.
+    """
     loaded = load_page(source, index, max_pixels=max_pixels, render_dpi=render_dpi)
     dpi = min(loaded.dpi)
     details: dict[str, Any] = {"notes": list(loaded.notes)}
-    mark = read_separator(loaded.image, dpi)
+    mark = read_separator(loaded.image, dpi) if choices is None else None
     if mark is not None:
         # A separator sheet: it splits the run and names the item; nothing on it is read or filed.
         details["separator"] = asdict(mark)
@@ -88,19 +142,22 @@ def process_page_image(
         return PageOutcome(
             image=sheet, dpi=loaded.dpi, text=text, blank=False, flags=[PageFlag.separator], details=details
         )
-    image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader())
+    image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader(), choices)
     details.update(notes)
     flags: list[PageFlag] = []
     verdict = detect_blank(image, dpi=dpi)
     details["ink_ratio"] = round(verdict.ink_ratio, 5)
-    if verdict.blank:
+    blank = verdict.blank if choices is None or choices.blank is None else choices.blank
+    if choices is not None and choices.blank is not None:
+        details["blank_from"] = "person"
+    if blank:
         flags.append(PageFlag.blank)
         text = PageText(width=image.width, height=image.height, engine=engine.name)
     else:
         if not orientation.sure:
             flags.append(PageFlag.orientation_unsure)
         text = engine.recognise(image)
-        if printed_heading_read(text.text):
+        if choices is None and printed_heading_read(text.text):
             details["separator"] = asdict(
                 SeparatorMark(None, readable=False, detail="the sheet's heading was read, but none of its codes")
             )
@@ -117,7 +174,7 @@ def process_page_image(
         # The file's resolution makes no paper size: read at an inferred one, which a person should check.
         flags.append(PageFlag.resolution_mismatch)
         details["stated_dpi"] = list(loaded.stated_dpi)
-    return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=verdict.blank, flags=flags, details=details)
+    return PageOutcome(image=image, dpi=loaded.dpi, text=text, blank=blank, flags=flags, details=details)
 
 
 def warm_up(engine: OcrEngine, folder: Path) -> None:

@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from scanner_service.archive.access import Caller
 from scanner_service.archive.db import session_scope
-from scanner_service.archive.models import ApiToken
 from scanner_service.archive.tokens import authenticate
 from scanner_service.exceptions import Unauthorized
 from scanner_service.settings import Settings
@@ -35,10 +35,10 @@ bearer = HTTPBearer(auto_error=False, description="A token from 'scanstation tok
 
 def current_token(
     session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> ApiToken:
+) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("This needs an API token: send 'Authorization: Bearer <token>'.")
-    return authenticate(session, credentials.credentials)
+    return Caller.of_token(authenticate(session, credentials.credentials))
 
 
-CurrentToken = Annotated[ApiToken, Depends(current_token)]
+CurrentToken = Annotated[Caller, Depends(current_token)]

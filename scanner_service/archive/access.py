@@ -11,6 +11,7 @@ Hidden items answer 404, as if they did not exist: a reader learns nothing from 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,30 +19,61 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.orm import Session
 
 from scanner_service.archive.filing import find_item
-from scanner_service.archive.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry
+from scanner_service.archive.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry, User
 from scanner_service.exceptions import Forbidden, NotFound
 
 OPEN_VALUES = ("开放",)  # as stored: catalogue_store.normal_open_status writes every "open" this way
 STAFF = (Role.admin, Role.archivist, Role.operator)
 
 
-def fonds_scope(token: ApiToken) -> list[str] | None:
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a system with an API token, or a person logged in with a name and password.
+
+    Both have a role and fonds; what either may see and do is decided by those alone. ``token_id`` or
+    ``user_id`` says which it is (for grants, the access log and the record of corrections).
+    """
+
+    name: str
+    role: Role
+    fonds_list: tuple[str, ...] = ()
+    token_id: int | None = None
+    user_id: int | None = None
+
+    @classmethod
+    def of_token(cls, token: ApiToken) -> Caller:
+        return cls(name=token.name, role=token.role, fonds_list=tuple(token.fonds_list), token_id=token.id)
+
+    @classmethod
+    def of_user(cls, user: User) -> Caller:
+        return cls(name=user.name, role=user.role, fonds_list=tuple(user.fonds_list), user_id=user.id)
+
+    @property
+    def kind(self) -> str:
+        return "person" if self.user_id is not None else "token"
+
+    def attribution(self) -> dict[str, Any]:
+        """Who did something, as recorded with it (events, corrections)."""
+        return {"who": self.name, "kind": self.kind, "token_id": self.token_id, "user_id": self.user_id}
+
+
+def fonds_scope(token: Caller) -> list[str] | None:
     """The fonds the token is limited to; None = every fonds."""
     if token.role == Role.admin:
         return None
-    return token.fonds_list or None
+    return list(token.fonds_list) or None
 
 
-def require_role(token: ApiToken, *roles: Role) -> None:
+def require_role(token: Caller, *roles: Role) -> None:
     if token.role not in roles:
         allowed = ", ".join(r.value for r in roles)
-        raise Forbidden(f"This needs the role {allowed}; this token is {token.role.value}.")
+        raise Forbidden(f"This needs the role {allowed}; this {token.kind} is {token.role.value}.")
 
 
-def require_fonds(token: ApiToken, fonds: str) -> None:
+def require_fonds(token: Caller, fonds: str) -> None:
     scope = fonds_scope(token)
     if scope is not None and fonds.upper() not in scope:
-        raise Forbidden(f"This token is limited to fonds {', '.join(scope)}, not {fonds}.")
+        raise Forbidden(f"This {token.kind} is limited to fonds {', '.join(scope)}, not {fonds}.")
 
 
 def is_restricted(item: Item) -> bool:
@@ -49,16 +81,17 @@ def is_restricted(item: Item) -> bool:
     return bool(item.classification) or item.open_status not in OPEN_VALUES
 
 
-def _granted(token: ApiToken, item_id: Any) -> ColumnElement[bool]:
+def _granted(token: Caller, item_id: Any) -> ColumnElement[bool]:
     now = datetime.now(UTC)
+    holder = Grant.user_id == token.user_id if token.user_id is not None else Grant.token_id == token.token_id
     return exists().where(
-        Grant.token_id == token.id,
+        holder,
         Grant.item_id == item_id,
         or_(Grant.expires_at.is_(None), Grant.expires_at > now),
     )
 
 
-def may_see(session: Session, token: ApiToken, item: Item) -> bool:
+def may_see(session: Session, token: Caller, item: Item) -> bool:
     scope = fonds_scope(token)
     if scope is not None and item.fonds not in scope:
         return False
@@ -67,7 +100,7 @@ def may_see(session: Session, token: ApiToken, item: Item) -> bool:
     return bool(session.scalar(select(_granted(token, item.id))))
 
 
-def visible_item(session: Session, token: ApiToken, text: str) -> Item:
+def visible_item(session: Session, token: Caller, text: str) -> Item:
     """The item ``text`` names, if the token may see it; otherwise NotFound (the same answer as no item)."""
     item = find_item(session, text)
     if item is None or not may_see(session, token, item):
@@ -75,7 +108,7 @@ def visible_item(session: Session, token: ApiToken, text: str) -> Item:
     return item
 
 
-def item_filter(token: ApiToken) -> ColumnElement[bool]:
+def item_filter(token: Caller) -> ColumnElement[bool]:
     """The SQL condition on Item for the items the token may see (list, events)."""
     scope = fonds_scope(token)
     condition: ColumnElement[bool] = Item.fonds.in_(scope) if scope is not None else true()
@@ -88,7 +121,7 @@ def item_filter(token: ApiToken) -> ColumnElement[bool]:
     return condition
 
 
-def search_filter(token: ApiToken) -> ColumnElement[bool]:
+def search_filter(token: Caller) -> ColumnElement[bool]:
     """The SQL condition on SearchEntry (outer-joined to Item) for the pages the token may find.
 
     Pages of batches not filed yet are for staff only.
@@ -100,7 +133,7 @@ def search_filter(token: ApiToken) -> ColumnElement[bool]:
     return or_(filed, unfiled)
 
 
-def _batch_scope(token: ApiToken, fonds: Any) -> ColumnElement[bool]:
+def _batch_scope(token: Caller, fonds: Any) -> ColumnElement[bool]:
     """Batches a staff token sees: all, or those of its fonds; a limited operator also sees batches
     whose fonds is not known yet (named by no 档号), since it is the one who files them."""
     scope = fonds_scope(token)
@@ -111,7 +144,7 @@ def _batch_scope(token: ApiToken, fonds: Any) -> ColumnElement[bool]:
     return fonds.in_(scope)
 
 
-def may_see_batch(token: ApiToken, fonds: str | None) -> bool:
+def may_see_batch(token: Caller, fonds: str | None) -> bool:
     """The same rule as :func:`_batch_scope`, for one batch whose fonds is known (or None)."""
     scope = fonds_scope(token)
     if scope is None:
@@ -121,7 +154,7 @@ def may_see_batch(token: ApiToken, fonds: str | None) -> bool:
 
 def log_access(
     session: Session,
-    token: ApiToken,
+    token: Caller,
     item: Item,
     action: str,
     *,
@@ -133,7 +166,8 @@ def log_access(
     """Write one 利用登记 line: who, what, when, and why if the caller said."""
     session.add(
         AccessRecord(
-            token_id=token.id,
+            token_id=token.token_id,
+            user_id=token.user_id,
             who=token.name,
             role=token.role.value,
             action=action,

@@ -55,11 +55,23 @@ class PageState(str, enum.Enum):
 
 
 class EventKind(str, enum.Enum):
-    """What an event tells a downstream system (``GET /api/events``)."""
+    """What an event tells a downstream system (``GET /api/events``) or a watching person (``GET /api/stream``).
+
+    The item kinds are what ``GET /api/events`` lists by default; the stream carries every kind.
+    """
 
     item_filed = "item_filed"  # an item's first pages were filed
-    item_pages_changed = "item_pages_changed"  # pages appended, inserted or replaced
+    item_pages_changed = "item_pages_changed"  # pages appended, inserted, replaced, corrected, moved or withdrawn
     item_described = "item_described"  # its DA/T 18 description changed
+    batch_state = "batch_state"  # a batch changed state (receiving, queued, processing, done, needs_review, failed)
+    page_progress = "page_progress"  # a page started a stage or finished (state, stage, pages done)
+    page_flagged = "page_flagged"  # a page finished with flags that send its batch to review
+    correction = "correction"  # a person corrected, accepted or undid something (a Correction row)
+
+
+ITEM_EVENT_KINDS = (EventKind.item_filed, EventKind.item_pages_changed, EventKind.item_described)
+
+
 class FilingMode(str, enum.Enum):
     """How a batch's pages join an item (stored in events as the value)."""
 
@@ -150,6 +162,19 @@ class Page(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    decision: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON,
+        nullable=True,
+        doc="The station's own decision, kept from the first processing: blank, flags, details, confidence; "
+        "what undo goes back to",
+    )
+    correction: Mapped[dict[str, Any]] = mapped_column(
+        JSON,
+        default=dict,
+        doc="What a person decided (turn, skew_deg, blank, excluded, crop, note, accepted); empty = the "
+        "station's decision stands",
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1, doc="Goes up at every correction (If-Match)")
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     batch: Mapped[Batch] = relationship(back_populates="pages")
@@ -259,6 +284,17 @@ class ItemPage(Base):
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(
+        JSON, default=dict, doc="What the last derivation of the page did (turn, skew, crop, …)"
+    )
+    decision: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, nullable=True, doc="The station's own decision, as the batch page had it when filed"
+    )
+    correction: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="What a person decided; see Page")
+    version: Mapped[int] = mapped_column(Integer, default=1, doc="Goes up at every correction (If-Match)")
+    state: Mapped[str] = mapped_column(
+        String(20), default="done", doc="done, or queued / processing while a correction is derived again"
+    )
     filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     item: Mapped[Item] = relationship(back_populates="pages")
@@ -312,6 +348,9 @@ class Event(Base):
     fonds: Mapped[str | None] = mapped_column(String(16), nullable=True)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), nullable=True)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"), nullable=True)
+    page: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The page it is about: its seq in the batch, or its serial in the item"
+    )
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
@@ -323,6 +362,7 @@ class AccessRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     who: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(20))
     action: Mapped[str] = mapped_column(String(20), doc="pdf, page_text, page_hocr, page_image, thumbnail")
@@ -335,15 +375,86 @@ class AccessRecord(Base):
 
 
 class Grant(Base):
-    """An archivist's permission for one token to see one restricted item (密级 or not open)."""
+    """An archivist's permission for one token or one person to see one restricted item (密级 or not open)."""
 
     __tablename__ = "grants"
-    __table_args__ = (UniqueConstraint("token_id", "item_id"),)
+    __table_args__ = (UniqueConstraint("token_id", "item_id"), UniqueConstraint("user_id", "item_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
     granted_by: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class User(Base):
+    """A person who logs in with a name and password (the web page); same roles and fonds as tokens."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=20))
+    fonds: Mapped[str | None] = mapped_column(
+        Text, nullable=True, doc="Comma-separated fonds codes; empty = every fonds"
+    )
+    password_hash: Mapped[str] = mapped_column(Text, doc="argon2id")
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, doc="Failures in a row since the last login")
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    @property
+    def fonds_list(self) -> list[str]:
+        return [f.strip().upper() for f in (self.fonds or "").split(",") if f.strip()]
+
+
+class LoginSession(Base):
+    """A person's logged-in session: the cookie's secret and the CSRF token, both stored as SHA-256."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, doc="Logged out")
+    client: Mapped[str | None] = mapped_column(String(80), nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
+class Correction(Base):
+    """One thing a person changed (or accepted, or undid), with what it was before and after: the history
+    shown per page and the record of who changed what (DA/T 31-2017's check before acceptance)."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    who: Mapped[str] = mapped_column(String(200), doc="The person's name or the token's name")
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    action: Mapped[str] = mapped_column(
+        String(40), doc="page, rerun, undo, order, split, accept, file, discard, move, withdraw, reorder"
+    )
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("batches.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="The batch page's seq")
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id", ondelete="SET NULL"), nullable=True, index=True)
+    item_page_id: Mapped[int | None] = mapped_column(
+        ForeignKey("item_pages.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    serial: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="The item page's serial at the time")
+    before: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    after: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)

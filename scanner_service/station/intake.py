@@ -101,8 +101,6 @@ def fit_path(rel: str) -> str:
     return "/".join(fit_name(part) for part in rel.split("/"))
 
 
-
-
 @dataclass(frozen=True)
 class SetAside:
     """Why a file of a batch folder is not taken as a page, decided from its name alone."""
@@ -196,7 +194,6 @@ def content_hash(files: list[FoundFile]) -> str:
     for sha in sorted(f.sha256 for f in files):
         digest.update(sha.encode())
     return digest.hexdigest()
-
 
 
 def _name_list(files: list[FoundFile], *, with_kind: bool, limit: int = 10) -> str:

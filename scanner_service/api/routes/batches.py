@@ -30,8 +30,9 @@ from scanner_service.api.schemas import (
     error_responses,
 )
 from scanner_service.archive import access
+from scanner_service.archive.access import Caller
 from scanner_service.archive.filing import batch_fonds
-from scanner_service.archive.models import ApiToken, Batch, BatchState, PageState, Role
+from scanner_service.archive.models import Batch, BatchState, PageState, Role
 from scanner_service.exceptions import NotFound
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
@@ -81,12 +82,12 @@ def list_batches(
     return [_public(b) for b in session.scalars(stmt) if access.may_see_batch(token, batch_fonds(b))]
 
 
-def _staff_only(token: ApiToken) -> None:
+def _staff_only(token: Caller) -> None:
     # Batches are the scanning room's work in progress; readers see filed items only.
     access.require_role(token, Role.admin, Role.archivist, Role.operator)
 
 
-def _get(session: SessionDep, token: ApiToken, batch_id: int) -> Batch:
+def _get(session: SessionDep, token: Caller, batch_id: int) -> Batch:
     _staff_only(token)
     batch = session.get(Batch, batch_id)
     if batch is None or not access.may_see_batch(token, batch_fonds(batch)):

@@ -36,6 +36,7 @@ from scanner_service.api.schemas import (
 )
 from scanner_service.archive import access, filing
 from scanner_service.archive import archival_code as ac
+from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_store import describe_item
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ApiToken, Grant, Item, ItemPage, Role
@@ -325,7 +326,7 @@ def get_item_pdf(
     return PdfResponse(path, etag=etag, filename=item.pdf_name, headers=cache)
 
 
-def _page(session: SessionDep, token: ApiToken, code: str, page: int) -> tuple[Item, ItemPage]:
+def _page(session: SessionDep, token: Caller, code: str, page: int) -> tuple[Item, ItemPage]:
     item = access.visible_item(session, token, code)
     row = next((r for r in item.pages if r.serial == page), None)
     if row is None:
@@ -334,7 +335,7 @@ def _page(session: SessionDep, token: ApiToken, code: str, page: int) -> tuple[I
 
 
 def _log_page(
-    session: SessionDep, token: ApiToken, item: Item, action: str, page: int, request: Request, purpose: str | None
+    session: SessionDep, token: Caller, item: Item, action: str, page: int, request: Request, purpose: str | None
 ) -> None:
     client = request.client.host if request.client else None
     access.log_access(session, token, item, action, page=page, purpose=purpose, client=client)
@@ -423,7 +424,7 @@ def _page_picture(
     request: Request,
     settings: Settings,
     session: Session,
-    token: ApiToken,
+    token: Caller,
     purpose: str | None,
     *,
     thumbnail: bool,
