@@ -226,14 +226,12 @@ def test_a_batch_is_filed_by_hand_split_or_discarded(
     assert twice.status_code == 409 and twice.json()["reason"] == "bad_split"
     assert client.patch(f"{url}/pages/3", json={"excluded": True}, headers=operator).status_code == 200
     second = "C015-WS·2013-Y-BGS-0022"
-    split = client.post(
-        f"{url}/split",
-        json={"items": [{"archival_code": CODE, "seqs": [2]}, {"archival_code": second, "seqs": [1]}]},
-        headers=operator,
-    )
+    split = client.post(f"{url}/split", json={"items": [{"archival_code": CODE, "seqs": [2]}]}, headers=operator)
     assert split.status_code == 200, split.text
     assert split.json()["state"] == "done"
-    assert [(e["archival_code"], e["batch_pages"]) for e in split.json()["filing"]["by_hand"]] == [
+    filed = client.post(f"{url}/file", json={"archival_code": second}, headers=operator)  # the page left: 1
+    assert filed.status_code == 200, filed.text
+    assert [(e["archival_code"], e["batch_pages"]) for e in filed.json()["filing"]["by_hand"]] == [
         (CODE, [2]),
         (second, [1]),
     ]

@@ -416,10 +416,11 @@ def file_batch_pages(
 ) -> dict[str, Any]:
     batch = _staff_batch(session, token, batch_id)
     batch_corrections.refuse_discarded(batch)
-    seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(batch)
+    seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(session, batch)
     for seq in seqs:
         batch_corrections.page_of(batch, seq)
-    batch_corrections.refuse_open(batch, seqs)
+    # By default the whole batch is filed: every page must have been looked at (a blank left out too).
+    batch_corrections.refuse_open(batch, seqs if body.seqs is not None else [p.seq for p in batch.pages])
     session.commit()
     entry = _file(settings, token, batch, body.archival_code, seqs, mode=body.mode, at=body.at, replace=body.replace)
     batch = _settle_filed(session, token, batch_id, [entry], "file")

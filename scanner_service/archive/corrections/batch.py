@@ -335,9 +335,10 @@ def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
         )
 
 
-def filing_seqs(batch: Batch) -> list[int]:
-    """The pages a filing takes by default: every usable page, in the batch's order."""
-    return [p.seq for p in in_order(batch.pages) if usable(p)]
+def filing_seqs(session: Session, batch: Batch) -> list[int]:
+    """The pages a filing takes by default: every usable page not filed yet, in the batch's order."""
+    filed = _filed_in(session, batch.id, [p.seq for p in batch.pages])
+    return [p.seq for p in in_order(batch.pages) if usable(p) and p.seq not in filed]
 
 
 def record_filed(session: Session, caller: Caller, batch: Batch, entries: list[dict[str, Any]], action: str) -> None:
