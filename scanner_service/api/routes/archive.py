@@ -37,7 +37,7 @@ from scanner_service.archive import access, search
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import read_catalogue
 from scanner_service.archive.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
-from scanner_service.archive.models import AccessRecord, Event, Fonds, Item, Role
+from scanner_service.archive.models import ITEM_EVENT_KINDS, AccessRecord, Event, Fonds, Item, Role
 from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
 from scanner_service.exceptions import NotFound, UnusableInput
 
@@ -164,6 +164,7 @@ def list_events(
                 f"'since' must be an event id or an ISO time such as 2026-11-01T00:00:00Z, not {since!r}.",
                 reason_code="bad_since",
             ) from None
+    stmt = stmt.where(Event.kind.in_([kind.value for kind in ITEM_EVENT_KINDS]))  # the stream carries the rest
     stmt = stmt.where(or_(Event.item_id.is_(None), access.item_filter(token))).order_by(Event.id).limit(limit)
     rows = session.execute(stmt).all()
     events = [
