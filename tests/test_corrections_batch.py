@@ -301,3 +301,35 @@ def test_two_people_correcting_one_page_lose_nothing(station_env: Settings) -> N
         assert (page_row.correction, page_row.version) == ({"note": "first"}, 2)
         assert [c.who for c in session.query(Correction).all()] == ["one"]
         assert page_row.decision is not None and page_row.decision["blank"] is True, "the station's decision kept"
+
+
+@pytest.mark.slow
+def test_a_correction_made_while_the_page_is_derived_wins(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person turns the page again while a worker derives it with the first turn: the first result is
+    stale and is not stored; the page ends as the newer correction says."""
+    from scanner_service.station import jobs
+
+    batch_id = drop(station_env, redis_conn, "backs", {"1.jpg": "scan_0006.jpg"})  # a blank back: no OCR needed
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    assert client.patch(f"/api/batches/{batch_id}/pages/1", json={"turn": 90}, headers=operator).status_code == 200
+    real = jobs.process_page_image
+    turns = []
+
+    def meanwhile(*args: object, **kw: object) -> object:  # fault injection: the second person's PATCH
+        choices = kw["choices"]
+        turns.append(getattr(choices, "turn", None))
+        if len(turns) == 1:
+            reply = client.patch(f"/api/batches/{batch_id}/pages/1", json={"turn": 270}, headers=operator)
+            assert reply.status_code == 200 and reply.json()["version"] == 3
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs, "process_page_image", meanwhile)
+    run_queue(redis_conn)
+    assert turns == [90, 270], "derived again with the newer turn"
+    detail = client.get(f"/api/batches/{batch_id}", headers=operator).json()
+    [only] = detail["page_list"]
+    assert (only["state"], only["version"], only["details"]["turn"]) == ("done", 3, 270)
+    assert [h["after"] for h in only["history"]] == [{"turn": 90}, {"turn": 270}]
