@@ -184,7 +184,7 @@ IfMatch = Annotated[
         description="The page's version (its ETag) the correction was made on; a stale one answers 409",
     ),
 ]
-CORRECTION_ERRORS = error_responses(401, 403, 404, 409, 422)
+CORRECTION_ERRORS = error_responses(400, 401, 403, 404, 409, 422)
 
 
 def _staff_batch(session: Session, token: Caller, batch_id: int) -> Batch:
