@@ -256,11 +256,11 @@ def test_a_batch_is_filed_by_hand_split_or_discarded(
     assert late.status_code == 409 and late.json()["reason"] == "discarded"
 
 
-def _bare_batch(settings: Settings) -> int:
+def _bare_batch(url: str) -> int:
     """A batch with one page done, written straight into the catalogue (no OCR needed for this test)."""
     from scanner_service.archive.models import Original
 
-    with session_scope(settings.effective_database_url) as session:
+    with session_scope(url) as session:
         batch = Batch(name="bare", state=BatchState.needs_review, source="test", filing={})
         session.add(batch)
         session.flush()
@@ -281,10 +281,13 @@ def _bare_batch(settings: Settings) -> int:
         return batch.id
 
 
-def test_two_people_correcting_one_page_lose_nothing(station_env: Settings) -> None:
+def test_two_people_correcting_one_page_lose_nothing(catalogue_url: str) -> None:
     """Compare-and-set on the version: the second writer of the same version is told, not overwritten."""
-    batch_id = _bare_batch(station_env)
-    url = station_env.effective_database_url
+    from scanner_service.archive.db import migrate
+
+    url = catalogue_url
+    migrate(url)
+    batch_id = _bare_batch(url)
     one, two = Caller("one", Role.operator), Caller("two", Role.operator)
     with session_scope(url) as first, session_scope(url) as second:
         a, b = first.get(Batch, batch_id), second.get(Batch, batch_id)

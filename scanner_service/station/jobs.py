@@ -199,15 +199,39 @@ def page_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb:
 
 def assemble_batch(batch_id: int) -> str:
     """Build the batch's searchable PDF/A from its finished pages, in the order a person chose (blank
-    and excluded pages left out), file it if nothing is left for a person to look at, settle its state."""
+    and excluded pages left out), file it if nothing is left for a person to look at, settle its state.
+
+    A correction made while this ran (a page's version, place or state changed) is not lost: once
+    every page is final again, the batch is assembled again.
+    """
     settings = build_settings()
+    outcome = "gone"
+    for _ in range(MAX_RUNS):
+        outcome, seen = _assemble_once(settings, batch_id)
+        if seen is None:
+            return outcome
+        with session_scope(settings.effective_database_url) as session:
+            batch = session.get(Batch, batch_id)
+            if batch is None or _fingerprint(batch) == seen or not all(p.state in FINAL for p in batch.pages):
+                return outcome
+        log.info("batch %s changed while it was assembled; assembling it again", batch_id)
+    return outcome
+
+
+def _fingerprint(batch: Batch) -> list[tuple[int, int, int | None, str]]:
+    return [(p.seq, p.version, p.position, p.state.value) for p in batch.pages]
+
+
+def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[int, int, int | None, str]] | None]:
+    """One assembly; the pages' fingerprint it was made from (None if there was nothing to assemble)."""
     url = settings.effective_database_url
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         if batch is None:
-            return "gone"
+            return "gone", None
         if batch.state == BatchState.discarded:
-            return "discarded"
+            return "discarded", None
+        seen = _fingerprint(batch)
         ordered = in_order(batch.pages)
         seqs = [p.seq for p in ordered if usable(p)]
         excluded = [p.seq for p in ordered if is_excluded(p)]
@@ -251,7 +275,7 @@ def assemble_batch(batch_id: int) -> str:
             batch.state = settled_state(batch)
         batch.finished_at = datetime.now(UTC)
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
-    return "assembled"
+    return "assembled", seen
 
 
 def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:

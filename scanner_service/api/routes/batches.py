@@ -187,12 +187,6 @@ IfMatch = Annotated[
 CORRECTION_ERRORS = error_responses(400, 401, 403, 404, 409, 422)
 
 
-def _staff_batch(session: Session, token: Caller, batch_id: int) -> Batch:
-    batch = _get(session, token, batch_id)
-    access.require_role(token, Role.admin, Role.archivist, Role.operator)
-    return batch
-
-
 def _page_views(session: Session, batch: Batch, pages: list[Page] | None = None) -> list[PagePublic]:
     """The pages as the API shows them: state, the station's decision, the person's correction, the
     flags still open, the version and the history; in the batch's order."""
@@ -286,7 +280,7 @@ def patch_page(
     token: CurrentToken,
     if_match: IfMatch = None,
 ) -> PagePublic:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     patch = body.model_dump(include=body.model_fields_set)
     page, follow = batch_corrections.correct_page(
         session, token, batch, seq, patch, if_match=batch_corrections.parse_version(if_match)
@@ -310,7 +304,7 @@ def rerun_page(
     body: RerunRequest | None = None,
     if_match: IfMatch = None,
 ) -> PagePublic:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     engine = body.engine if body is not None else None
     page, follow = batch_corrections.rerun(
         session, token, batch, seq, engine=engine, if_match=batch_corrections.parse_version(if_match)
@@ -333,7 +327,7 @@ def undo_page(
     token: CurrentToken,
     if_match: IfMatch = None,
 ) -> PagePublic:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     page, follow = batch_corrections.undo(
         session, token, batch, seq, if_match=batch_corrections.parse_version(if_match)
     )
@@ -359,7 +353,7 @@ def _batch_answer(
 def order_pages(
     batch_id: BatchIdPath, body: OrderRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     follow = batch_corrections.reorder(session, token, batch, body.seqs)
     return _batch_answer(session, settings, batch, follow)
 
@@ -373,7 +367,7 @@ def order_pages(
 def accept_flags(
     batch_id: BatchIdPath, body: AcceptRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     follow = batch_corrections.accept(session, token, batch, note=body.note, seqs=body.seqs)
     return _batch_answer(session, settings, batch, follow)
 
@@ -414,7 +408,7 @@ def _settle_filed(session: Session, token: Caller, batch_id: int, entries: list[
 def file_batch_pages(
     batch_id: BatchIdPath, body: BatchFileRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     batch_corrections.refuse_discarded(batch)
     seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(session, batch)
     for seq in seqs:
@@ -436,7 +430,7 @@ def file_batch_pages(
 def split_batch(
     batch_id: BatchIdPath, body: SplitRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     batch_corrections.refuse_discarded(batch)
     every = [seq for part in body.items for seq in part.seqs]
     twice = sorted({s for s in every if every.count(s) > 1})
@@ -471,7 +465,7 @@ def split_batch(
 def discard_batch(
     batch_id: BatchIdPath, body: DiscardRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
-    batch = _staff_batch(session, token, batch_id)
+    batch = _get(session, token, batch_id)
     reason = f"Discarded by {token.name}" + (f": {body.note}" if body.note else ".")
 
     def set_aside(original: Original) -> None:
