@@ -189,6 +189,7 @@ def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
     history = page(detail, 2)["history"]
     assert [h["action"] for h in history] == ["page", "undo", "page"]
     assert history[0]["who"] == "operator C015" and history[0]["after"] == {"turn": 180}
+    assert [(h["action"], h["after"]) for h in detail["history"]] == [("order", {"seqs": [3, 1, 2, 4]})]
     filed = client.patch(f"{url}/pages/2", json={"turn": 90}, headers=operator)
     assert filed.status_code == 409 and filed.json()["reason"] == "page_filed" and CODE in filed.json()["detail"]
 
@@ -235,6 +236,7 @@ def test_a_batch_is_filed_by_hand_split_or_discarded(
         (CODE, [2]),
         (second, [1]),
     ]
+    assert [h["action"] for h in filed.json()["history"]] == ["split", "file"]
     for code, word in ((CODE, "五四路"), (second, "东方家园")):
         item = client.get("/api/items/" + quote(code), headers=operator).json()
         [text] = pdf_pages_text(client.get(item["pdf_url"], headers=operator).content, tmp_path)

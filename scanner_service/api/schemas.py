@@ -298,6 +298,9 @@ class BatchPublic(BaseModel):
 class BatchDetail(BatchPublic):
     page_list: list[PagePublic]
     originals: list[OriginalPublic]
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="What people did to the batch as a whole (order, file, split, discard, …)"
+    )
 
 
 class Health(BaseModel):

@@ -134,7 +134,19 @@ def get_batch(batch_id: BatchIdPath, session: SessionDep, token: CurrentToken) -
     """The batch; per page its state, the station's decision, the person's correction, the flags still
     open, its version (If-Match) and history, in the batch's order."""
     batch = _get(session, token, batch_id)
-    return {**_public(batch), "page_list": _page_views(session, batch), "originals": _originals(batch)}
+    return _detail(session, batch)
+
+
+def _detail(session: Session, batch: Batch) -> dict[str, Any]:
+    rows = session.scalars(
+        select(Correction).where(Correction.batch_id == batch.id, Correction.seq.is_(None)).order_by(Correction.id)
+    )
+    return {
+        **_public(batch),
+        "page_list": _page_views(session, batch),
+        "originals": _originals(batch),
+        "history": [HistoryEntry(**history_entry(row)) for row in rows],
+    }
 
 
 def _originals(batch: Batch) -> list[OriginalPublic]:
@@ -341,7 +353,7 @@ def _batch_answer(
     if follow is not None:
         _follow(settings, batch.id, follow)
     session.refresh(batch)
-    return {**_public(batch), "page_list": _page_views(session, batch), "originals": _originals(batch)}
+    return _detail(session, batch)
 
 
 @router.post(
