@@ -217,3 +217,11 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
             batch.state = BatchState.failed
             batch.error_code = "assembly_failed"
             batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
+
+
+def derive_item_pages(item_id: int) -> str:
+    """Derive a filed item's queued pages again from their masters, with the people's corrections
+    (:func:`scanner_service.archive.corrections.item.derive_pending`): one journaled change of the item."""
+    from scanner_service.archive.corrections.item import derive_pending
+
+    return derive_pending(build_settings(), item_id)
