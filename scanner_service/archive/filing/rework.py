@@ -158,7 +158,7 @@ def rework_item(settings: Settings, rework: Rework) -> ReworkResult:
         token = uuid.uuid4().hex[:8]
         staging = f"{side.folder}/.staging-{token}"
         keep = f"{side.folder}/withdrawn/v{side.version + 1}-{token}"
-        folders = [f"{staging}/{d}" for d in ("a", "b", "pages", "old", "park")]
+        folders = [f"{staging}/{d}" for d in ("a", "b", "pages", "old", "old/a", "old/b", "park")]
         if other is not None:
             folders = [other.folder, f"{other.folder}/pages", *folders]
         entry = journal.begin(
