@@ -105,8 +105,9 @@ def test_a_filed_items_pages_are_corrected_undone_excluded_reordered_moved_and_w
     assert (CODE, 2) in _hits(client, operator, phrase)
 
     # Who may correct: a reader of the fonds is refused, an operator of another fonds does not see it.
-    assert client.patch(f"{URL}/pages/1", json={"turn": 180}, headers=bearer(settings, "reader", "C015")).status_code == 403
-    assert client.patch(f"{URL}/pages/1", json={"turn": 180}, headers=bearer(settings, "operator", "C999")).status_code == 404
+    for role, fonds, status in (("reader", "C015", 403), ("operator", "C999", 404)):
+        refused = client.patch(f"{URL}/pages/1", json={"turn": 180}, headers=bearer(settings, role, fonds))
+        assert refused.status_code == status, (role, fonds)
 
     # Turned by hand: answered at once, derived by the job from the master.
     turned = client.patch(f"{URL}/pages/1", json={"turn": 180}, headers={**operator, "If-Match": '"1"'})
@@ -269,7 +270,8 @@ def test_a_fault_or_a_kill_mid_change_leaves_the_item_as_it_was_or_fully_changed
     _clean(settings)
 
     # A move cut off: both items as they were, whichever item's change resolves the journal.
-    assert client.put(OTHER_URL, json={"title": "合同"}, headers=bearer(settings, "archivist", "C015")).status_code == 200
+    archivist = bearer(settings, "archivist", "C015")
+    assert client.put(OTHER_URL, json={"title": "合同"}, headers=archivist).status_code == 200
     monkeypatch.setattr(steps, "hook", _fault_at(steps.MOVE_IN))
     with pytest.raises(InjectedFault):
         client.post(f"{URL}/pages/move", json={"pages": [1], "to": OTHER}, headers=operator)
