@@ -20,6 +20,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from scanner_service.api.app import create_app
+from scanner_service.archive import archival_code as ac
 from scanner_service.archive import filing
 from scanner_service.archive.db import get_engine, session_scope
 from scanner_service.archive.filing import steps
@@ -222,14 +223,19 @@ def _die_at(step: str) -> Any:
     return hook
 
 
-def _reorder_in_child(settings: Settings, step: str) -> None:
-    get_engine(settings.effective_database_url).dispose(close=False)
+def _in_child(settings: Settings, step: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    get_engine(settings.effective_database_url).dispose(close=False)  # never the parent's connections
     steps.hook = _die_at(step)
-    client = TestClient(create_app(settings))
-    client.post(f"{URL}/order", json={"pages": [2, 1]}, headers=_headers)
+    TestClient(create_app(settings)).post(path, json=body, headers=headers)
 
 
-_headers: dict[str, str] = {}
+def _killed_at(settings: Settings, step: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+    """Make the change in a child process that SIGKILLs itself at ``step``."""
+    get_engine(settings.effective_database_url).dispose()
+    child = multiprocessing.get_context("fork").Process(target=_in_child, args=(settings, step, path, body, headers))
+    child.start()
+    child.join(120)
+    assert child.exitcode == -signal.SIGKILL, f"the change did not reach {step} (exit {child.exitcode})"
 
 
 def test_a_fault_or_a_kill_mid_change_leaves_the_item_as_it_was_or_fully_changed(
@@ -258,13 +264,7 @@ def test_a_fault_or_a_kill_mid_change_leaves_the_item_as_it_was_or_fully_changed
     _clean(settings)
 
     # A SIGKILL with every master renamed but the PDF not yet in place: undone at the next start.
-    global _headers
-    _headers = operator
-    get_engine(settings.effective_database_url).dispose()
-    child = multiprocessing.get_context("fork").Process(target=_reorder_in_child, args=(settings, steps.MOVED))
-    child.start()
-    child.join(120)
-    assert child.exitcode == -signal.SIGKILL
+    _killed_at(settings, steps.MOVED, f"{URL}/order", {"pages": [2, 1]}, operator)
     assert filing.recover_journals(settings) == [(CODE, "undone")]
     assert _state(settings) == after
     _clean(settings)
@@ -278,6 +278,14 @@ def test_a_fault_or_a_kill_mid_change_leaves_the_item_as_it_was_or_fully_changed
     monkeypatch.setattr(steps, "hook", None)
     assert _state(settings) == after
     _clean(settings)
-    assert client.post(f"{URL}/pages/move", json={"pages": [1], "to": OTHER}, headers=operator).status_code == 200
+    # Killed midway: undone at the next start.
+    move = {"pages": [1], "to": OTHER}
+    _killed_at(settings, steps.MOVE_IN, f"{URL}/pages/move", move, operator)
+    assert filing.recover_journals(settings) == [(CODE, "undone")]
+    assert _state(settings) == after
+    _clean(settings)
+    # Killed once committed: finished by the next change of the OTHER item (it finds the journal naming it).
+    _killed_at(settings, steps.COMMITTED, f"{URL}/pages/move", move, operator)
+    assert filing.recover_item(settings, str(ac.parse(OTHER))) == "finished"
     assert [p[2] for p in _state(settings, OTHER)[1]] == [2] and [p[2] for p in _state(settings)[1]] == [1]
     _clean(settings)
