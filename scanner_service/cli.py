@@ -220,6 +220,8 @@ def cmd_user_create(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        people.check_new_name(session, args.name)  # before asking for a password
     password = _new_password(args)
     with session_scope(settings.effective_database_url) as session:
         user = people.create_user(

@@ -423,7 +423,9 @@ def test_user_create_refuses_passwords_that_differ_or_are_short(
         assert people.list_users(session) == []
     answers[:] = [PASSWORD, PASSWORD]
     assert cli(create) == 0
-    assert _log_in(TestClient(create_app(station_env)), "lin").status_code == 200
+    assert _log_in(TestClient(create_app(station_env)), " lin ").status_code == 200, "the name as typed, spaces aside"
+    answers[:] = ["never asked"]
+    assert cli(create) == 10 and answers == ["never asked"], "a name taken is refused before the password is asked"
 
 
 def test_user_passwd_disable_and_enable(station_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:

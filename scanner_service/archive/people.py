@@ -109,16 +109,22 @@ def create_user(
     session: Session, *, name: str, role: str, password: str, settings: Settings, fonds: str | None = None
 ) -> User:
     """Store a new person with the password hashed (argon2id); Conflict if the name is taken."""
-    name = _checked_name(name)
+    name = check_new_name(session, name)
     role_value = parse_role(role)
     check_password_rules(password)
-    if session.scalar(select(User.id).where(User.name == name)) is not None:
-        raise Conflict(f"There is already a person named {name}; 'scanstation user list' shows them.")
     user = User(name=name, role=role_value, fonds=parse_fonds(fonds), password_hash=hasher(settings).hash(password))
     session.add(user)
     session.flush()
     log.info("person created: %r (%s, fonds %s)", name, role_value.value, user.fonds or "all")
     return user
+
+
+def check_new_name(session: Session, name: str) -> str:
+    """The name as it will be stored; UnusableInput if it cannot be, Conflict if a person has it."""
+    name = _checked_name(name)
+    if session.scalar(select(User.id).where(User.name == name)) is not None:
+        raise Conflict(f"There is already a person named {name}; 'scanstation user list' shows them.")
+    return name
 
 
 def find_user(session: Session, name: str) -> User:
@@ -186,6 +192,7 @@ def login(
     error is raised, so the count survives the caller's rollback.
     """
     now = utcnow()
+    name = name.strip()  # as stored
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
         _verify(settings, _stand_in_hash(settings.password_time_cost, settings.password_memory_kib), password)
