@@ -448,3 +448,24 @@ def test_user_passwd_disable_and_enable(station_env: Settings, monkeypatch: pyte
     cli(["user", "list"])
     [row] = capsys.readouterr().out.splitlines()[1:]
     assert row.split("\t")[3:5] == ["disabled", "-"]
+
+
+def test_failures_made_at_the_same_moment_are_all_counted(catalogue: Settings) -> None:
+    """Parallel tries cannot slip past the lockout: each failure is counted in SQL, not read and rewritten."""
+    import threading
+
+    settings = catalogue.model_copy(update={"lockout_failures": 100})
+    _create(settings)
+    start = threading.Barrier(4)
+
+    def attempt() -> None:
+        start.wait()
+        with pytest.raises(Unauthorized):
+            _login(settings, password="wrong password")
+
+    threads = [threading.Thread(target=attempt) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _user(settings).failed_logins == 4

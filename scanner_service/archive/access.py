@@ -4,7 +4,7 @@
 - archivist: every fonds, or the fonds listed on its token; catalogue, grants, the access log.
 - operator: scans and files within its fonds; sees batches and the items of its fonds.
 - reader: searches and reads within its fonds; an item with a 密级, or not marked open (开放), is
-  hidden from a reader unless an archivist granted that reader's token the item.
+  hidden from a reader unless an archivist granted that reader (its token, or the person) the item.
 
 Hidden items answer 404, as if they did not exist: a reader learns nothing from a 档号 it may not see.
 """
