@@ -41,8 +41,6 @@ session_cookie = APIKeyCookie(
     auto_error=False,
     description=f"A person's login (POST /api/session); POST, PUT, PATCH and DELETE also need the header {CSRF_HEADER}",
 )
-
-
 SessionCookie = Annotated[str | None, Depends(session_cookie)]
 
 
@@ -54,9 +52,7 @@ def current_token(
 ) -> Caller:
     """The caller: a Bearer token if one is sent (no CSRF token needed: a browser never adds one on its
     own), otherwise the login cookie, whose changes need the login's CSRF token in ``X-CSRF-Token``."""
-    if credentials is not None:
-        if credentials.scheme.lower() != "bearer":
-            raise Unauthorized("This needs an API token: send 'Authorization: Bearer <token>'.")
+    if credentials is not None:  # HTTPBearer gives only a "Bearer" one
         return Caller.of_token(authenticate(session, credentials.credentials))
     if cookie:
         login = people.active_session(session, cookie)
