@@ -22,11 +22,13 @@ from fastapi.testclient import TestClient
 from scanner_service.api.app import create_app
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive import filing
+from scanner_service.archive.access import Caller
+from scanner_service.archive.corrections import item as item_corrections
 from scanner_service.archive.db import get_engine, session_scope
 from scanner_service.archive.filing import steps
 from scanner_service.archive.fixity import audit
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Item
+from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Item, Role
 from scanner_service.settings import Settings
 from tests.conftest import SAMPLE
 from tests.test_archive import bearer, scan
@@ -288,4 +290,32 @@ def test_a_fault_or_a_kill_mid_change_leaves_the_item_as_it_was_or_fully_changed
     _killed_at(settings, steps.COMMITTED, f"{URL}/pages/move", move, operator)
     assert filing.recover_item(settings, str(ac.parse(OTHER))) == "finished"
     assert [p[2] for p in _state(settings, OTHER)[1]] == [2] and [p[2] for p in _state(settings)[1]] == [1]
+    _clean(settings)
+
+
+def test_a_correction_made_while_the_job_derives_the_page_wins(
+    station_env: Settings, redis_conn: redis.Redis, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = station_env
+    _file(settings, redis_conn)
+    operator = bearer(settings, "operator", "C015")
+    assert client.patch(f"{URL}/pages/1", json={"turn": 180}, headers=operator).json()["state"] == "queued"
+    person = Caller("乙", Role.operator, ("C015",))
+    undone = []
+
+    def undo_meanwhile(reached: str, code_key: str) -> None:
+        if reached == steps.STAGE_PDF and not undone:  # the turned page is derived, the PDF built: not committed
+            undone.append(item_corrections.correct_page(settings, person, CODE, 1, {}, action="undo"))
+
+    monkeypatch.setattr(steps, "hook", undo_meanwhile)
+    with session_scope(settings.effective_database_url) as session:
+        item_id = session.query(Item).one().id
+    assert item_corrections.derive_pending(settings, item_id) == "derived"
+    monkeypatch.setattr(steps, "hook", None)
+    assert undone and undone[0].queued
+    page = client.get(f"{URL}/pages/1", headers=operator).json()
+    assert (page["state"], page["correction"], page["version"]) == ("done", {}, 3)
+    assert [(h["who"], h["action"]) for h in page["history"]] == [("operator C015", "page"), ("乙", "undo")]
+    assert "江永" in _pdftext(settings, page=1), "the stale, upside-down derivation never reached the PDF"
+    assert client.get(URL, headers=operator).json()["version"] == 2, "one change: the stale one was undone"
     _clean(settings)

@@ -225,3 +225,14 @@ def derive_item_pages(item_id: int) -> str:
     from scanner_service.archive.corrections.item import derive_pending
 
     return derive_pending(build_settings(), item_id)
+
+
+def item_pages_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback: when the derivation job of an item has no retries left, its queued pages
+    say so (state failed, with the reason); a rerun or undo of the page queues it again."""
+    if job.should_retry:
+        return
+    from scanner_service.archive.corrections.item import fail_pending
+
+    reason = f"{exc_type.__name__}: {exc}" if exc_type is not None else "the worker stopped while deriving it"
+    fail_pending(build_settings(), int(job.args[0]), f"The page could not be derived again: {reason}")

@@ -114,6 +114,7 @@ def enqueue_item_pages(queue: Queue, settings: Settings, item_id: int) -> None:
         retry=Retry(max=2, interval=[10, 60]),
         result_ttl=3600,
         failure_ttl=7 * 24 * 3600,
+        on_failure=Callback("scanner_service.station.jobs.item_pages_failed_for_good"),
         description=f"derive corrected pages of item {item_id}",
     )
 

@@ -18,7 +18,6 @@ Where each runs:
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -107,7 +106,7 @@ def correct_page(
         _check_match(row, if_match)
         before = dict(row.correction or {})
         after = {} if action == "undo" else merged(before, patch)
-        rerun = action == "rerun"
+        rerun = action == "rerun" or row.state == FAILED  # a page that failed is tried again by any correction
         if after == before and not rerun:
             return Outcome(item.id, row.id, queued=False)  # nothing to change: a retry, or nothing sent
         if needs_derivation(before, after) or rerun:
@@ -337,11 +336,20 @@ def _derive(
 
 def _failed(settings: Settings, row_id: int, version: int, err: ScanstationError) -> None:
     """A page that cannot be derived: it keeps its files, and says why (a rerun or undo tries again)."""
-    with session_scope(settings.effective_database_url) as session, contextlib.suppress(NotFound):
+    with session_scope(settings.effective_database_url) as session:
         row = session.get(ItemPage, row_id)
         if row is not None and row.version == version:
             row.state = FAILED
             row.details = {**(row.details or {}), "error": err.message, "error_code": err.reason_code}
+
+
+def fail_pending(settings: Settings, item_id: int, reason: str) -> None:
+    """The item's queued pages could not be derived (the job failed for good): they keep their files
+    and say why."""
+    with session_scope(settings.effective_database_url) as session:
+        for row in session.scalars(select(ItemPage).where(ItemPage.item_id == item_id, ItemPage.state == QUEUED)):
+            row.state = FAILED
+            row.details = {**(row.details or {}), "error": reason, "error_code": "derivation_failed"}
 
 
 # ---- what the API shows --------------------------------------------------------------------------
