@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from scanner_service import __version__
-from scanner_service.api.routes import archive, batches, items
+from scanner_service.api.routes import archive, batches, items, stream
 from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
@@ -36,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
         "searchable PDF/A, page text and hOCR; search; events; the access log. Bearer token on all but /healthz.",
     )
     app.state.settings = settings
+    app.state.stopping = lambda: False  # the server that runs the app sets its own: open event streams end with it
     connection = q.connect(settings)
 
     @app.exception_handler(ScanstationError)
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(items.router)
     app.include_router(archive.router)
+    app.include_router(stream.router)
     generated_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
