@@ -20,7 +20,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import get_history
 
-from scanner_service.archive.db import session_scope
+from scanner_service.archive.filing.items import batch_fonds
 from scanner_service.archive.models import Batch, BatchState, Event, EventKind, Page, PageState
 
 PAGE_FINAL = (PageState.done, PageState.failed)
@@ -52,19 +52,18 @@ def record_event(
     return event
 
 
-def record_stage(url: str, page_id: int, stage: str) -> None:
-    """A ``page_progress`` event, in a transaction of its own: the page started ``stage`` (``ocr``, …)."""
-    with session_scope(url) as session:
-        page = session.get(Page, page_id)
-        if page is not None:
-            record_event(
-                session,
-                EventKind.page_progress,
-                batch_id=page.batch_id,
-                fonds=_fonds(page.batch),
-                page=page.seq,
-                detail={"state": page.state.value, "stage": stage},
-            )
+def record_stage(session: Session, page_id: int, stage: str) -> None:
+    """A ``page_progress`` event: the page started ``stage`` (``ocr``, …)."""
+    page = session.get(Page, page_id)
+    if page is not None:
+        record_event(
+            session,
+            EventKind.page_progress,
+            batch_id=page.batch_id,
+            fonds=batch_fonds(page.batch),
+            page=page.seq,
+            detail={"state": page.state.value, "stage": stage},
+        )
 
 
 def watch_progress(factory: sessionmaker[Session]) -> None:
@@ -108,7 +107,7 @@ def _batch_state(session: Session, batch: Batch, before: str | None, after: str)
         EventKind.batch_state,
         batch_id=batch.id,
         archival_code=batch.archival_code,
-        fonds=_fonds(batch),
+        fonds=batch_fonds(batch),
         detail=detail,
     )
 
@@ -121,7 +120,7 @@ def _page_progress(session: Session, page: Page, state: str) -> None:
         detail |= {"flags": list(page.flags or []), "blank": page.blank}
         if state == PageState.failed.value:
             detail |= {"error_code": page.error_code, "error": page.error}
-    fonds = _fonds(page.batch)
+    fonds = batch_fonds(page.batch)
     record_event(session, EventKind.page_progress, batch_id=page.batch_id, fonds=fonds, page=page.seq, detail=detail)
     review = [flag for flag in page.flags or [] if flag not in NOT_FOR_REVIEW]
     if finished and review:
@@ -134,9 +133,3 @@ def _pages_count(session: Session, batch_id: int) -> tuple[int, int]:
     final = func.sum(case((Page.state.in_(PAGE_FINAL), 1), else_=0))
     total, done = session.execute(select(func.count(), final).where(Page.batch_id == batch_id)).one()
     return int(total), int(done or 0)
-
-
-def _fonds(batch: Batch | None) -> str | None:
-    from scanner_service.archive.filing import batch_fonds  # not at the top: what filing imports may import events
-
-    return batch_fonds(batch) if batch is not None else None

@@ -60,7 +60,8 @@ def process_page(page_id: int) -> str:
     if held is not None:
         _finish_page(settings, page_id, failed=held)
         return "failed"
-    record_stage(url, page_id, "ocr")
+    with session_scope(url) as session:
+        record_stage(session, page_id, "ocr")
     job = get_current_job()
     if job is not None:
         job.meta["stage"] = "ocr"
