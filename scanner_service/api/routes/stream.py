@@ -161,7 +161,7 @@ def _visible_items(session: Session, caller: access.Caller, rows: Sequence[Event
     if not ids:
         return {}
     found = session.execute(select(Item.id, Item.archival_code).where(Item.id.in_(ids), access.item_filter(caller)))
-    return {item_id: code for item_id, code in found.tuples()}
+    return {item_id: code for item_id, code in found}
 
 
 def _batch_fonds(session: Session, rows: Sequence[Event]) -> dict[int, str | None]:
