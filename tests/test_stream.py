@@ -217,8 +217,13 @@ def test_each_caller_sees_only_what_the_api_lets_it_see(
     assert all(b.data and b.data["archival_code"] == CODE and b.data["batch_id"] in (batch.id, None) for b in reader)
 
 
-def test_the_stream_opens_with_a_retry_hint_keeps_alive_and_starts_from_now(station_env: Settings, fast: None) -> None:
+def test_the_stream_opens_with_a_retry_hint_keeps_alive_and_starts_from_now(
+    station_env: Settings, fast: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = station_env.effective_database_url
+    polls: list[int] = []
+    read = stream._read
+    monkeypatch.setattr(stream, "_read", lambda *args: polls.append(1) or read(*args))  # counts the polls
     with session_scope(url) as session:
         record_event(session, EventKind.correction, fonds="C015", detail={"before": "now"})
     admin = bearer(station_env)
@@ -230,6 +235,10 @@ def test_the_stream_opens_with_a_retry_hint_keeps_alive_and_starts_from_now(stat
         assert [b.data and b.data["detail"] for b in replay] == [{"before": "now"}]
         resumed = watch(base, {**admin, "Last-Event-ID": str(replay[0].id)}, quiet, after=0)
         assert events(resumed) == [], "Last-Event-ID wins over after= (a browser keeps the URL it started with)"
+        time.sleep(2 * stream.POLL_SECONDS)
+        gone = len(polls)
+        time.sleep(4 * stream.POLL_SECONDS)
+        assert len(polls) == gone, "a stream whose client went away stops reading the catalogue"
         with httpx.Client() as client:
             assert client.get(f"{base}/api/stream").status_code == 401
             refused = client.get(f"{base}/api/stream", headers={**admin, "Last-Event-ID": "x1"})
@@ -237,14 +246,19 @@ def test_the_stream_opens_with_a_retry_hint_keeps_alive_and_starts_from_now(stat
 
 
 def test_api_events_lists_item_kinds_unless_asked(station_env: Settings) -> None:
-    with session_scope(station_env.effective_database_url) as session:
-        record_event(session, EventKind.batch_state, fonds="C015", detail={"state": "queued"})
+    url = station_env.effective_database_url
+    with session_scope(url) as session:
+        batch_id = _batch_with_pages(session, 1).id
+    with session_scope(url) as session:
         record_event(session, EventKind.item_described, archival_code=CODE, fonds="C015")
+        session.scalars(select(Page).where(Page.batch_id == batch_id)).one().state = PageState.processing
     client = TestClient(create_app(station_env))
     admin = bearer(station_env)
     assert [e["kind"] for e in client.get("/api/events", headers=admin).json()["events"]] == ["item_described"]
     asked = client.get("/api/events", params={"kind": ["batch_state", "item_described"]}, headers=admin).json()
-    assert [e["kind"] for e in asked["events"]] == ["batch_state", "item_described"]
+    assert [e["kind"] for e in asked["events"]] == ["batch_state", "batch_state", "item_described"]
+    progress = client.get("/api/events", params={"kind": "page_progress"}, headers=admin).json()["events"]
+    assert [(e["batch_id"], e["page"], e["detail"]["state"]) for e in progress] == [(batch_id, 1, "processing")]
     assert client.get("/api/events", params={"kind": "nonsense"}, headers=admin).status_code == 422
 
 

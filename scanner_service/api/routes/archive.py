@@ -119,6 +119,8 @@ class EventPublic(BaseModel):
     archival_code: str | None
     fonds: str | None
     item_url: str | None
+    batch_id: int | None = Field(default=None, description="The batch it came from, if any")
+    page: int | None = Field(default=None, description="The page it is about: seq in the batch, or serial in the item")
     detail: dict[str, Any]
 
 
@@ -179,6 +181,8 @@ def list_events(
             archival_code=item.archival_code if item else e.archival_code,
             fonds=e.fonds,
             item_url=item_url(item) if item else None,
+            batch_id=e.batch_id,
+            page=e.page,
             detail=dict(e.detail or {}),
         )
         for e, item in rows
