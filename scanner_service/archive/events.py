@@ -20,7 +20,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.attributes import get_history
 
-from scanner_service.archive.filing.items import batch_fonds
 from scanner_service.archive.models import Batch, BatchState, Event, EventKind, Page, PageState
 
 PAGE_FINAL = (PageState.done, PageState.failed)
@@ -60,7 +59,7 @@ def record_stage(session: Session, page_id: int, stage: str) -> None:
             session,
             EventKind.page_progress,
             batch_id=page.batch_id,
-            fonds=batch_fonds(page.batch),
+            fonds=_fonds(page.batch),
             page=page.seq,
             detail={"state": page.state.value, "stage": stage},
         )
@@ -76,15 +75,22 @@ def _progress_events(session: Session, _flush_context: Any) -> None:
     # after_flush, not before_flush: a new batch has its id only now, and the pages-done count read here
     # includes this flush. The events added are written by the next flush of the same transaction (commit
     # flushes until the session is clean), so they commit with the change or not at all.
+    counts: dict[int, tuple[int, int]] = {}  # per batch, once per flush (a flush may requeue a thousand pages)
+
+    def pages_count(batch_id: int) -> tuple[int, int]:
+        if batch_id not in counts:
+            counts[batch_id] = _pages_count(session, batch_id)
+        return counts[batch_id]
+
     for obj in [*session.new, *session.dirty]:
         if isinstance(obj, Batch):
             change = _state_change(obj)
             if change is not None:
-                _batch_state(session, obj, *change)
+                _batch_state(session, obj, *change, pages=pages_count(obj.id))
         elif isinstance(obj, Page):
             change = _state_change(obj)
             if change is not None and change[0] is not None:  # a page recorded as queued: its batch's event says so
-                _page_progress(session, obj, change[1])
+                _page_progress(session, obj, change[1], pages=pages_count(obj.batch_id))
 
 
 def _state_change(obj: Batch | Page) -> tuple[str | None, str] | None:
@@ -97,8 +103,8 @@ def _state_change(obj: Batch | Page) -> tuple[str | None, str] | None:
     return None if before == after else (before, after)
 
 
-def _batch_state(session: Session, batch: Batch, before: str | None, after: str) -> None:
-    total, done = _pages_count(session, batch.id)
+def _batch_state(session: Session, batch: Batch, before: str | None, after: str, *, pages: tuple[int, int]) -> None:
+    total, done = pages
     detail: dict[str, Any] = {"from": before, "state": after, "pages": {"total": total, "done": done}}
     if after == BatchState.failed.value:
         detail |= {"error_code": batch.error_code, "error": batch.error}
@@ -107,20 +113,20 @@ def _batch_state(session: Session, batch: Batch, before: str | None, after: str)
         EventKind.batch_state,
         batch_id=batch.id,
         archival_code=batch.archival_code,
-        fonds=batch_fonds(batch),
+        fonds=_fonds(batch),
         detail=detail,
     )
 
 
-def _page_progress(session: Session, page: Page, state: str) -> None:
-    total, done = _pages_count(session, page.batch_id)
+def _page_progress(session: Session, page: Page, state: str, *, pages: tuple[int, int]) -> None:
+    total, done = pages
     detail: dict[str, Any] = {"state": state, "batch_pages": {"total": total, "done": done}}
     finished = state in (PageState.done.value, PageState.failed.value)
     if finished:
         detail |= {"flags": list(page.flags or []), "blank": page.blank}
         if state == PageState.failed.value:
             detail |= {"error_code": page.error_code, "error": page.error}
-    fonds = batch_fonds(page.batch)
+    fonds = _fonds(page.batch)
     record_event(session, EventKind.page_progress, batch_id=page.batch_id, fonds=fonds, page=page.seq, detail=detail)
     review = [flag for flag in page.flags or [] if flag not in NOT_FOR_REVIEW]
     if finished and review:
@@ -133,3 +139,10 @@ def _pages_count(session: Session, batch_id: int) -> tuple[int, int]:
     final = func.sum(case((Page.state.in_(PAGE_FINAL), 1), else_=0))
     total, done = session.execute(select(func.count(), final).where(Page.batch_id == batch_id)).one()
     return int(total), int(done or 0)
+
+
+def _fonds(batch: Batch) -> str | None:
+    # Imported here: filing's package imports much of the archive, which may import this module.
+    from scanner_service.archive.filing.items import batch_fonds
+
+    return batch_fonds(batch)
