@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from scanner_service.api.schemas import (
     YearQuery,
     error_responses,
 )
-from scanner_service.archive import access, filing
+from scanner_service.archive import access, filing, people
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_store import describe_item
@@ -137,14 +137,30 @@ class FilingPublic(BaseModel):
 
 
 class GrantRequest(BaseModel):
-    token_id: Id = Field(description="The id 'scanstation token list' shows")
+    """Exactly one of ``token_id`` (a system) and ``user`` (a person)."""
+
+    token_id: Id | None = Field(default=None, description="The id 'scanstation token list' shows")
+    user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="A person's name ('scanstation user list')",
+    )
     reason: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
     expires_at: TimeInput | None = Field(default=None, description="ISO 8601; without an offset, UTC")
+
+    @model_validator(mode="after")
+    def _one_grantee(self) -> GrantRequest:
+        if (self.token_id is None) == (self.user is None):
+            raise ValueError("give exactly one of token_id (a token) and user (a person's name)")
+        return self
 
 
 class GrantPublic(BaseModel):
     archival_code: str
-    token_id: int
+    token_id: int | None
+    user: str | None
     expires_at: UtcDateTime | None
 
 
@@ -440,20 +456,31 @@ def _page_picture(
     "/{code}/grants",
     status_code=201,
     response_model=GrantPublic,
-    summary="Let one token see this restricted item (archivist)",
+    summary="Let one token or one person see this restricted item (archivist)",
     responses=error_responses(400, 401, 403, 404, 422),
 )
 def grant(code: CodePath, body: GrantRequest, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
     item = access.visible_item(session, token, code)
-    grantee = session.get(ApiToken, body.token_id)
-    if grantee is None:
-        raise NotFound(f"No token {body.token_id}.")
-    existing = session.scalar(select(Grant).where(Grant.token_id == grantee.id, Grant.item_id == item.id))
+    token_id = user_id = person_name = None
+    if body.user is not None:
+        person = people.find_user(session, body.user)
+        user_id, person_name, holder = person.id, person.name, Grant.user_id == person.id
+    else:
+        grantee = session.get(ApiToken, body.token_id)
+        if grantee is None:
+            raise NotFound(f"No token {body.token_id}.")
+        token_id, holder = grantee.id, Grant.token_id == grantee.id
+    existing = session.scalar(select(Grant).where(holder, Grant.item_id == item.id))
     if existing is None:
-        existing = Grant(token_id=grantee.id, item_id=item.id, granted_by=token.name)
+        existing = Grant(token_id=token_id, user_id=user_id, item_id=item.id, granted_by=token.name)
         session.add(existing)
     # TimeInput made expires_at UTC: SQLite keeps no offset.
     existing.reason, existing.expires_at, existing.granted_by = body.reason, body.expires_at, token.name
     session.flush()
-    return {"archival_code": item.archival_code, "token_id": grantee.id, "expires_at": body.expires_at}
+    return {
+        "archival_code": item.archival_code,
+        "token_id": token_id,
+        "user": person_name,
+        "expires_at": body.expires_at,
+    }
