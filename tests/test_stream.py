@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from scanner_service.api.app import create_app
 from scanner_service.api.routes import stream
+from scanner_service.archive import people
 from scanner_service.archive.db import get_engine, migrate, session_scope
 from scanner_service.archive.events import record_event
 from scanner_service.archive.models import Batch, BatchState, Event, EventKind, Original, Page, PageState
@@ -40,6 +41,7 @@ from tests.test_archive import scan
 CODE = "C015-WS·2013-Y-BGS-0001"
 PAGES = ["scan_0001.jpg", "scan_0006.jpg"]  # a land contract, a blank back
 FINAL = {"done", "needs_review", "failed"}
+PASSWORD = "korrekt-pferd-7"
 
 
 @dataclass
@@ -226,6 +228,7 @@ def test_the_stream_opens_with_a_retry_hint_keeps_alive_and_starts_from_now(
     monkeypatch.setattr(stream, "_read", lambda *args: polls.append(1) or read(*args))  # counts the polls
     with session_scope(url) as session:
         record_event(session, EventKind.correction, fonds="C015", detail={"before": "now"})
+        people.create_user(session, name="lin", role="operator", fonds="C015", password=PASSWORD, settings=station_env)
     admin = bearer(station_env)
     with serving(station_env) as base:
         got = watch(base, admin, lambda got: sum(b.comment for b in got) >= 2, timeout=10)
@@ -241,6 +244,9 @@ def test_the_stream_opens_with_a_retry_hint_keeps_alive_and_starts_from_now(
         assert len(polls) == gone, "a stream whose client went away stops reading the catalogue"
         with httpx.Client() as client:
             assert client.get(f"{base}/api/stream").status_code == 401
+            login = client.post(f"{base}/api/session", json={"name": "lin", "password": PASSWORD})
+            cookie = {"Cookie": f"scanstation_session={login.cookies['scanstation_session']}"}
+            assert events(watch(base, cookie, quiet, after=0)) == replay, "a login cookie opens it (EventSource)"
             refused = client.get(f"{base}/api/stream", headers={**admin, "Last-Event-ID": "x1"})
             assert refused.status_code == 422 and refused.json()["reason"] == "bad_last_event_id"
 
