@@ -107,6 +107,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from scanner_service.api.app import create_app
     from scanner_service.archive.db import migrate
@@ -115,14 +116,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     migrate(settings.effective_database_url)
     # Without a limit uvicorn waits, when stopped, for every request still open: a client that stalls
     # (an upload it does not finish, a download it does not read) would hold the stop forever.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=API_GRACE,
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=API_GRACE
+        )
     )
-    return 0
+    app.state.stopping = lambda: server.should_exit  # an open event stream (GET /api/stream) ends at once
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: uvicorn raises a Ctrl-C again once stopped
+        server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from scanner_service import __version__
-from scanner_service.api.routes import archive, batches, items, session
+from scanner_service.api.routes import archive, batches, items, session, stream
 from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
@@ -37,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
         "person's login cookie (POST /api/session; changes also need X-CSRF-Token) on all but /healthz.",
     )
     app.state.settings = settings
+    app.state.stopping = lambda: False  # the server that runs the app sets its own: open event streams end with it
     connection = q.connect(settings)
 
     @app.exception_handler(ScanstationError)
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(items.router)
     app.include_router(archive.router)
     app.include_router(session.router)
+    app.include_router(stream.router)
     generated_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -17,6 +17,7 @@ from ocr_models.registry import build_engine
 from scanner_service.archive import filing
 from scanner_service.archive.batches import FINAL, claim_assembly
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.events import record_stage
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
@@ -59,6 +60,8 @@ def process_page(page_id: int) -> str:
     if held is not None:
         _finish_page(settings, page_id, failed=held)
         return "failed"
+    with session_scope(url) as session:
+        record_stage(session, page_id, "ocr")
     job = get_current_job()
     if job is not None:
         job.meta["stage"] = "ocr"
