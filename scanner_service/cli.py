@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import getpass
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from scanner_service.archive.layout import Layout
-from scanner_service.exceptions import ScanstationError
+from scanner_service.exceptions import ScanstationError, UnusableInput
 from scanner_service.settings import Settings, build_settings
 from scanner_service.station import lifeline
 
@@ -105,6 +107,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from scanner_service.api.app import create_app
     from scanner_service.archive.db import migrate
@@ -113,14 +116,16 @@ def cmd_api(args: argparse.Namespace) -> int:
     migrate(settings.effective_database_url)
     # Without a limit uvicorn waits, when stopped, for every request still open: a client that stalls
     # (an upload it does not finish, a download it does not read) would hold the stop forever.
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=API_GRACE,
+    app = create_app(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="warning", timeout_graceful_shutdown=API_GRACE
+        )
     )
-    return 0
+    app.state.stopping = lambda: server.should_exit  # an open event stream (GET /api/stream) ends at once
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: uvicorn raises a Ctrl-C again once stopped
+        server.run()
+    return 0 if server.started else STARTUP_FAILURE
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -195,6 +200,90 @@ def cmd_token_list(args: argparse.Namespace) -> int:
             state = " (revoked)" if t.revoked else ""
             print(f"{t.id}\t{t.role.value}\t{t.fonds or '*'}\t{t.name}{state}")
     return 0
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The new password: stdin's first line with --password-stdin, otherwise asked twice (not echoed)."""
+    from scanner_service.archive.people import check_password_rules
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"New password for {args.name}: ")
+        check_password_rules(password)
+        if getpass.getpass("The same password again: ") != password:
+            raise UnusableInput("The two passwords differ; nothing was changed.", reason_code="password_mismatch")
+    check_password_rules(password)
+    return password
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    from scanner_service.archive import people
+    from scanner_service.archive.db import migrate, session_scope
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        people.check_new_name(session, args.name)  # before asking for a password
+    password = _new_password(args)
+    with session_scope(settings.effective_database_url) as session:
+        user = people.create_user(
+            session, name=args.name, role=args.role, fonds=args.fonds, password=password, settings=settings
+        )
+        print(f"{user.name}: {user.role.value}, fonds {user.fonds or 'all'}; logs in with POST /api/session.")
+    return 0
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> int:
+    from scanner_service.archive import people
+    from scanner_service.archive.db import migrate, session_scope
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        people.find_user(session, args.name)  # before asking: no password typed for a name that does not exist
+    password = _new_password(args)
+    with session_scope(settings.effective_database_url) as session:
+        people.change_password(session, args.name, password, settings=settings)
+    print(f"{args.name}: password changed; their logins have ended.")
+    return 0
+
+
+def cmd_user_disable(args: argparse.Namespace) -> int:
+    from scanner_service.archive import people
+    from scanner_service.archive.db import migrate, session_scope
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    disable = args.user_command == "disable"
+    with session_scope(settings.effective_database_url) as session:
+        people.set_disabled(session, args.name, disable)
+    print(f"{args.name}: " + ("disabled; their logins have ended." if disable else "enabled (and unlocked)."))
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    from scanner_service.archive import people
+    from scanner_service.archive.db import migrate, session_scope
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        print("name\trole\tfonds\tstate\tlocked until\tlast login")
+        for u in people.list_users(session):
+            until = people.locked_until(u)
+            last = u.last_login_at
+            print(
+                f"{u.name}\t{u.role.value}\t{u.fonds or '*'}\t{'disabled' if u.disabled else 'enabled'}\t"
+                f"{_utc_minute(until) if until else '-'}\t{_utc_minute(last) if last else 'never'}"
+            )
+    return 0
+
+
+def _utc_minute(moment: datetime) -> str:
+    from scanner_service.archive.models import as_utc
+
+    return f"{as_utc(moment):%Y-%m-%d %H:%M} UTC"
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -289,6 +378,29 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub.add_parser("list", parents=[common], help="list tokens (id, role, fonds, name)").set_defaults(
         func=cmd_token_list
     )
+
+    user = sub.add_parser("user", help="people who log in with a name and password")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    ucreate = user_sub.add_parser("create", parents=[common], help="create a person (the password is asked twice)")
+    ucreate.add_argument("name")
+    ucreate.add_argument("--role", required=True, choices=["admin", "archivist", "operator", "reader"])
+    ucreate.add_argument("--fonds", help="fonds code(s) (全宗号) the person is limited to, comma-separated")
+    ucreate.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    ucreate.set_defaults(func=cmd_user_create)
+    passwd = user_sub.add_parser("passwd", parents=[common], help="set a new password (their logins end)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    passwd.set_defaults(func=cmd_user_passwd)
+    for verb, text in [
+        ("disable", "disable a person (their logins end)"),
+        ("enable", "enable again; clears a lockout"),
+    ]:
+        toggle = user_sub.add_parser(verb, parents=[common], help=text)
+        toggle.add_argument("name")
+        toggle.set_defaults(func=cmd_user_disable)
+    user_sub.add_parser(
+        "list", parents=[common], help="list people (name, role, fonds, state, locked until, last login)"
+    ).set_defaults(func=cmd_user_list)
 
     audit = sub.add_parser("audit", parents=[common], help="re-read the archive; report files changed or missing")
     audit.add_argument("--fonds", help="only this fonds")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from workers.errors import ConfigError, MissingProgram, ScanstationError, TransientError, UnusableInput
 
 __all__ = [
+    "AccountLocked",
     "CatalogueBusy",
     "ConfigError",
     "Conflict",
@@ -52,6 +53,22 @@ class Forbidden(ScanstationError):
     code = "forbidden"
     http_status = 403
     exit_code = 9
+
+
+class AccountLocked(ScanstationError):
+    """Too many failed logins in a row: the person's account refuses every password until ``until``.
+
+    429 (with Retry-After) rather than 403: the name and password may well be right; what is refused
+    is trying again so soon, and the client is told when it may.
+    """
+
+    code = "account_locked"
+    http_status = 429
+    exit_code = 15
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Conflict(ScanstationError):

@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     ocr_languages: str = Field(default="chi_sim+eng", description="Tesseract's languages (tesseract engine only)")
     min_confidence: float = Field(default=60.0, description="Mean OCR confidence below which a page is flagged")
     jpeg_quality: int = 80
+    session_hours: float = Field(
+        default=12.0, gt=0, description="How long a person's login lasts (not extended by use)"
+    )
+    lockout_failures: int = Field(
+        default=5, ge=1, description="Failed logins in a row after which a person's account is locked"
+    )
+    lockout_minutes: float = Field(default=15.0, gt=0, description="How long a locked account stays locked")
+    password_time_cost: int = Field(
+        default=3,
+        ge=1,
+        description="argon2id passes per password hash (argon2-cffi's default); a login re-hashes "
+        "a password stored with other costs",
+    )
+    password_memory_kib: int = Field(
+        default=65536, ge=8192, description="argon2id memory per password hash, KiB (argon2-cffi's default, 64 MiB)"
+    )
 
     @property
     def redis_dir(self) -> Path:

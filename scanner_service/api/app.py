@@ -15,12 +15,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from scanner_service import __version__
-from scanner_service.api.routes import archive, batches, items
+from scanner_service.api.routes import archive, batches, items, session, stream
 from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
 from scanner_service.archive.db import session_scope
-from scanner_service.exceptions import ScanstationError
+from scanner_service.exceptions import AccountLocked, ScanstationError
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 
@@ -33,14 +33,18 @@ def create_app(settings: Settings) -> FastAPI:
         title="scanstation",
         version=__version__,
         description="Scan station API: batches and pages as scanned; items (件) filed under their 档号 with their "
-        "searchable PDF/A, page text and hOCR; search; events; the access log. Bearer token on all but /healthz.",
+        "searchable PDF/A, page text and hOCR; search; events; the access log. A Bearer token (systems) or a "
+        "person's login cookie (POST /api/session; changes also need X-CSRF-Token) on all but /healthz.",
     )
     app.state.settings = settings
+    app.state.stopping = lambda: False  # the server that runs the app sets its own: open event streams end with it
     connection = q.connect(settings)
 
     @app.exception_handler(ScanstationError)
     async def _station_error(_request: Request, exc: ScanstationError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.http_status == 401 else None
+        if isinstance(exc, AccountLocked):
+            headers = {"Retry-After": str(exc.retry_after)}
         body = ErrorBody(error=exc.code, detail=exc.message)
         if exc.reason_code != exc.code:
             body.reason = exc.reason_code
@@ -102,6 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(items.router)
     app.include_router(archive.router)
+    app.include_router(session.router)
+    app.include_router(stream.router)
     generated_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -102,12 +102,14 @@ class ErrorBody(BaseModel):
 
 _ERROR_DESCRIPTIONS = {
     400: "The request body cannot be read",
-    401: "No API token, or an unknown or revoked one",
-    403: "The token's role or fonds does not allow this",
+    401: "No API token or login, or an unknown, revoked or ended one; or a wrong name or password",
+    403: "The caller's role or fonds does not allow this; or (reason 'csrf') a change made with a login cookie "
+    "without its X-CSRF-Token",
     404: "Nothing of that name, or nothing this token may see",
     409: "The request clashes with what is there; the reason is in 'reason' and 'detail'",
     416: "The byte range starts beyond the end of the file (Content-Range: bytes */size)",
     422: "The request is not valid; 'errors' (or 'part') says where",
+    429: "Too many failed logins: the account is locked; Retry-After says for how many seconds",
 }
 
 

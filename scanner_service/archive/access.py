@@ -4,7 +4,7 @@
 - archivist: every fonds, or the fonds listed on its token; catalogue, grants, the access log.
 - operator: scans and files within its fonds; sees batches and the items of its fonds.
 - reader: searches and reads within its fonds; an item with a 密级, or not marked open (开放), is
-  hidden from a reader unless an archivist granted that reader's token the item.
+  hidden from a reader unless an archivist granted that reader (its token, or the person) the item.
 
 Hidden items answer 404, as if they did not exist: a reader learns nothing from a 档号 it may not see.
 """
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from scanner_service.archive.filing import find_item
 from scanner_service.archive.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry, User
-from scanner_service.exceptions import Forbidden, NotFound
+from scanner_service.exceptions import ConfigError, Forbidden, NotFound
 
 OPEN_VALUES = ("开放",)  # as stored: catalogue_store.normal_open_status writes every "open" this way
 STAFF = (Role.admin, Role.archivist, Role.operator)
@@ -55,6 +55,22 @@ class Caller:
     def attribution(self) -> dict[str, Any]:
         """Who did something, as recorded with it (events, corrections)."""
         return {"who": self.name, "kind": self.kind, "token_id": self.token_id, "user_id": self.user_id}
+
+
+def parse_role(role: str) -> Role:
+    """The role ``role`` names (as typed for a token or a person), or ConfigError listing the roles."""
+    try:
+        return Role(role)
+    except ValueError:
+        allowed = ", ".join(r.value for r in Role)
+        raise ConfigError(f"Unknown role {role!r}; use one of: {allowed}.") from None
+
+
+def parse_fonds(fonds: str | None) -> str | None:
+    """Fonds codes as typed ("c015, C016" or with a full-width comma) as stored: upper case, comma-separated;
+    None for none (every fonds)."""
+    codes = [c.strip().upper() for c in (fonds or "").replace("，", ",").split(",") if c.strip()]
+    return ",".join(codes) or None
 
 
 def fonds_scope(token: Caller) -> list[str] | None:

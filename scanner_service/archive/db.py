@@ -42,7 +42,12 @@ def get_engine(url: str) -> Engine:
 
 @lru_cache(maxsize=8)
 def _session_factory(url: str) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+    # Not at the top: events reads a batch's fonds through filing, which itself opens catalogue sessions.
+    from scanner_service.archive.events import watch_progress
+
+    factory = sessionmaker(get_engine(url), expire_on_commit=False)
+    watch_progress(factory)  # every catalogue session writes batch and page progress events
+    return factory
 
 
 @contextmanager

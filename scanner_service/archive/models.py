@@ -93,6 +93,7 @@ class FileKind(str, enum.Enum):
     thumbnail = "thumbnail"
     description = "description"  # item.json
     replaced = "replaced"  # a master a rescan replaced, kept under replaced/
+    withdrawn = "withdrawn"  # the master of a page a person withdrew from its item, kept under withdrawn/
 
 
 class Batch(Base):

@@ -8,8 +8,9 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner_service.archive.models import ApiToken, Role
-from scanner_service.exceptions import ConfigError, Unauthorized
+from scanner_service.archive.access import parse_fonds, parse_role
+from scanner_service.archive.models import ApiToken
+from scanner_service.exceptions import Unauthorized
 
 
 def hash_token(token: str) -> str:
@@ -18,18 +19,13 @@ def hash_token(token: str) -> str:
 
 def create_token(session: Session, *, role: str, fonds: str | None = None, name: str | None = None) -> str:
     """Store a new token and return its secret; the secret itself is never stored."""
-    try:
-        role_value = Role(role)
-    except ValueError:
-        allowed = ", ".join(r.value for r in Role)
-        raise ConfigError(f"Unknown role {role!r}; use one of: {allowed}.") from None
-    codes = [c.strip().upper() for c in (fonds or "").replace("，", ",").split(",") if c.strip()]
+    role_value = parse_role(role)
     secret = "sst_" + secrets.token_urlsafe(32)
     session.add(
         ApiToken(
             name=name or f"{role_value.value} token",
             role=role_value,
-            fonds=",".join(codes) or None,
+            fonds=parse_fonds(fonds),
             token_hash=hash_token(secret),
         )
     )

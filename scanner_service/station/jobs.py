@@ -18,6 +18,8 @@ from scanner_service.archive import corrections, filing
 from scanner_service.archive.batches import FINAL, claim_assembly, in_order, is_excluded, usable
 from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.events import record_stage
+from scanner_service.archive.filing.items import station_decision
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page, PageState, SearchEntry
 from scanner_service.archive.sidecar import PageSidecar
@@ -88,6 +90,8 @@ def _derive_page(settings: Settings, page_id: int) -> str:
     if held is not None:
         _finish_page(settings, page_id, failed=held)
         return "failed"
+    with session_scope(url) as session:
+        record_stage(session, page_id, "ocr")
     job = get_current_job()
     if job is not None:
         job.meta["stage"] = "ocr"
@@ -133,7 +137,7 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         page.text = outcome.text.text
         page.error = page.error_code = None
         if choices is None and page.decision is None:  # the station's own decision, what undo goes back to
-            page.decision = corrections.station_decision(page.blank, page.flags, page.details, page.confidence)
+            page.decision = station_decision(page)
     _finish_page(settings, page_id)
     return "done"
 
@@ -289,3 +293,22 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
             batch.state = BatchState.failed
             batch.error_code = "assembly_failed"
             batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
+
+
+def derive_item_pages(item_id: int) -> str:
+    """Derive a filed item's queued pages again from their masters, with the people's corrections
+    (:func:`scanner_service.archive.corrections.item.derive_pending`): one journaled change of the item."""
+    from scanner_service.archive.corrections.item import derive_pending
+
+    return derive_pending(build_settings(), item_id)
+
+
+def item_pages_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
+    """RQ failure callback: when the derivation job of an item has no retries left, its queued pages
+    say so (state failed, with the reason); a rerun or undo of the page queues it again."""
+    if job.should_retry:
+        return
+    from scanner_service.archive.corrections.item import fail_pending
+
+    reason = f"{exc_type.__name__}: {exc}" if exc_type is not None else "the worker stopped while deriving it"
+    fail_pending(build_settings(), int(job.args[0]), f"The page could not be derived again: {reason}")

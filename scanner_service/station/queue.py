@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import Collection
 
 import redis
@@ -88,6 +89,36 @@ def enqueue_assembly(queue: Queue, settings: Settings, batch_id: int, *, at_fron
         on_failure=Callback("scanner_service.station.jobs.assembly_failed_for_good"),
         description=f"assemble batch {batch_id}",
         at_front=at_front,
+    )
+
+
+def item_job_id(item_id: int) -> str:
+    return f"item-pages-{item_id}"
+
+
+def enqueue_item_pages(queue: Queue, settings: Settings, item_id: int) -> None:
+    """Queue, at the FRONT of the queue (a person is waiting), the job that derives a filed item's
+    corrected pages again. One waiting job per item is enough (it takes every queued page when it
+    starts); while one runs, another is queued, for the pages corrected after it read them."""
+    base = item_job_id(item_id)
+    try:
+        status = Job.fetch(base, connection=queue.connection).get_status()
+    except NoSuchJobError:
+        status = None
+    if status == JobStatus.QUEUED:
+        return
+    job_id = base if status not in ACTIVE else f"{base}-{uuid.uuid4().hex[:8]}"
+    queue.enqueue(
+        "scanner_service.station.jobs.derive_item_pages",
+        item_id,
+        job_id=job_id,
+        at_front=True,
+        job_timeout=max(settings.page_timeout, 1800),
+        retry=Retry(max=2, interval=[10, 60]),
+        result_ttl=3600,
+        failure_ttl=7 * 24 * 3600,
+        on_failure=Callback("scanner_service.station.jobs.item_pages_failed_for_good"),
+        description=f"derive corrected pages of item {item_id}",
     )
 
 

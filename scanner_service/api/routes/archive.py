@@ -37,7 +37,7 @@ from scanner_service.archive import access, search
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import read_catalogue
 from scanner_service.archive.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
-from scanner_service.archive.models import ITEM_EVENT_KINDS, AccessRecord, Event, Fonds, Item, Role
+from scanner_service.archive.models import ITEM_EVENT_KINDS, AccessRecord, Event, EventKind, Fonds, Item, Role
 from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
 from scanner_service.exceptions import NotFound, UnusableInput
 
@@ -115,10 +115,12 @@ def search_pages(
 class EventPublic(BaseModel):
     id: int
     at: UtcDateTime
-    kind: str = Field(description="item_filed, item_pages_changed or item_described")
+    kind: str = Field(description="item_filed, item_pages_changed or item_described; others when asked by kind=")
     archival_code: str | None
     fonds: str | None
     item_url: str | None
+    batch_id: int | None = Field(default=None, description="The batch it came from, if any")
+    page: int | None = Field(default=None, description="The page it is about: seq in the batch, or serial in the item")
     detail: dict[str, Any]
 
 
@@ -147,8 +149,13 @@ def list_events(
         ),
     ] = "0",
     limit: Limit = 100,
+    kind: Annotated[
+        list[EventKind] | None,
+        Query(description="Kinds to list (repeat for several); default: the item kinds (filed, changed, described)"),
+    ] = None,
 ) -> dict[str, Any]:
-    stmt = select(Event, Item).outerjoin(Item, Item.id == Event.item_id)
+    kinds = [k.value for k in (kind or ITEM_EVENT_KINDS)]
+    stmt = select(Event, Item).outerjoin(Item, Item.id == Event.item_id).where(Event.kind.in_(kinds))
     cursor = int(since) if _EVENT_ID.fullmatch(since) else None  # ASCII digits only: int("²") fails
     if cursor is not None:
         if cursor > INT32_MAX:
@@ -164,7 +171,6 @@ def list_events(
                 f"'since' must be an event id or an ISO time such as 2026-11-01T00:00:00Z, not {since!r}.",
                 reason_code="bad_since",
             ) from None
-    stmt = stmt.where(Event.kind.in_([kind.value for kind in ITEM_EVENT_KINDS]))  # the stream carries the rest
     stmt = stmt.where(or_(Event.item_id.is_(None), access.item_filter(token))).order_by(Event.id).limit(limit)
     rows = session.execute(stmt).all()
     events = [
@@ -175,6 +181,8 @@ def list_events(
             archival_code=item.archival_code if item else e.archival_code,
             fonds=e.fonds,
             item_url=item_url(item) if item else None,
+            batch_id=e.batch_id,
+            page=e.page,
             detail=dict(e.detail or {}),
         )
         for e, item in rows

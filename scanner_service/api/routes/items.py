@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,14 +34,17 @@ from scanner_service.api.schemas import (
     YearQuery,
     error_responses,
 )
-from scanner_service.archive import access, filing
+from scanner_service.archive import access, filing, people
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_store import describe_item
+from scanner_service.archive.corrections import history_entry
+from scanner_service.archive.corrections import item as item_corrections
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import ApiToken, Grant, Item, ItemPage, Role
-from scanner_service.exceptions import NotFound
+from scanner_service.archive.models import ApiToken, Correction, Grant, Item, ItemPage, Role
+from scanner_service.exceptions import Conflict, NotFound
 from scanner_service.settings import Settings
+from scanner_service.station import queue as q
 from workers.hocr import render_hocr
 
 router = APIRouter(prefix="/api/items", tags=["items"])
@@ -55,17 +58,74 @@ FilingMode = Literal["new", "append", "insert", "replace"]
 PAGE_ERRORS = error_responses(401, 404, 422)
 
 
+class HistoryEntry(BaseModel):
+    id: int
+    at: UtcDateTime
+    who: str
+    kind: Literal["person", "token"]
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    note: str | None
+
+
 class ItemPagePublic(BaseModel):
-    page: int
+    page: int = Field(description="The page's serial in the item (its master's number)")
+    pdf_page: int | None = Field(description="Its page number in the item PDF; null if left out (excluded)")
     master: str
     flags: list[str]
     confidence: float | None
     batch_id: int | None
     batch_page: int | None
+    state: str = Field(description="done; queued while a correction is derived again; failed if it could not be")
+    version: int = Field(description="Goes up at every correction; send it as If-Match")
+    decision: dict[str, Any] | None = Field(description="The station's own decision (blank, flags, details)")
+    correction: dict[str, Any] = Field(description="What a person decided; {} = the station's decision stands")
+    details: dict[str, Any] = Field(description="What the last derivation of the page did (turn, skew, crop, …)")
+    history: list[HistoryEntry]
     text_url: str
     hocr_url: str
     image_url: str
     thumbnail_url: str
+
+
+class PageCorrection(BaseModel):
+    """Only the fields sent change; a turn of 0, excluded false or an empty note remove that correction."""
+
+    turn: Literal[0, 90, 180, 270] | None = Field(
+        default=None, description="Clockwise degrees, added to the turn the station made"
+    )
+    skew_deg: float | None = Field(default=None, ge=-45, le=45, description="The fine angle to straighten by")
+    blank: bool | None = None
+    excluded: bool | None = Field(default=None, description="Left out of the item PDF; the master is kept")
+    crop: list[Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(
+        default=None, min_length=4, max_length=4, description="[x0, y0, x1, y1] on the master; null: no crop"
+    )
+    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+
+
+class RerunRequest(BaseModel):
+    engine: str | None = Field(
+        default=None, max_length=40, pattern=NO_NUL, description="OCR engine; default the station's"
+    )
+
+
+class OrderRequest(BaseModel):
+    pages: list[Id] = Field(
+        max_length=10000, description="Every page of the item once, by its number now, in the new order"
+    )
+    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+
+
+class WithdrawRequest(BaseModel):
+    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL, description="Why the page leaves the item")
+
+
+class MoveRequest(BaseModel):
+    pages: list[Id] = Field(min_length=1, max_length=10000, description="The pages to move, in the order they go")
+    to: str = Field(max_length=128, pattern=NO_NUL, description="档号 of the item they go to")
+    at: Id | None = Field(default=None, description="Before which page of that item; null: at its end")
+    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
 
 
 class ItemPublic(BaseModel):
@@ -97,6 +157,11 @@ class ItemPublic(BaseModel):
 
 class ItemDetail(ItemPublic):
     page_list: list[ItemPagePublic]
+
+
+class MovePublic(BaseModel):
+    source: ItemDetail
+    target: ItemDetail
 
 
 class ItemDescription(BaseModel):
@@ -137,14 +202,30 @@ class FilingPublic(BaseModel):
 
 
 class GrantRequest(BaseModel):
-    token_id: Id = Field(description="The id 'scanstation token list' shows")
+    """Exactly one of ``token_id`` (a system) and ``user`` (a person)."""
+
+    token_id: Id | None = Field(default=None, description="The id 'scanstation token list' shows")
+    user: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=NO_NUL,
+        description="A person's name ('scanstation user list')",
+    )
     reason: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
     expires_at: TimeInput | None = Field(default=None, description="ISO 8601; without an offset, UTC")
+
+    @model_validator(mode="after")
+    def _one_grantee(self) -> GrantRequest:
+        if (self.token_id is None) == (self.user is None):
+            raise ValueError("give exactly one of token_id (a token) and user (a person's name)")
+        return self
 
 
 class GrantPublic(BaseModel):
     archival_code: str
-    token_id: int
+    token_id: int | None
+    user: str | None
     expires_at: UtcDateTime | None
 
 
@@ -163,15 +244,24 @@ def public(item: Item) -> dict[str, Any]:
     }
 
 
-def _page_public(item: Item, row: ItemPage) -> ItemPagePublic:
+def _page_public(
+    item: Item, row: ItemPage, history: list[Correction], pdf_page: dict[int, int | None]
+) -> ItemPagePublic:
     base = f"{item_url(item)}/pages/{row.serial}"
     return ItemPagePublic(
         page=row.serial,
+        pdf_page=pdf_page.get(row.id),
         master=row.master_name,
         flags=list(row.flags or []),
         confidence=row.confidence,
         batch_id=row.batch_id,
         batch_page=row.batch_seq,
+        state=row.state,
+        version=row.version,
+        decision=row.decision,
+        correction=dict(row.correction or {}),
+        details=dict(row.details or {}),
+        history=[HistoryEntry(**history_entry(entry)) for entry in history],
         text_url=f"{base}/text",
         hocr_url=f"{base}/hocr",
         image_url=f"{base}/image",
@@ -221,7 +311,14 @@ def list_items(
 )
 def get_item(code: CodePath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     item = access.visible_item(session, token, code)
-    return {**public(item), "page_list": [_page_public(item, row) for row in item.pages]}
+    return _detail(session, item)
+
+
+def _detail(session: Session, item: Item) -> dict[str, Any]:
+    rows = list(item.pages)
+    history = item_corrections.histories(session, rows)
+    numbers = filing.pdf_page_numbers(item)
+    return {**public(item), "page_list": [_page_public(item, row, history[row.id], numbers) for row in rows]}
 
 
 @router.put(
@@ -242,7 +339,7 @@ def put_item(
     with filing.item_lock(settings, str(parsed)):
         item = describe_item(session, parsed, values, written=code, actor=token.name, settings=settings)
     session.flush()
-    return {**public(item), "page_list": [_page_public(item, row) for row in item.pages]}
+    return _detail(session, item)
 
 
 @router.post(
@@ -440,20 +537,222 @@ def _page_picture(
     "/{code}/grants",
     status_code=201,
     response_model=GrantPublic,
-    summary="Let one token see this restricted item (archivist)",
+    summary="Let one token or one person see this restricted item (archivist)",
     responses=error_responses(400, 401, 403, 404, 422),
 )
 def grant(code: CodePath, body: GrantRequest, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
     item = access.visible_item(session, token, code)
-    grantee = session.get(ApiToken, body.token_id)
-    if grantee is None:
-        raise NotFound(f"No token {body.token_id}.")
-    existing = session.scalar(select(Grant).where(Grant.token_id == grantee.id, Grant.item_id == item.id))
+    token_id = user_id = person_name = None
+    if body.user is not None:
+        person = people.find_user(session, body.user)
+        user_id, person_name, holder = person.id, person.name, Grant.user_id == person.id
+    else:
+        grantee = session.get(ApiToken, body.token_id)
+        if grantee is None:
+            raise NotFound(f"No token {body.token_id}.")
+        token_id, holder = grantee.id, Grant.token_id == grantee.id
+    existing = session.scalar(select(Grant).where(holder, Grant.item_id == item.id))
     if existing is None:
-        existing = Grant(token_id=grantee.id, item_id=item.id, granted_by=token.name)
+        existing = Grant(token_id=token_id, user_id=user_id, item_id=item.id, granted_by=token.name)
         session.add(existing)
     # TimeInput made expires_at UTC: SQLite keeps no offset.
     existing.reason, existing.expires_at, existing.granted_by = body.reason, body.expires_at, token.name
     session.flush()
-    return {"archival_code": item.archival_code, "token_id": grantee.id, "expires_at": body.expires_at}
+    return {
+        "archival_code": item.archival_code,
+        "token_id": token_id,
+        "user": person_name,
+        "expires_at": body.expires_at,
+    }
+
+
+# ---- corrections of a filed item's pages ----------------------------------------------------------
+
+CORRECTION_ERRORS = error_responses(401, 403, 404, 409, 422)
+IfMatch = Annotated[
+    str | None,
+    Header(max_length=40, description="The page's version (its ETag) the correction was made on; stale: 409"),
+]
+
+
+def _corrector(session: Session, token: Caller, code: str) -> Item:
+    """The item, if the caller may correct it: an operator, archivist or admin who may see it."""
+    access.require_role(token, Role.admin, Role.archivist, Role.operator)
+    return access.visible_item(session, token, code)
+
+
+def _version(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    digits = if_match.strip().removeprefix("W/").strip('"')
+    if not digits.isdigit():
+        raise Conflict(
+            f"If-Match {if_match!r} is not a page version (send the page's ETag).", reason_code="stale_version"
+        )
+    return int(digits)
+
+
+def _page_answer(session: Session, response: Response, item_id: int, row_id: int | None) -> ItemPagePublic:
+    session.expire_all()
+    item = session.get(Item, item_id)
+    row = session.get(ItemPage, row_id) if row_id is not None else None
+    if item is None or row is None:
+        raise NotFound("The page is gone (withdrawn or moved meanwhile).")
+    history = item_corrections.histories(session, [row])[row.id]
+    response.headers["ETag"] = f'"{row.version}"'
+    return _page_public(item, row, history, filing.pdf_page_numbers(item))
+
+
+def _queue_derivation(settings: Settings, outcome: item_corrections.Outcome) -> None:
+    if outcome.queued:
+        connection = q.connect(settings)
+        try:
+            q.enqueue_item_pages(q.get_queue(connection), settings, outcome.item_id)
+        finally:
+            connection.close()
+
+
+@router.get(
+    "/{code}/pages/{page}",
+    response_model=ItemPagePublic,
+    summary="One page: the station's decision, the person's correction, version (ETag), state, history",
+    responses=PAGE_ERRORS,
+)
+def get_page(code: CodePath, page: PageNoPath, response: Response, session: SessionDep, token: CurrentToken) -> Any:
+    item, row = _page(session, token, code, page)
+    return _page_answer(session, response, item.id, row.id)
+
+
+@router.patch(
+    "/{code}/pages/{page}",
+    response_model=ItemPagePublic,
+    summary="Correct a page: turn, skew_deg, blank, excluded, crop, note (operator, archivist)",
+    description="A change of the image or text answers at once with state 'queued': the page is derived again "
+    "from its master by a worker, then the PDF is rebuilt. excluded and note are made at once.",
+    responses=CORRECTION_ERRORS,
+)
+def patch_page(
+    code: CodePath,
+    page: PageNoPath,
+    body: PageCorrection,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    if_match: IfMatch = None,
+) -> Any:
+    item = _corrector(session, token, code)
+    patch = body.model_dump(exclude_unset=True)
+    outcome = item_corrections.correct_page(
+        settings, token, item.archival_code, page, patch, if_match=_version(if_match)
+    )
+    _queue_derivation(settings, outcome)
+    return _page_answer(session, response, outcome.item_id, outcome.row_id)
+
+
+@router.post(
+    "/{code}/pages/{page}/rerun",
+    response_model=ItemPagePublic,
+    summary="Derive a page again from its master as it is, optionally with another OCR engine",
+    responses=CORRECTION_ERRORS,
+)
+def rerun_page(
+    code: CodePath,
+    page: PageNoPath,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    body: RerunRequest | None = None,
+    if_match: IfMatch = None,
+) -> Any:
+    item = _corrector(session, token, code)
+    engine = body.engine if body is not None else None
+    outcome = item_corrections.correct_page(
+        settings, token, item.archival_code, page, {}, if_match=_version(if_match), action="rerun", rerun_engine=engine
+    )
+    _queue_derivation(settings, outcome)
+    return _page_answer(session, response, outcome.item_id, outcome.row_id)
+
+
+@router.post(
+    "/{code}/pages/{page}/undo",
+    response_model=ItemPagePublic,
+    summary="Drop the person's correction of a page: back to the station's own decision",
+    responses=CORRECTION_ERRORS,
+)
+def undo_page(
+    code: CodePath,
+    page: PageNoPath,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    if_match: IfMatch = None,
+) -> Any:
+    item = _corrector(session, token, code)
+    outcome = item_corrections.correct_page(
+        settings, token, item.archival_code, page, {}, if_match=_version(if_match), action="undo"
+    )
+    _queue_derivation(settings, outcome)
+    return _page_answer(session, response, outcome.item_id, outcome.row_id)
+
+
+@router.post(
+    "/{code}/order",
+    response_model=ItemDetail,
+    summary="Put the item's pages in a new order (every page once); the masters are renamed",
+    responses=CORRECTION_ERRORS,
+)
+def order_pages(
+    code: CodePath, body: OrderRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> Any:
+    item = _corrector(session, token, code)
+    item_id = item_corrections.reorder(settings, token, item.archival_code, body.pages, note=body.note)
+    return _item_answer(session, item_id)
+
+
+@router.post(
+    "/{code}/pages/{page}/withdraw",
+    response_model=ItemDetail,
+    summary="Take a page out of the item; its master is kept apart under withdrawn/",
+    responses=CORRECTION_ERRORS,
+)
+def withdraw_page(
+    code: CodePath,
+    page: PageNoPath,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    body: WithdrawRequest | None = None,
+) -> Any:
+    item = _corrector(session, token, code)
+    note = body.note if body is not None else None
+    item_id = item_corrections.withdraw(settings, token, item.archival_code, page, note=note)
+    return _item_answer(session, item_id)
+
+
+@router.post(
+    "/{code}/pages/move",
+    response_model=MovePublic,
+    summary="Move pages to another item (both change in one journaled change)",
+    responses=CORRECTION_ERRORS,
+)
+def move_pages(
+    code: CodePath, body: MoveRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> Any:
+    item = _corrector(session, token, code)
+    target = _corrector(session, token, body.to)
+    source_id, target_id = item_corrections.move_pages(
+        settings, token, item.archival_code, body.pages, target.archival_code, at=body.at, note=body.note
+    )
+    return {"source": _item_answer(session, source_id), "target": _item_answer(session, target_id)}
+
+
+def _item_answer(session: Session, item_id: int) -> dict[str, Any]:
+    session.expire_all()
+    item = session.get(Item, item_id)
+    if item is None:
+        raise NotFound("The item is gone.")
+    return _detail(session, item)

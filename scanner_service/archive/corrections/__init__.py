@@ -69,13 +69,6 @@ def needs_derivation(before: Mapping[str, Any], after: Mapping[str, Any]) -> boo
 _ABSENT = object()
 
 
-def station_decision(
-    blank: bool, flags: Iterable[str], details: Mapping[str, Any], confidence: float | None
-) -> dict[str, Any]:
-    """The station's own decision about a page, as kept in ``decision`` (what undo goes back to)."""
-    return {"blank": bool(blank), "flags": list(flags), "details": dict(details), "confidence": confidence}
-
-
 def choices_of(decision: Mapping[str, Any] | None, correction: Mapping[str, Any]) -> Choices | None:
     """What :func:`workers.pipeline.process_page_image` is told, or None for the station's own run.
 

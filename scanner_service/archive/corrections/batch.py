@@ -31,9 +31,9 @@ from scanner_service.archive.corrections import (
     needs_derivation,
     open_flags,
     record_correction,
-    station_decision,
 )
 from scanner_service.archive.filing import batch_fonds
+from scanner_service.archive.filing.items import station_decision
 from scanner_service.archive.models import Batch, BatchState, Item, ItemPage, Original, Page, PageState, SearchEntry
 from scanner_service.exceptions import Conflict, NotFound
 
@@ -129,7 +129,7 @@ def parse_version(if_match: str | None) -> int | None:
 def _keep_station_decision(page: Page) -> None:
     """A page processed before decisions were kept: its present state is the station's decision."""
     if page.decision is None and page.state == PageState.done and not page.correction:
-        page.decision = station_decision(page.blank, page.flags or [], page.details or {}, page.confidence)
+        page.decision = station_decision(page)
 
 
 def _write(session: Session, page: Page, seen: int, correction: dict[str, Any], *, derive: bool) -> None:

@@ -21,7 +21,9 @@ a crash — the item ends as it was or fully filed, and the catalogue and the fo
 
 Modules: :mod:`.items` (the item, its lock, description and page files), :mod:`.masters`,
 :mod:`.order` (pages and modes), :mod:`.journal`, :mod:`.files` (one filing), :mod:`.plan` (a
-finished batch filed on its own), :mod:`.steps` (the steps, and the hook tests inject faults by).
+finished batch filed on its own), :mod:`.steps` (the steps, and the hook tests inject faults by),
+:mod:`.rework` (a change of a filed item's pages that files none: corrections, order, withdraw,
+move; journaled like a filing).
 """
 
 from scanner_service.archive.filing.files import THUMB_SIZE, FilingResult, file_batch
@@ -37,6 +39,7 @@ from scanner_service.archive.filing.items import (
     page_files,
     page_key,
     page_text,
+    pdf_page_numbers,
     reindex_item,
     write_description,
 )
@@ -64,6 +67,7 @@ __all__ = [
     "page_key",
     "page_text",
     "pages_to_file",
+    "pdf_page_numbers",
     "plan_batch",
     "recover_item",
     "recover_journals",

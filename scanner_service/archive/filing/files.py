@@ -46,6 +46,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from sqlalchemy import delete, select, update
@@ -67,6 +68,7 @@ from scanner_service.archive.filing.items import (
     page_check,
     record_file,
     reindex_item,
+    station_decision,
 )
 from scanner_service.archive.filing.masters import write_master
 from scanner_service.archive.filing.order import FilingRefused, arrange, filing_mode, pages_to_file
@@ -118,6 +120,7 @@ class _Existing:
 
     row_id: int
     master_name: str
+    excluded: bool = False  # left out of the item PDF by a person's correction
 
 
 @dataclass(eq=False)
@@ -133,6 +136,9 @@ class _Incoming:
     flags: list[str]
     sidecar: PageSidecar  # the batch page's sidecar: usage image, resolution, OCR lines
     image: Path  # the batch page's usage image
+    details: dict[str, Any] = field(default_factory=dict)  # what the batch page's derivation did
+    decision: dict[str, Any] | None = None  # the station's own decision (what undo goes back to)
+    correction: dict[str, Any] = field(default_factory=dict)  # a person's correction made before filing
     staged: dict[str, tuple[Path, Digest]] = field(default_factory=dict)  # master, usage, thumbnail, ocr
 
 
@@ -263,7 +269,9 @@ def _plan(
         else:
             # The style the item was created in, whatever its fonds says now.
             written, folder, style = item.archival_code, item.folder, ac.style_of(item.archival_code)
-            existing = [_Existing(row.id, row.master_name) for row in item.pages]
+            existing = [
+                _Existing(row.id, row.master_name, bool((row.correction or {}).get("excluded"))) for row in item.pages
+            ]
             version, expected, title, author = item.version, item.expected_pages, item.title, item.author
         if check_count and mode is FilingMode.new and expected not in (None, len(new_pages)):
             raise FilingRefused(
@@ -288,6 +296,9 @@ def _plan(
                     flags=[f for f in (page.flags or []) if f != PageFlag.separator],
                     sidecar=sidecar,
                     image=sidecar.image_path(sidecar_path),
+                    details=dict(page.details or {}),
+                    decision=page.decision or station_decision(page),
+                    correction=dict(page.correction or {}),
                 )
             )
         order, gone = arrange(existing, incoming, mode, replace, at)
@@ -337,6 +348,8 @@ def _stage(settings: Settings, plan: _Plan, entry: journal.Journal) -> None:
     filed_pages = Layout.of(settings).archive / plan.folder / "pages"
     pdf_pages = []
     for slot in plan.order:
+        if slot.excluded if isinstance(slot, _Existing) else slot.correction.get("excluded"):
+            continue  # a person left it out of the PDF; its master is kept
         if isinstance(slot, _Existing):
             path = filed_pages / f"{key_of(slot.row_id)}.json"
             filed = PageSidecar.read(path)
@@ -446,6 +459,9 @@ def _place_rows(session: Session, plan: _Plan, item: Item, change: _Change) -> N
             text=slot.text,
             confidence=slot.confidence,
             flags=slot.flags,
+            details=slot.details,
+            decision=slot.decision,
+            correction=slot.correction,
         )
         session.add(row)
         change.new_rows.append((row, slot))

@@ -26,7 +26,7 @@ from ocr_models.base import PageText
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive import search
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Fonds, Item, ItemPage, SearchEntry
+from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Fonds, Item, ItemPage, Page, SearchEntry
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import NotFound
 from scanner_service.settings import Settings
@@ -159,6 +159,35 @@ def key_of(row_id: int) -> str:
     return f"p{row_id:07d}"
 
 
+def is_excluded(row: ItemPage) -> bool:
+    """A person left the page out of the item's PDF (its master and files are kept)."""
+    return bool((row.correction or {}).get("excluded"))
+
+
+def pdf_page_numbers(item: Item) -> dict[int, int | None]:
+    """Each page row's page number in the item PDF (by row id); None for a page left out of it. The PDF
+    holds the pages in serial order, the excluded ones left out, so the two numbers differ after one."""
+    numbers: dict[int, int | None] = {}
+    n = 0
+    for row in sorted(item.pages, key=lambda r: r.serial):
+        if is_excluded(row):
+            numbers[row.id] = None
+        else:
+            n += 1
+            numbers[row.id] = n
+    return numbers
+
+
+def station_decision(page: Page) -> dict[str, Any]:
+    """What the station decided about a batch page (kept on the filed page as ``ItemPage.decision``)."""
+    return {
+        "blank": page.blank,
+        "flags": list(page.flags or []),
+        "details": dict(page.details or {}),
+        "confidence": page.confidence,
+    }
+
+
 def page_sidecar(settings: Settings, item: Item, row: ItemPage) -> tuple[PageSidecar, Path]:
     """A filed page's sidecar (usage image's name, resolution, OCR lines with boxes) and its path."""
     path = Layout.of(settings).item_dir(item.folder) / "pages" / f"{page_key(row)}.json"
@@ -229,6 +258,7 @@ def page_check(item: Item) -> str | None:
 
 def describe(item: Item) -> dict[str, Any]:
     """The item's DA/T 18 description and page list, as written to item.json and returned by the API."""
+    pdf_page = pdf_page_numbers(item)
     return {
         "archival_code": item.archival_code,
         "fonds": item.fonds,
@@ -254,7 +284,13 @@ def describe(item: Item) -> dict[str, Any]:
         "pdf_sha256": item.pdf_sha256,
         "filed_at": item.filed_at,
         "page_list": [
-            {"page": row.serial, "master": row.master_name, "batch": row.batch_id, "batch_page": row.batch_seq}
+            {
+                "page": row.serial,
+                "pdf_page": pdf_page.get(row.id),
+                "master": row.master_name,
+                "batch": row.batch_id,
+                "batch_page": row.batch_seq,
+            }
             for row in item.pages
         ],
     }
@@ -264,14 +300,17 @@ def describe(item: Item) -> dict[str, Any]:
 
 
 def reindex_item(session: Session, item: Item) -> None:
-    """Index the item's pages under their serials (after any change of its pages)."""
+    """Index the item's pages under their page numbers in the item PDF, which a hit opens (after any
+    change of its pages); a page left out of the PDF is not found."""
     session.execute(delete(SearchEntry).where(SearchEntry.item_id == item.id))
+    numbers = pdf_page_numbers(item)
     for row in item.pages:
-        if row.text:
+        pdf_page = numbers.get(row.id)
+        if row.text and pdf_page is not None:
             session.add(
                 search.new_entry(
                     row.text,
-                    page_no=row.serial,
+                    page_no=pdf_page,
                     item_id=item.id,
                     fonds=item.fonds,
                     category=item.category,

@@ -28,6 +28,7 @@ read-only mid-filing, the journal stays until the archive is writable and recove
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -78,6 +79,9 @@ class Journal:
     created: list[str] = field(default_factory=list)  # folders this filing made, parents first
     moves: list[Move] = field(default_factory=list)
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    # Other items the same change alters (pages moved between items): their versions go up in the
+    # same transaction, and their folders' files are among the moves. Resolving takes their locks too.
+    also: list[str] = field(default_factory=list)
 
 
 def journal_path(settings: Settings, code_key: str) -> Path:
@@ -104,6 +108,7 @@ def begin(
     staging: str,
     version_before: int,
     folders: list[str],
+    also: list[str] | None = None,
 ) -> Journal:
     """Write the journal of a new filing (``preparing``), then make the folders it needs."""
     archive = Layout.of(settings).archive
@@ -123,6 +128,7 @@ def begin(
         version_before=version_before,
         version_after=version_before + 1,
         created=created,
+        also=list(also or []),
     )
     _save(settings, journal)
     try:
@@ -262,14 +268,38 @@ def resolve(settings: Settings, journal: Journal) -> str:
     return "undone"
 
 
+LINKED_LOCK_WAIT = 30.0  # seconds a recovery waits for the lock of another item a change also altered
+
+
 def recover_item(settings: Settings, code_key: str) -> str | None:
-    """Resolve the item's journal left by a filing cut off, if there is one; the caller holds its lock."""
+    """Resolve the item's journal left by a change cut off, if there is one, and any journal of a change
+    that also altered this item (pages moved between items); the caller holds this item's lock."""
     path = journal_path(settings, code_key)
-    if not path.exists():
-        return None
-    journal = _load(path)
-    outcome = resolve(settings, journal)
-    log.warning("%s: a filing cut off (started %s) was %s", journal.archival_code, journal.started_at, outcome)
+    outcome = None
+    if path.exists():
+        outcome = _recover(settings, _load(path))
+    for other in pending(Layout.of(settings).archive):
+        if code_key in other.also and journal_path(settings, other.code_key).exists():
+            outcome = _recover(settings, other) or outcome
+    return outcome
+
+
+def _recover(settings: Settings, journal: Journal) -> str:
+    """Resolve one journal, holding the lock of every item it alters (waiting a while for the others)."""
+    with contextlib.ExitStack() as held:
+        for key in sorted({journal.code_key, *journal.also}):
+            if not held.enter_context(item_lock(settings, key, timeout=LINKED_LOCK_WAIT)):
+                raise Conflict(
+                    f"{journal.archival_code}: a change cut off also altered another item, which is busy; it is "
+                    "resolved at the next start of the station, or when this item is next changed. Try again.",
+                    reason_code="item_busy",
+                )
+        path = journal_path(settings, journal.code_key)
+        if not path.exists():
+            return "finished"  # resolved meanwhile by whoever held a lock before us
+        journal = _load(path)
+        outcome = resolve(settings, journal)
+    log.warning("%s: a change cut off (started %s) was %s", journal.archival_code, journal.started_at, outcome)
     return outcome
 
 

@@ -1,0 +1,367 @@
+"""Corrections of a filed item's pages: a page turned, straightened, cropped, its blank cleared, left out
+of the PDF, noted, run again, undone; the pages put in a new order, one withdrawn, pages moved to
+another item. Every change is attributed to the caller and kept in the history (:class:`Correction`).
+
+Where each runs:
+
+- A correction that changes the page's image or text (turn, skew_deg, crop, blank; a rerun; an undo of
+  one of these) is recorded at once (the page's correction, its version + 1, state ``queued``, its
+  history row) and derived by an RQ job (:func:`derive_pending`, queued at the front by the station):
+  OCR never runs in the API process. The job derives every queued page of the item from its MASTER and
+  makes one journaled change (:mod:`scanner_service.archive.filing.rework`): new files, the PDF rebuilt
+  once, item.json, fixity records, search, the item's version + 1 and an ``item_pages_changed`` event.
+  A page corrected again while the job ran has a newer version: the job's change is refused as stale
+  and the job derives the page again with the newer correction, so a stale result never wins.
+- What needs no OCR is made at once, in the request, as one journaled change: excluded (the PDF is
+  rebuilt without the page), order, withdraw, move. A note alone changes only the catalogue.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ocr_models.registry import ENGINES, build_engine
+from scanner_service.archive import filing
+from scanner_service.archive.access import Caller
+from scanner_service.archive.corrections import choices_of, merged, needs_derivation, record_correction
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.filing.rework import Derivation, PageEdit, Rework, rework_item
+from scanner_service.archive.layout import Layout
+from scanner_service.archive.models import Correction, Item, ItemPage
+from scanner_service.archive.sidecar import PageSidecar
+from scanner_service.exceptions import Conflict, NotFound, ScanstationError
+from scanner_service.settings import Settings
+from workers.pipeline import Choices, process_page_image, save_usage_image
+
+QUEUED, DONE, FAILED = "queued", "done", "failed"
+MAX_ROUNDS = 5  # a job derives again at most this many times when its pages keep being corrected meanwhile
+
+
+@dataclass
+class Outcome:
+    """What a correction did: the item and page rows, and whether a derivation job must be queued."""
+
+    item_id: int
+    row_id: int | None
+    queued: bool
+
+
+def _find(session: Session, code: str, serial: int) -> tuple[Item, ItemPage]:
+    item = filing.find_item(session, code)
+    if item is None:
+        raise NotFound(f"No item {code}.")
+    row = next((r for r in item.pages if r.serial == serial), None)
+    if row is None:
+        raise NotFound(f"{item.archival_code} has no page {serial} (it has {item.pages_filed}).")
+    return item, row
+
+
+def _check_match(row: ItemPage, if_match: int | None) -> None:
+    if if_match is not None and if_match != row.version:
+        raise Conflict(
+            f"Page {row.serial} is at version {row.version}, not {if_match}: someone changed it meanwhile. "
+            "Reload the page and correct it again.",
+            reason_code="stale_version",
+        )
+
+
+def _history_kwargs(item: Item, row: ItemPage) -> dict[str, Any]:
+    return {
+        "item_id": item.id,
+        "item_page_id": row.id,
+        "serial": row.serial,
+        "archival_code": item.archival_code,
+        "fonds": item.fonds,
+        "batch_id": row.batch_id,
+    }
+
+
+def correct_page(
+    settings: Settings,
+    caller: Caller,
+    code: str,
+    serial: int,
+    patch: Mapping[str, Any],
+    *,
+    if_match: int | None = None,
+    action: str = "page",
+    rerun_engine: str | None = None,
+) -> Outcome:
+    """Apply a person's correction ``patch`` (keys of :data:`FIELDS`) to page ``serial`` of ``code``.
+
+    ``action="undo"`` drops the whole correction (back to the station's decision); ``"rerun"`` derives
+    the page again as it is (with ``rerun_engine`` if given). Sending the same patch again changes
+    nothing (safe to retry); a stale ``if_match`` is refused (409 ``stale_version``)."""
+    if rerun_engine is not None and rerun_engine not in ENGINES:
+        raise Conflict(f"Unknown OCR engine {rerun_engine!r}; known: {', '.join(ENGINES)}.", reason_code="bad_engine")
+    with session_scope(settings.effective_database_url) as session:
+        item, row = _find(session, code, serial)
+        _check_match(row, if_match)
+        before = dict(row.correction or {})
+        after = {} if action == "undo" else merged(before, patch)
+        rerun = action == "rerun" or row.state == FAILED  # a page that failed is tried again by any correction
+        if after == before and not rerun:
+            return Outcome(item.id, row.id, queued=False)  # nothing to change: a retry, or nothing sent
+        if needs_derivation(before, after) or rerun:
+            details = dict(row.details or {})
+            details.pop("rerun_engine", None)
+            if rerun_engine:
+                details["rerun_engine"] = rerun_engine
+            _compare_and_set(session, row, correction=after, state=QUEUED, details=details)
+            record_correction(session, caller, action, before=before, after=after, **_history_kwargs(item, row))
+            return Outcome(item.id, row.id, queued=True)
+        if bool(before.get("excluded")) == bool(after.get("excluded")):
+            _compare_and_set(session, row, correction=after)  # a note (or accepted flags): the files stay
+            record_correction(session, caller, action, before=before, after=after, **_history_kwargs(item, row))
+            return Outcome(item.id, row.id, queued=False)
+        item_id, row_id, version, written = item.id, row.id, row.version, item.archival_code
+
+    def record(session: Session, item: Item, rows: dict[int, ItemPage]) -> None:
+        record_correction(session, caller, action, before=before, after=after, **_history_kwargs(item, rows[row_id]))
+
+    edit = PageEdit(row_id, version, correction=after, bump=True)
+    rework_item(settings, Rework(written, action, caller.name, edits=[edit], record=record))
+    return Outcome(item_id, row_id, queued=False)
+
+
+def _compare_and_set(session: Session, row: ItemPage, **values: Any) -> None:
+    """Write the page only if it is still at the version read (SQLite and PostgreSQL alike)."""
+    done = session.execute(
+        update(ItemPage)
+        .where(ItemPage.id == row.id, ItemPage.version == row.version)
+        .values(version=row.version + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(
+            f"Page {row.serial} was changed by someone else meanwhile; reload it and correct it again.",
+            reason_code="stale_version",
+        )
+    session.expire(row)
+
+
+def reorder(settings: Settings, caller: Caller, code: str, serials: Sequence[int], *, note: str | None = None) -> int:
+    """Put the item's pages in the order ``serials`` (each page once, by its serial now); the masters
+    are renamed to their new serials. Returns the item id."""
+    with session_scope(settings.effective_database_url) as session:
+        item = filing.find_item(session, code)
+        if item is None:
+            raise NotFound(f"No item {code}.")
+        by_serial = {r.serial: r.id for r in item.pages}
+        if sorted(serials) != sorted(by_serial) or len(set(serials)) != len(serials):
+            raise Conflict(
+                f"{item.archival_code} has pages 1…{len(by_serial)}: the new order must name each of them once.",
+                reason_code="bad_order",
+            )
+        order = [by_serial[s] for s in serials]
+        item_id, written = item.id, item.archival_code
+
+    def record(session: Session, item: Item, rows: dict[int, ItemPage]) -> None:
+        record_correction(
+            session,
+            caller,
+            "order",
+            before={"pages": sorted(serials)},
+            after={"pages": list(serials)},
+            item_id=item.id,
+            archival_code=item.archival_code,
+            fonds=item.fonds,
+            note=note,
+        )
+
+    if list(serials) != sorted(serials):
+        rework_item(settings, Rework(written, "order", caller.name, order=order, record=record))
+    return item_id
+
+
+def withdraw(settings: Settings, caller: Caller, code: str, serial: int, *, note: str | None = None) -> int:
+    """Take page ``serial`` out of the item; its master is kept under ``withdrawn/``. Returns the item id."""
+    with session_scope(settings.effective_database_url) as session:
+        item, row = _find(session, code, serial)
+        row_id, written = row.id, item.archival_code
+        before = _page_record(item, row)
+        item_id = item.id
+
+    def record(session: Session, item: Item, rows: dict[int, ItemPage]) -> None:
+        record_correction(
+            session, caller, "withdraw", before=before, after={}, note=note, **_history_kwargs(item, rows[row_id])
+        )
+
+    rework_item(settings, Rework(written, "withdraw", caller.name, withdraw=[row_id], record=record))
+    return item_id
+
+
+def _page_record(item: Item, row: ItemPage) -> dict[str, Any]:
+    return {
+        "archival_code": item.archival_code,
+        "page": row.serial,
+        "master": row.master_name,
+        "batch": row.batch_id,
+        "batch_page": row.batch_seq,
+    }
+
+
+def move_pages(
+    settings: Settings,
+    caller: Caller,
+    code: str,
+    serials: Sequence[int],
+    to: str,
+    *,
+    at: int | None = None,
+    note: str | None = None,
+) -> tuple[int, int]:
+    """Move pages ``serials`` (in that order) to the item ``to``, before its page ``at`` (None: at its
+    end): both items change in one journaled change (see :mod:`scanner_service.archive.filing.rework`).
+    Returns (this item's id, the other's)."""
+    with session_scope(settings.effective_database_url) as session:
+        item = filing.find_item(session, code)
+        dest = filing.find_item(session, to)
+        if item is None or dest is None:
+            raise NotFound(f"No item {code if item is None else to}.")
+        rows = {r.serial: r for r in item.pages}
+        missing = [s for s in serials if s not in rows]
+        if missing or not serials or len(set(serials)) != len(serials):
+            raise Conflict(
+                f"{item.archival_code} has pages 1…{len(rows)}: name each page to move once ({missing or 'none'}).",
+                reason_code="bad_pages",
+            )
+        busy = [s for s in serials if rows[s].state == QUEUED]
+        if busy:
+            raise Conflict(
+                f"Pages {busy} are being derived again; move them once that is done.", reason_code="page_queued"
+            )
+        row_ids = [rows[s].id for s in serials]
+        befores = {rows[s].id: _page_record(item, rows[s]) for s in serials}
+        ids, written, target = (item.id, dest.id), item.archival_code, dest.archival_code
+
+    def record(session: Session, item: Item, page_rows: dict[int, ItemPage]) -> None:
+        for row_id in row_ids:
+            row = page_rows[row_id]
+            after = {"archival_code": target, "at": at}
+            record_correction(
+                session, caller, "move", before=befores[row_id], after=after, note=note, **_history_kwargs(item, row)
+            )
+
+    rework_item(settings, Rework(written, "move", caller.name, move=row_ids, move_to=target, move_at=at, record=record))
+    return ids
+
+
+# ---- the job: derive the item's queued pages from their masters -------------------------------------
+
+
+def derive_pending(settings: Settings, item_id: int) -> str:
+    """Derive every queued page of the item again from its master, with its correction, in one
+    journaled change. Runs in a worker (OCR). Safe to run twice: a page not queued is left alone."""
+    cache: dict[tuple[int, int], Derivation] = {}
+    work_root = Layout.of(settings).spool
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".derive-", dir=work_root) as work:
+        for _ in range(MAX_ROUNDS):
+            with session_scope(settings.effective_database_url) as session:
+                item = session.get(Item, item_id)
+                if item is None:
+                    return "gone"
+                folder = Layout.of(settings).archive / item.folder
+                pending = [
+                    (r.id, r.version, dict(r.correction or {}), r.decision, folder / r.master_name, r.details)
+                    for r in item.pages
+                    if r.state == QUEUED
+                ]
+                written = item.archival_code
+            if not pending:
+                return "nothing queued"
+            edits = []
+            for row_id, version, correction, decision, master, details in pending:
+                if (row_id, version) not in cache:
+                    engine = (details or {}).get("rerun_engine") or settings.ocr_engine
+                    try:
+                        cache[(row_id, version)] = _derive(settings, master, decision, correction, engine, Path(work))
+                    except ScanstationError as err:
+                        _failed(settings, row_id, version, err)
+                        continue
+                edits.append(PageEdit(row_id, version, derived=cache[(row_id, version)], state=DONE))
+            if not edits:
+                return "failed"
+            try:
+                rework_item(settings, Rework(written, "derive", "station", edits=edits))
+            except Conflict as err:
+                if err.reason_code in ("stale_version", "item_changed"):
+                    continue  # corrected again meanwhile: derive those pages again, with the newer correction
+                raise
+            return "derived"
+    return "still being corrected"
+
+
+def _derive(
+    settings: Settings,
+    master: Path,
+    decision: Mapping[str, Any] | None,
+    correction: Mapping[str, Any],
+    engine_name: str,
+    work: Path,
+) -> Derivation:
+    engine = build_engine(engine_name, languages=settings.ocr_languages, timeout=settings.page_timeout)
+    outcome = process_page_image(
+        master,
+        0,
+        engine=engine,
+        max_pixels=settings.max_pixels,
+        render_dpi=settings.render_dpi,
+        min_confidence=settings.min_confidence,
+        # Choices() rather than None: the station's own decisions, but never read as a separator sheet.
+        choices=choices_of(decision, correction) or Choices(),
+    )
+    stem = work / f"{master.stem}-{len(list(work.iterdir()))}"
+    usage = save_usage_image(outcome.image, stem, jpeg_quality=settings.jpeg_quality)
+    details = dict(outcome.details)
+    if engine_name != settings.ocr_engine:
+        details["engine"] = engine_name
+    return Derivation(
+        usage=usage,
+        sidecar=PageSidecar(image=usage.name, dpi=outcome.dpi, text=outcome.text),
+        text=outcome.text.text or None,
+        confidence=round(outcome.text.mean_confidence, 2) if outcome.text.lines else None,
+        flags=[f.value for f in outcome.flags],
+        details=details,
+    )
+
+
+def _failed(settings: Settings, row_id: int, version: int, err: ScanstationError) -> None:
+    """A page that cannot be derived: it keeps its files, and says why (a rerun or undo tries again)."""
+    with session_scope(settings.effective_database_url) as session:
+        row = session.get(ItemPage, row_id)
+        if row is not None and row.version == version:
+            row.state = FAILED
+            row.details = {**(row.details or {}), "error": err.message, "error_code": err.reason_code}
+
+
+def fail_pending(settings: Settings, item_id: int, reason: str) -> None:
+    """The item's queued pages could not be derived (the job failed for good): they keep their files
+    and say why."""
+    with session_scope(settings.effective_database_url) as session:
+        for row in session.scalars(select(ItemPage).where(ItemPage.item_id == item_id, ItemPage.state == QUEUED)):
+            row.state = FAILED
+            row.details = {**(row.details or {}), "error": reason, "error_code": "derivation_failed"}
+
+
+# ---- what the API shows --------------------------------------------------------------------------
+
+
+def histories(session: Session, rows: Sequence[ItemPage]) -> dict[int, list[Correction]]:
+    """Each page row's history, oldest first."""
+    out: dict[int, list[Correction]] = {r.id: [] for r in rows}
+    if not rows:
+        return out
+    found = session.scalars(select(Correction).where(Correction.item_page_id.in_(list(out))).order_by(Correction.id))
+    for entry in found:
+        if entry.item_page_id is not None:
+            out[entry.item_page_id].append(entry)
+    return out
