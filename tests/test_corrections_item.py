@@ -164,7 +164,7 @@ def test_a_filed_items_pages_are_corrected_undone_excluded_reordered_moved_and_w
 
     # Move the land contract to another item (a catalogue entry with no pages yet).
     assert client.put(OTHER_URL, json={"title": "合同"}, headers=archivist).status_code == 200
-    moved = client.post(f"{URL}/pages/move", json={"pages": [2], "to": OTHER}, headers=operator)
+    moved = client.post(f"{URL}/move", json={"pages": [2], "to": OTHER}, headers=operator)
     assert moved.status_code == 200, moved.text
     assert [p["master"] for p in moved.json()["target"]["page_list"]] == [f"{OTHER}-0001.jpg"]
     assert (_folder(settings, OTHER) / f"{OTHER}-0001.jpg").read_bytes() == master
@@ -276,18 +276,18 @@ def test_a_fault_or_a_kill_mid_change_leaves_the_item_as_it_was_or_fully_changed
     assert client.put(OTHER_URL, json={"title": "合同"}, headers=archivist).status_code == 200
     monkeypatch.setattr(steps, "hook", _fault_at(steps.MOVE_IN))
     with pytest.raises(InjectedFault):
-        client.post(f"{URL}/pages/move", json={"pages": [1], "to": OTHER}, headers=operator)
+        client.post(f"{URL}/move", json={"pages": [1], "to": OTHER}, headers=operator)
     monkeypatch.setattr(steps, "hook", None)
     assert _state(settings) == after
     _clean(settings)
     # Killed midway: undone at the next start.
     move = {"pages": [1], "to": OTHER}
-    _killed_at(settings, steps.MOVE_IN, f"{URL}/pages/move", move, operator)
+    _killed_at(settings, steps.MOVE_IN, f"{URL}/move", move, operator)
     assert filing.recover_journals(settings) == [(CODE, "undone")]
     assert _state(settings) == after
     _clean(settings)
     # Killed once committed: finished by the next change of the OTHER item (it finds the journal naming it).
-    _killed_at(settings, steps.COMMITTED, f"{URL}/pages/move", move, operator)
+    _killed_at(settings, steps.COMMITTED, f"{URL}/move", move, operator)
     assert filing.recover_item(settings, str(ac.parse(OTHER))) == "finished"
     assert [p[2] for p in _state(settings, OTHER)[1]] == [2] and [p[2] for p in _state(settings)[1]] == [1]
     _clean(settings)

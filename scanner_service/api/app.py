@@ -16,7 +16,7 @@ from starlette.routing import Match
 
 from scanner_service import __version__
 from scanner_service.api.routes import archive, batches, items, session, stream
-from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_schemas
+from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_responses, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
 from scanner_service.archive.db import session_scope
@@ -116,10 +116,20 @@ def create_app(settings: Settings) -> FastAPI:
             components = generated_openapi().setdefault("components", {}).setdefault("schemas", {})
             for name, definition in error_schemas().items():
                 components.setdefault(name, definition)
+            _document_unreadable_bodies(app.openapi_schema or {})
         return app.openapi_schema or generated_openapi()
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _document_unreadable_bodies(schema: dict[str, Any]) -> None:
+    """Every operation that takes a body answers 400 to one that cannot be read (not JSON at all)."""
+    (bad_body,) = error_responses(400).values()
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation.setdefault("responses", {}).setdefault("400", bad_body)
 
 
 def _error(body: ErrorBody, status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:

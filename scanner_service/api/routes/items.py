@@ -734,7 +734,7 @@ def withdraw_page(
 
 
 @router.post(
-    "/{code}/pages/move",
+    "/{code}/move",
     response_model=MovePublic,
     summary="Move pages to another item (both change in one journaled change)",
     responses=CORRECTION_ERRORS,

@@ -8,9 +8,9 @@ over https, and lasts ``settings.session_hours``. The CSRF token is derived from
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Cookie, Request, Response
 from pydantic import BaseModel, Field
 
 from scanner_service.api.deps import (
@@ -89,9 +89,15 @@ def who_am_i(caller: CurrentToken, session: SessionDep, cookie: SessionCookie) -
     status_code=204,
     response_class=Response,
     summary=f"Log out: the login ends and its cookie is cleared (needs {CSRF_HEADER} while the login is open)",
-    responses=error_responses(403),
+    responses=error_responses(403, 422),
 )
-def log_out(request: Request, session: SessionDep, cookie: SessionCookie) -> Response:
+def log_out(
+    request: Request,
+    session: SessionDep,
+    cookie: Annotated[
+        str | None, Cookie(alias=SESSION_COOKIE, description="The login to end; none: nothing to do")
+    ] = None,
+) -> Response:
     if cookie:
         try:
             login = people.active_session(session, cookie)
