@@ -254,6 +254,10 @@ def test_a_batch_is_filed_by_hand_split_or_discarded(
         kept = intake.quarantine_path(station_env, session.get(Batch, junk)) / "a.jpg"
     assert kept.read_bytes() == (SAMPLE / "scan_0006.jpg").read_bytes()
     assert client.post(f"{junk_url}/discard", json={"note": "scanned twice"}, headers=operator).status_code == 200
+    refiled = client.post(
+        f"/api/items/{quote(CODE)}/pages", json={"batch_id": junk, "mode": "append"}, headers=operator
+    )
+    assert refiled.status_code == 409 and refiled.json()["reason"] == "discarded", "a discarded batch files nothing"
     late = client.patch(f"{junk_url}/pages/1", json={"blank": False}, headers=operator)
     assert late.status_code == 409 and late.json()["reason"] == "discarded"
 
