@@ -172,7 +172,9 @@ class ItemDescription(BaseModel):
     author: str | None = Field(default=None, max_length=500, pattern=NO_NUL)
     date: str | None = Field(default=None, max_length=40, pattern=NO_NUL)
     doc_number: str | None = Field(default=None, max_length=200, pattern=NO_NUL)
-    pages: int | None = Field(default=None, strict=True, ge=0, le=99999)
+    pages: int | None = Field(
+        default=None, strict=True, ge=1, le=9999, description="页数: 1 to 9999, as the catalogue import takes it"
+    )
     classification: str | None = Field(default=None, max_length=20, pattern=NO_NUL)
     open_status: str | None = Field(default=None, max_length=20, pattern=NO_NUL)
     note: str | None = Field(default=None, max_length=10000, pattern=NO_NUL)
