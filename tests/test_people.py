@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import re
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -508,3 +510,46 @@ def test_failures_made_at_the_same_moment_are_all_counted(catalogue: Settings) -
     for t in threads:
         t.join()
     assert _user(settings).failed_logins == 4
+
+
+def _api_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(full path, route) of every APIRoute, into the routers included (FastAPI keeps those apart)."""
+    from fastapi.routing import APIRoute
+
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield prefix + route.path, route
+        elif hasattr(route, "original_router"):
+            yield from _api_routes(route.original_router.routes, prefix + route.include_context.prefix)
+
+
+def _changing_routes(app: FastAPI) -> list[tuple[str, str]]:
+    """(method, path with every parameter filled in) of every route that changes something."""
+    out = []
+    for template, route in _api_routes(app.routes):
+        path = re.sub(r"\{[a-z_]+\}", "1", template.replace("{code}", quote(CODE)))
+        out += [(m, path) for m in sorted(route.methods - {"GET", "HEAD"}) if (m, template) != ("POST", "/api/session")]
+    return out
+
+
+def test_every_change_made_with_a_login_cookie_needs_the_csrf_token_and_a_bearer_token_none(
+    station_env: Settings,
+) -> None:
+    app = create_app(station_env)
+    routes = _changing_routes(app)
+    assert len(routes) > 10 and ("DELETE", "/api/session") in routes, routes
+    _person(station_env, "lin", "admin")
+    client = TestClient(app)
+    assert _log_in(client, "lin").status_code == 200
+    refused = {(m, p): client.request(m, p, json={}) for m, p in routes}
+    wrong = {
+        k: (r.status_code, r.text[:200])
+        for k, r in refused.items()
+        if r.status_code != 403 or r.json().get("reason") != "csrf"
+    }
+    assert wrong == {}, "a change with the cookie and no X-CSRF-Token is refused 403 csrf"
+    system = TestClient(app)
+    admin = _bearer(station_env)
+    answered = {(m, p): system.request(m, p, json={}, headers=admin) for m, p in routes}
+    asked = {k: r.text[:200] for k, r in answered.items() if r.status_code == 403 and r.json().get("reason") == "csrf"}
+    assert asked == {}, "a Bearer token needs no CSRF token"
