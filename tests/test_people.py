@@ -553,3 +553,39 @@ def test_every_change_made_with_a_login_cookie_needs_the_csrf_token_and_a_bearer
     answered = {(m, p): system.request(m, p, json={}, headers=admin) for m, p in routes}
     asked = {k: r.text[:200] for k, r in answered.items() if r.status_code == 403 and r.json().get("reason") == "csrf"}
     assert asked == {}, "a Bearer token needs no CSRF token"
+
+
+@pytest.mark.slow
+def test_many_slowed_down_logins_hold_up_no_other_request(
+    station_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal waits asleep and argon2 runs at most people.VERIFYING at a time: 60 bad logins at once
+    (more than the API's 40 worker threads) leave every other route answering at once."""
+    import threading
+
+    import httpx
+
+    from tests.test_stream import serving
+
+    settings = station_env.model_copy(
+        update={"lockout_failures": 1000, "password_time_cost": 1, "password_memory_kib": 8192}
+    )
+    _person(settings, "lin", "operator")
+    admin = _bearer(settings)
+    monkeypatch.setattr(people, "slowdown", lambda failures: 4.0)
+    with serving(settings) as base:
+
+        def guess() -> None:
+            httpx.post(f"{base}/api/session", json={"name": "lin", "password": "wrong password"}, timeout=60)
+
+        guesses = [threading.Thread(target=guess) for _ in range(60)]
+        for t in guesses:
+            t.start()
+        time.sleep(1.5)
+        began = time.monotonic()
+        reply = httpx.get(f"{base}/api/session", headers=admin, timeout=30)
+        took = time.monotonic() - began
+        for t in guesses:
+            t.join()
+    assert reply.status_code == 200 and took < 1.0, took
+    assert _user(settings).failed_logins == 60
