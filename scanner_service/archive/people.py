@@ -307,12 +307,17 @@ def _refusal(
 
 
 def _open(url: str, attempt: Attempt, password_hash: str, client: str | None, *, settings: Settings) -> Login:
-    """The right password: the count of failures and any lock are cleared, a login session is opened."""
+    """The right password: the count of failures and any lock are cleared, a login session is opened
+    (Unauthorized if the password was changed or the account disabled since the attempt began)."""
     now = attempt.now
     with session_scope(url) as session:
         user = session.get_one(User, attempt.user_id)
+        if user.password_hash != attempt.stored_hash or user.disabled:  # changed while it was verified
+            log.warning("login refused: %r changed password or was disabled meanwhile, from %s", user.name, client)
+            raise Unauthorized(BAD_LOGIN, reason_code="bad_login")
         user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-        user.password_hash = password_hash
+        if password_hash != user.password_hash:
+            user.password_hash = password_hash
         cookie = secrets.token_urlsafe(32)
         csrf = csrf_token_of(cookie)
         opened = LoginSession(
