@@ -213,8 +213,7 @@ def _new_password(args: argparse.Namespace) -> str:
         check_password_rules(password)
         if getpass.getpass("The same password again: ") != password:
             raise UnusableInput("The two passwords differ; nothing was changed.", reason_code="password_mismatch")
-    check_password_rules(password)
-    return password
+    return password  # create_user and change_password check it (asked: before it is asked again)
 
 
 def cmd_user_create(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,10 +31,10 @@ from sqlalchemy.orm import Session
 
 from scanner_service.api.app import create_app
 from scanner_service.api.routes import stream
-from scanner_service.archive import people
+from scanner_service.archive import access, people
 from scanner_service.archive.db import get_engine, migrate, session_scope
 from scanner_service.archive.events import record_event
-from scanner_service.archive.models import Batch, BatchState, Event, EventKind, Original, Page, PageState
+from scanner_service.archive.models import ApiToken, Batch, BatchState, Event, EventKind, Original, Page, PageState
 from scanner_service.archive.tokens import create_token
 from scanner_service.settings import Settings
 from tests.test_archive import accept, scan
@@ -335,12 +336,118 @@ def test_the_catalogue_writes_progress_events_by_itself(station_env: Settings) -
 
 def test_ids_held_back_by_a_gap_wait_for_it_then_come_in_order() -> None:
     cursor = stream.Cursor(10)
-    assert cursor.take([(11, "a"), (13, "c")], now=0.0) == ["a"], "13 waits: 12 may still commit"
-    assert cursor.take([(13, "c"), (14, None)], now=1.0) == []
-    assert cursor.take([(12, "b"), (13, "c"), (14, None), (15, "e")], now=2.0) == ["b", "c", "e"]
-    assert cursor.take([(17, "g")], now=3.0) == []
-    assert cursor.take([(17, "g")], now=3.0 + stream.GRACE_SECONDS) == ["g"], "16 never came: given up on"
-    assert cursor.floor == 17 and cursor.take([(16, "late")], now=100.0) == []
+    assert cursor.take([(11, 0.0, "a"), (13, 0.0, "c")], now=0.0) == ["a"], "13 waits: 12 may still commit"
+    assert cursor.take([(13, 0.0, "c"), (14, 1.0, None)], now=1.0) == []
+    assert cursor.take([(12, 2.0, "b"), (13, 0.0, "c"), (14, 1.0, None), (15, 2.0, "e")], now=2.0) == ["b", "c", "e"]
+    assert cursor.take([(17, 3.0, "g")], now=3.0) == []
+    assert cursor.take([(17, 3.0, "g")], now=3.0 + stream.GRACE_SECONDS) == ["g"], "16 never came: given up on"
+    assert cursor.floor == 17 and cursor.take([(16, 3.0, "late")], now=100.0) == []
+    old = stream.Cursor(0)
+    assert old.take([(2, 0.0, "b"), (4, 1.0, "d")], now=60.0) == ["b", "d"], "rows written long ago wait for nothing"
+
+
+def test_api_events_and_the_stream_show_a_batch_only_to_who_may_see_it(station_env: Settings) -> None:
+    url = station_env.effective_database_url
+    with session_scope(url) as session:
+        named = _batch_with_pages(session, 1)  # C015 by its name
+        unnamed = Batch(name="scan 7", state=BatchState.receiving, source="inbox", filing={})
+        session.add(unnamed)
+        session.flush()
+        record_event(session, EventKind.correction, batch_id=named.id, fonds="C015", detail={"n": "C015"})
+        record_event(session, EventKind.correction, batch_id=unnamed.id, detail={"n": "unnamed"})
+        record_event(session, EventKind.correction, fonds="C999", detail={"n": "gone, C999"})
+    client = TestClient(create_app(station_env))
+    callers = {
+        "admin": ("admin", None),
+        "C015 operator": ("operator", "C015"),
+        "C999 operator": ("operator", "C999"),
+        "C015 archivist": ("archivist", "C015"),
+        "C015 reader": ("reader", "C015"),
+    }
+    seen, listed = {}, {}
+    for who, (role, fonds) in callers.items():
+        headers = bearer(station_env, role, fonds)
+        reply = client.get("/api/events", params={"kind": ["batch_state", "correction"]}, headers=headers)
+        assert reply.status_code == 200, reply.text
+        listed[who] = [(e["kind"], e["batch_id"], e["detail"].get("n")) for e in reply.json()["events"]]
+        seen[who] = {(batch, n) for kind, batch, n in listed[who]}
+    both = {(named.id, None), (named.id, "C015")}
+    assert seen["admin"] == both | {(unnamed.id, None), (unnamed.id, "unnamed"), (None, "gone, C999")}
+    assert seen["C015 operator"] == both | {(unnamed.id, None), (unnamed.id, "unnamed")}
+    assert seen["C999 operator"] == {(unnamed.id, None), (unnamed.id, "unnamed"), (None, "gone, C999")}
+    assert seen["C015 archivist"] == both, "a batch of no known fonds is the operators'"
+    assert seen["C015 reader"] == set(), "a reader sees no batch's events"
+    with session_scope(url) as session:
+        tokens = session.scalars(select(ApiToken).order_by(ApiToken.id)).all()
+        for who, token in zip(callers, tokens, strict=True):
+            frames = [f for _, _, f in stream._read(url, access.Caller.of_token(token), 0) if f is not None]
+            sent = [json.loads(f.split("data: ", 1)[1]) for f in frames]
+            told = [(e["kind"], e["batch_id"], e["detail"].get("n")) for e in sent]
+            assert [t for t in told if t[0] in ("batch_state", "correction")] == listed[who], (
+                f"the stream shows {who} the same"
+            )
+
+
+def test_a_stream_ends_soon_after_its_login_does(
+    station_env: Settings, fast: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(stream, "RECHECK_SECONDS", 0.5)
+    url = station_env.effective_database_url
+    with session_scope(url) as session:
+        people.create_user(session, name="lin", role="operator", password=PASSWORD, settings=station_env)
+    with serving(station_env) as base:
+        for end in ("logout", "disabled", "expired"):
+            with httpx.Client() as client:
+                login = client.post(f"{base}/api/session", json={"name": "lin", "password": PASSWORD})
+                assert login.status_code == 200, login.text
+                cookie = login.cookies["scanstation_session"]
+                csrf = login.json()["csrf_token"]
+            with (
+                httpx.Client(timeout=httpx.Timeout(10.0)) as watcher,
+                watcher.stream("GET", f"{base}/api/stream", headers={"Cookie": f"scanstation_session={cookie}"}) as r,
+            ):
+                lines = r.iter_lines()
+                assert next(lines).startswith("retry:")
+                if end == "logout":
+                    headers = {"Cookie": f"scanstation_session={cookie}", "X-CSRF-Token": csrf}
+                    assert httpx.delete(f"{base}/api/session", headers=headers).status_code == 204
+                with session_scope(url) as session:
+                    if end == "disabled":
+                        people.set_disabled(session, "lin", True)
+                    elif end == "expired":
+                        row = people.active_session(session, cookie)
+                        row.expires_at = row.expires_at - timedelta(hours=station_env.session_hours)
+                began = time.monotonic()
+                rest = list(lines)  # the server ends the stream
+                took = time.monotonic() - began
+            assert took < 5 and not any(line.startswith("id:") for line in rest), (end, took, rest)
+            if end == "disabled":
+                with session_scope(url) as session:
+                    people.set_disabled(session, "lin", False)
+
+
+@pytest.mark.slow
+def test_a_replay_of_old_events_does_not_wait_at_gaps(station_env: Settings, postgres_url: str, fast: None) -> None:
+    settings = station_env.model_copy(update={"database_url": postgres_url})
+    migrate(postgres_url)
+    admin = bearer(settings)
+    engine = get_engine(postgres_url)
+    for n in ("first", "lost", "second", "lost", "third"):
+        with Session(engine) as session:
+            record_event(session, EventKind.correction, fonds="C015", detail={"n": n})
+            session.flush()
+            if n == "lost":
+                session.rollback()  # its id is never used: a gap
+            else:
+                session.commit()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE events SET at = at - interval '1 hour'"))
+    with serving(settings) as base:
+        began = time.monotonic()
+        got = watch(base, admin, lambda got: len(events(got)) >= 3, timeout=30, after=0)
+        took = time.monotonic() - began
+    assert [b.data and b.data["detail"]["n"] for b in events(got)] == ["first", "second", "third"]
+    assert took < stream.GRACE_SECONDS / 2, f"a replay waited {took:.1f} s at the gaps"
 
 
 @pytest.mark.slow

@@ -17,6 +17,10 @@ INT32_MAX = 2**31 - 1
 """The largest id, page number, count or offset a client may send: the catalogue's integer columns are
 32-bit on PostgreSQL (and SQLite stops at 2**63 - 1), so a larger number could name nothing and would
 only overflow the database driver."""
+EVENT_ID = re.compile(r"[0-9]{1,20}")
+"""An event id as sent (``?since=``, ``Last-Event-ID``): ASCII digits only (``\\d`` would take ``²``, which
+``int()`` refuses); the caller refuses one above :data:`INT32_MAX`."""
+
 
 NO_NUL = r"^[^\x00]*$"
 """Text a client sends holds no NUL character: PostgreSQL cannot store or compare one."""

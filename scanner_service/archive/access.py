@@ -15,11 +15,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from scanner_service.archive.filing import find_item
-from scanner_service.archive.models import AccessRecord, ApiToken, Grant, Item, Role, SearchEntry, User
+from scanner_service.archive.models import (
+    ITEM_EVENT_KINDS,
+    AccessRecord,
+    ApiToken,
+    Batch,
+    Event,
+    Grant,
+    Item,
+    Role,
+    SearchEntry,
+    User,
+)
 from scanner_service.exceptions import ConfigError, Forbidden, NotFound
 
 OPEN_VALUES = ("开放",)  # as stored: catalogue_store.normal_open_status writes every "open" this way
@@ -166,6 +177,37 @@ def may_see_batch(token: Caller, fonds: str | None) -> bool:
     if scope is None:
         return True
     return fonds in scope if fonds else token.role == Role.operator
+
+
+def event_filter(token: Caller) -> ColumnElement[bool]:
+    """The SQL condition on Event for the events the caller may see (``GET /api/events`` and ``/api/stream``).
+
+    - An item's events (``item_id`` set) as the item is seen (:func:`item_filter`); a reader sees only the
+      item kinds of them (filed, pages changed, described), never a correction or a page's progress.
+    - Every other event (a batch's progress, flags, corrections before filing) is for staff only, and is
+      seen as its batch is (:func:`may_see_batch`, by the batch's fonds as it is now); an event whose batch
+      is gone, or that names none, by the fonds it was written with.
+    """
+    item_seen = select(Item.id).where(Item.id == Event.item_id, item_filter(token)).correlate_except(Item).exists()
+    of_item = and_(Event.item_id.is_not(None), item_seen)
+    if token.role == Role.reader:
+        return and_(of_item, Event.kind.in_([k.value for k in ITEM_EVENT_KINDS]))
+    scope = fonds_scope(token)
+    if scope is None:
+        return or_(of_item, Event.item_id.is_(None))
+    batch_seen = select(Batch.id).where(Batch.id == Event.batch_id, _batch_code_scope(token)).correlate_except(Batch)
+    batch_exists = select(Batch.id).where(Batch.id == Event.batch_id).correlate_except(Batch).exists()
+    of_batch = or_(batch_seen.exists(), and_(~batch_exists, _batch_scope(token, Event.fonds)))
+    return or_(of_item, and_(Event.item_id.is_(None), of_batch))
+
+
+def _batch_code_scope(token: Caller) -> ColumnElement[bool]:
+    """:func:`_batch_scope` on Batch, whose fonds is not a column: it is the first part of the 档号 the batch
+    was filed under or is named by (``filing.batch_fonds``), both stored as formatted (``C015-WS·…``)."""
+    code = func.coalesce(func.nullif(Batch.archival_code, ""), Batch.filing["target"].as_string())
+    scope = fonds_scope(token) or []
+    known = or_(false(), *(func.substr(code, 1, len(f) + 1) == f"{f}-" for f in scope))
+    return or_(known, code.is_(None)) if token.role == Role.operator else known
 
 
 def log_access(

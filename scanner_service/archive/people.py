@@ -8,9 +8,11 @@ login sessions; the lockout after failed logins.
   logout, a new password or disabling the account ends it.
 - Failed logins in a row answer more slowly from the third (0.5 s, doubling, at most 4 s) and at
   ``settings.lockout_failures`` lock the account for ``settings.lockout_minutes``; after that while each
-  further failure locks it again, until a login succeeds or ``scanstation user enable`` clears it.
-- An unknown name costs one argon2 verification, as a wrong password does, and answers the same
-  error. (The slow-down and the lockout, from the third failure on one name, do tell that it exists.)
+  further failure locks it again, until a login succeeds or ``scanstation user enable`` clears it. Each
+  attempt is counted before its password is verified, so parallel guesses cannot pass a lock.
+- An unknown name answers as a wrong password does: one argon2 verification, the same error, the same
+  slow-down and lock (counted in memory, see :class:`_UnknownNames`). A disabled account answers the same
+  error too, even to the right password; the log says which it was.
 - Every login, failure, lockout and logout is logged here with the name and the client's address;
   never a password.
 """
@@ -23,18 +25,22 @@ import hmac
 import logging
 import math
 import secrets
-import time
+import threading
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NoReturn
 
+import anyio
+from anyio import to_thread
+from anyio.lowlevel import RunVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
 from scanner_service.archive.access import Caller, parse_fonds, parse_role
+from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import LoginSession, User, as_utc, utcnow
 from scanner_service.exceptions import AccountLocked, Conflict, Forbidden, NotFound, Unauthorized, UnusableInput
 from scanner_service.settings import Settings
@@ -180,53 +186,152 @@ def locked_until(user: User, now: datetime | None = None) -> datetime | None:
 
 
 # ---- logging in and out ----------------------------------------------------------------------------
+#
+# A login is three steps, so that no worker thread waits on the slow parts: the attempt is counted (SQL, or
+# the in-process count of an unknown name) before anything is verified; the password is verified (argon2,
+# at most VERIFYING at a time, in a thread); a refusal waits its slow-down asleep (no thread held).
+
+VERIFYING = 2  # argon2 verifications at once (each takes settings.password_memory_kib of memory)
+_verifiers: RunVar[anyio.CapacityLimiter] = RunVar("password_verifiers")
 
 
-def login(
-    session: Session, name: str, password: str, client: str | None, *, settings: Settings
-) -> tuple[User, LoginSession, SessionSecrets]:
+@dataclass(frozen=True)
+class Attempt:
+    """One login attempt, counted before the password is verified."""
+
+    name: str
+    user_id: int | None  # None: no person has that name
+    stored_hash: str | None
+    disabled: bool
+    failures: int  # this attempt's place in the failures in a row, if it fails
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Login:
+    """A login opened: who, until when, and the secrets for the browser."""
+
+    caller: Caller
+    expires_at: datetime
+    secrets: SessionSecrets
+
+
+async def login(url: str, name: str, password: str, client: str | None, *, settings: Settings) -> Login:
     """Check the name and password and open a login session.
 
-    Unauthorized for a wrong name or password (the same answer for both) or a disabled account;
-    AccountLocked while the account is locked. A failure is committed on ``session`` before the
-    error is raised, so the count survives the caller's rollback.
+    Unauthorized ``bad_login`` for a wrong password, an unknown name or a disabled account alike (the log
+    says which); AccountLocked while the name is locked. Unknown names are counted, slowed down and locked
+    like known ones, so neither the time taken nor a 429 tells whether a name exists.
     """
+    attempt = await to_thread.run_sync(functools.partial(_begin, url, name, client, settings=settings))
+    new_hash = await to_thread.run_sync(_verified, settings, attempt.stored_hash, password, limiter=_limiter())
+    if new_hash is None or attempt.disabled:
+        delay, refusal = _refusal(attempt, client, right_password=new_hash is not None, settings=settings)
+        await anyio.sleep(delay)
+        raise refusal
+    return await to_thread.run_sync(functools.partial(_open, url, attempt, new_hash, client, settings=settings))
+
+
+def _limiter() -> anyio.CapacityLimiter:
+    try:
+        return _verifiers.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(VERIFYING)
+        _verifiers.set(limiter)
+        return limiter
+
+
+def _begin(url: str, name: str, client: str | None, *, settings: Settings) -> Attempt:
+    """Count the attempt as a failure (committed at once: parallel attempts all count, and none passes a lock
+    that an earlier one set); AccountLocked if the name is locked."""
     now = utcnow()
     name = name.strip()  # as stored
-    user = session.scalar(select(User).where(User.name == name))
-    if user is None:
+    with session_scope(url) as session:
+        user = session.scalar(select(User).where(User.name == name))
+        if user is None:
+            return Attempt(name, None, None, False, _unknown.count(name, now, settings=settings), now)
+        user_id, stored, disabled = user.id, user.password_hash, user.disabled
+        lock = now + timedelta(minutes=settings.lockout_minutes)
+        counted = session.execute(
+            update(User)
+            .where(User.id == user_id, or_(User.locked_until.is_(None), User.locked_until <= now))
+            .values(
+                failed_logins=User.failed_logins + 1,
+                locked_until=case((User.failed_logins + 1 >= settings.lockout_failures, lock), else_=User.locked_until),
+            )
+            .returning(User.failed_logins)
+            .execution_options(synchronize_session=False)
+        ).scalar()
+        if counted is None:
+            until = session.scalar(select(User.locked_until).where(User.id == user_id))
+            until = as_utc(until) if until is not None else now
+            log.warning("login refused: %r is locked until %s, from %s", name, until.isoformat(), client)
+            raise _locked(name, until, now)
+    return Attempt(name, user_id, stored, disabled, counted, now)
+
+
+def _verified(settings: Settings, stored: str | None, password: str) -> str | None:
+    """The hash to keep if ``password`` is the one ``stored`` (hashed again if the costs changed), else None.
+
+    An unknown name (``stored`` None) costs one verification of a stand-in hash, as a wrong password does."""
+    if stored is None:
         _verify(settings, _stand_in_hash(settings.password_time_cost, settings.password_memory_kib), password)
-        log.warning("login failed: unknown name %r from %s", name, client)
-        raise Unauthorized(BAD_LOGIN, reason_code="bad_login")
-    until = locked_until(user, now)
-    if until is not None:
-        log.warning("login refused: %r is locked until %s, from %s", user.name, until.isoformat(), client)
-        raise _locked(user, until, now)
-    if not _verify(settings, user.password_hash, password):
-        _failed(session, user, client, now, settings=settings)
-    if user.disabled:
-        log.warning("login refused: %r is disabled, from %s", user.name, client)
-        raise Unauthorized(
-            f"The account {user.name} is disabled; an administrator can enable it ('scanstation user enable').",
-            reason_code="disabled",
+        return None
+    if not _verify(settings, stored, password):
+        return None
+    return hasher(settings).hash(password) if hasher(settings).check_needs_rehash(stored) else stored
+
+
+def _refusal(
+    attempt: Attempt, client: str | None, *, right_password: bool, settings: Settings
+) -> tuple[float, Unauthorized | AccountLocked]:
+    """What a failed attempt answers, after how many seconds; it is logged with the real reason."""
+    name, failures = attempt.name, attempt.failures
+    if attempt.user_id is None:
+        log.warning("login failed: unknown name %r from %s (%d in a row)", name, client, failures)
+    elif right_password:
+        log.warning("login refused: %r is disabled (right password), from %s (%d in a row)", name, client, failures)
+    else:
+        log.warning("login failed: %r from %s (%d in a row)", name, client, failures)
+    if failures >= settings.lockout_failures:
+        until = attempt.now + timedelta(minutes=settings.lockout_minutes)
+        log.warning(
+            "account locked: %r after %d failed logins in a row, until %s (from %s)",
+            name,
+            failures,
+            until.isoformat(),
+            client,
         )
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-    if hasher(settings).check_needs_rehash(user.password_hash):
-        user.password_hash = hasher(settings).hash(password)
-    cookie = secrets.token_urlsafe(32)
-    csrf = csrf_token_of(cookie)
-    opened = LoginSession(
-        user_id=user.id,
-        secret_hash=_sha256(cookie),
-        csrf_hash=_sha256(csrf),
-        created_at=now,
-        expires_at=now + timedelta(hours=settings.session_hours),
-        client=client[:80] if client else None,
-    )
-    session.add(opened)
-    session.flush()
-    log.info("login: %r (%s) from %s", user.name, user.role.value, client)
-    return user, opened, SessionSecrets(cookie=cookie, csrf_token=csrf)
+        return 0.0, _locked(name, until, attempt.now)
+    return slowdown(failures), Unauthorized(BAD_LOGIN, reason_code="bad_login")
+
+
+def _open(url: str, attempt: Attempt, password_hash: str, client: str | None, *, settings: Settings) -> Login:
+    """The right password: the count of failures and any lock are cleared, a login session is opened
+    (Unauthorized if the password was changed or the account disabled since the attempt began)."""
+    now = attempt.now
+    with session_scope(url) as session:
+        user = session.get_one(User, attempt.user_id)
+        if user.password_hash != attempt.stored_hash or user.disabled:  # changed while it was verified
+            log.warning("login refused: %r changed password or was disabled meanwhile, from %s", user.name, client)
+            raise Unauthorized(BAD_LOGIN, reason_code="bad_login")
+        user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+        if password_hash != user.password_hash:
+            user.password_hash = password_hash
+        cookie = secrets.token_urlsafe(32)
+        csrf = csrf_token_of(cookie)
+        opened = LoginSession(
+            user_id=user.id,
+            secret_hash=cookie_hash(cookie),
+            csrf_hash=_sha256(csrf),
+            created_at=now,
+            expires_at=now + timedelta(hours=settings.session_hours),
+            client=client[:80] if client else None,
+        )
+        session.add(opened)
+        session.flush()
+        log.info("login: %r (%s) from %s", user.name, user.role.value, client)
+        return Login(Caller.of_user(user), as_utc(opened.expires_at), SessionSecrets(cookie=cookie, csrf_token=csrf))
 
 
 def _verify(settings: Settings, stored: str, password: str) -> bool:
@@ -236,48 +341,74 @@ def _verify(settings: Settings, stored: str, password: str) -> bool:
         return False
 
 
-def _failed(session: Session, user: User, client: str | None, now: datetime, *, settings: Settings) -> NoReturn:
-    """Count one failure (in SQL, so that parallel tries all count), commit it, wait, and raise."""
-    failures = session.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
-    ).scalar_one()
-    locked = failures >= settings.lockout_failures
-    if locked:
-        user.locked_until = now + timedelta(minutes=settings.lockout_minutes)
-    session.commit()  # the caller's transaction rolls back on the error below; the count must stay
-    log.warning("login failed: %r from %s (%d in a row)", user.name, client, failures)
-    if locked:
-        until = as_utc(user.locked_until) if user.locked_until else now
-        log.warning(
-            "account locked: %r after %d failed logins in a row, until %s (from %s)",
-            user.name,
-            failures,
-            until.isoformat(),
-            client,
-        )
-        raise _locked(user, until, now)
-    time.sleep(slowdown(failures))
-    raise Unauthorized(BAD_LOGIN, reason_code="bad_login")
+class _UnknownNames:
+    """Failed logins of names no person has, counted in this process as the users table counts a person's.
+
+    Kept in memory (no table): an entry goes UNKNOWN_KEPT after its last failure unless it is locked, and
+    at most UNKNOWN_MAX names are kept (the oldest go first). Each API process counts on its own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: OrderedDict[str, tuple[int, datetime, datetime | None]] = OrderedDict()
+
+    def count(self, name: str, now: datetime, *, settings: Settings) -> int:
+        """The failure this attempt will be (as :func:`_begin` counts a person's); AccountLocked if locked."""
+        with self._lock:
+            self._forget(now)
+            failures, _, locked = self._names.get(name, (0, now, None))
+            if locked is not None and locked > now:
+                log.warning("login refused: unknown name %r is locked until %s", name, locked.isoformat())
+                raise _locked(name, locked, now)
+            failures += 1
+            if failures >= settings.lockout_failures:
+                locked = now + timedelta(minutes=settings.lockout_minutes)
+            self._names[name] = (failures, now, locked)
+            self._names.move_to_end(name)
+            while len(self._names) > UNKNOWN_MAX:
+                self._names.popitem(last=False)
+            return failures
+
+    def _forget(self, now: datetime) -> None:
+        for name, (_, last, locked) in list(self._names.items()):
+            if now - last > UNKNOWN_KEPT and (locked is None or locked <= now):
+                del self._names[name]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._names.clear()
 
 
-def _locked(user: User, until: datetime, now: datetime) -> AccountLocked:
+UNKNOWN_KEPT = timedelta(hours=1)
+UNKNOWN_MAX = 10_000
+_unknown = _UnknownNames()
+
+
+def _locked(name: str, until: datetime, now: datetime) -> AccountLocked:
     seconds = max(1, math.ceil((until - now).total_seconds()))
     minutes = math.ceil(seconds / 60)
     return AccountLocked(
-        f"Too many failed logins: the account {user.name} is locked for {minutes} more minute"
+        f"Too many failed logins: the account {name} is locked for {minutes} more minute"
         f"{'s' if minutes != 1 else ''} (until {until:%H:%M} UTC); an administrator can unlock it at once "
         "('scanstation user enable').",
         retry_after=seconds,
     )
 
 
+def cookie_hash(cookie: str) -> str:
+    """What is stored of a login's cookie (SHA-256)."""
+    return _sha256(cookie)
+
+
 def active_session(session: Session, cookie: str, now: datetime | None = None) -> LoginSession:
-    """The open login session whose cookie is ``cookie``; Unauthorized if it is unknown, ended or expired,
-    or its person is disabled."""
-    row = session.scalar(select(LoginSession).where(LoginSession.secret_hash == _sha256(cookie)))
+    """The open login session whose cookie is ``cookie``; Unauthorized as :func:`login_of_hash`."""
+    return login_of_hash(session, cookie_hash(cookie), now)
+
+
+def login_of_hash(session: Session, secret_hash: str, now: datetime | None = None) -> LoginSession:
+    """The open login session whose cookie's SHA-256 is ``secret_hash``; Unauthorized if it is unknown, ended
+    or expired, or its person is disabled."""
+    row = session.scalar(select(LoginSession).where(LoginSession.secret_hash == secret_hash))
     if row is None or row.ended_at is not None:
         raise Unauthorized("This login is unknown or has ended; log in again.", reason_code="session_ended")
     if as_utc(row.expires_at) <= (now or utcnow()):
@@ -295,11 +426,6 @@ def require_csrf(login_session: LoginSession, token: str | None) -> None:
             "POST or GET /api/session.",
             reason_code="csrf",
         )
-
-
-def session_caller(session: Session, cookie: str) -> Caller:
-    """The person logged in with ``cookie``, as a Caller (Unauthorized as :func:`active_session`)."""
-    return Caller.of_user(active_session(session, cookie).user)
 
 
 def logout(session: Session, cookie: str, client: str | None) -> User | None:

@@ -35,7 +35,12 @@ def create_token(session: Session, *, role: str, fonds: str | None = None, name:
 
 def authenticate(session: Session, token: str) -> ApiToken:
     """The token's record, or Unauthorized."""
-    record = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    return token_of_hash(session, hash_token(token))
+
+
+def token_of_hash(session: Session, token_hash: str) -> ApiToken:
+    """The record of the token whose SHA-256 is ``token_hash``, or Unauthorized if unknown or revoked."""
+    record = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
     if record is None or record.revoked:
         raise Unauthorized("The API token is unknown or revoked.")
     return record

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 import tempfile
 import uuid
 from datetime import datetime
@@ -14,12 +13,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from starlette.background import BackgroundTask
 
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.routes.items import item_url
 from scanner_service.api.schemas import (
+    EVENT_ID,
     INT32_MAX,
     NO_NUL,
     FilterText,
@@ -129,9 +129,6 @@ class EventPage(BaseModel):
     next_since: int = Field(description="Pass as ?since= next time to get only what is newer")
 
 
-_EVENT_ID = re.compile(r"[0-9]{1,20}")
-
-
 @router.get(
     "/events",
     response_model=EventPage,
@@ -156,7 +153,7 @@ def list_events(
 ) -> dict[str, Any]:
     kinds = [k.value for k in (kind or ITEM_EVENT_KINDS)]
     stmt = select(Event, Item).outerjoin(Item, Item.id == Event.item_id).where(Event.kind.in_(kinds))
-    cursor = int(since) if _EVENT_ID.fullmatch(since) else None  # ASCII digits only: int("²") fails
+    cursor = int(since) if EVENT_ID.fullmatch(since) else None
     if cursor is not None:
         if cursor > INT32_MAX:
             raise UnusableInput(
@@ -171,7 +168,7 @@ def list_events(
                 f"'since' must be an event id or an ISO time such as 2026-11-01T00:00:00Z, not {since!r}.",
                 reason_code="bad_since",
             ) from None
-    stmt = stmt.where(or_(Event.item_id.is_(None), access.item_filter(token))).order_by(Event.id).limit(limit)
+    stmt = stmt.where(access.event_filter(token)).order_by(Event.id).limit(limit)
     rows = session.execute(stmt).all()
     events = [
         EventPublic(
@@ -186,7 +183,6 @@ def list_events(
             detail=dict(e.detail or {}),
         )
         for e, item in rows
-        if item is not None or token.role != Role.reader
     ]
     last = (
         rows[-1][0].id if rows else (cursor if cursor is not None else session.scalar(select(func.max(Event.id))) or 0)

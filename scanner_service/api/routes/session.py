@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from scanner_service.api.deps import (
     CSRF_HEADER,
     SESSION_COOKIE,
-    CurrentToken,
+    CurrentLogin,
     SessionCookie,
     SessionDep,
     SettingsDep,
@@ -24,7 +24,7 @@ from scanner_service.api.deps import (
 )
 from scanner_service.api.schemas import NO_NUL, UtcDateTime, error_responses
 from scanner_service.archive import people
-from scanner_service.archive.models import as_utc, utcnow
+from scanner_service.archive.models import utcnow
 from scanner_service.exceptions import Unauthorized
 
 router = APIRouter(prefix="/api/session", tags=["session"])
@@ -52,22 +52,23 @@ class SessionPublic(BaseModel):
     summary="Log in with a name and password: sets the session cookie",
     responses=error_responses(401, 422, 429),
 )
-def log_in(
-    body: LoginRequest, request: Request, response: Response, session: SessionDep, settings: SettingsDep
-) -> dict[str, Any]:
-    user, opened, secrets = people.login(session, body.name, body.password, client_address(request), settings=settings)
-    expires_at = as_utc(opened.expires_at)
+async def log_in(body: LoginRequest, request: Request, response: Response, settings: SettingsDep) -> dict[str, Any]:
+    # async: a slowed-down refusal sleeps without holding a worker thread (see people.login)
+    url = settings.effective_database_url
+    opened = await people.login(url, body.name, body.password, client_address(request), settings=settings)
     response.set_cookie(
         SESSION_COOKIE,
-        secrets.cookie,
-        max_age=max(0, int((expires_at - utcnow()).total_seconds())),
-        expires=expires_at,
+        opened.secrets.cookie,
+        max_age=max(0, int((opened.expires_at - utcnow()).total_seconds())),
+        expires=opened.expires_at,
         path="/",
         secure=request.url.scheme == "https",
         httponly=True,
         samesite="strict",
     )
-    return _public("person", user.name, user.role.value, user.fonds_list, secrets.csrf_token, expires_at)
+    caller = opened.caller
+    fonds = list(caller.fonds_list)
+    return _public("person", caller.name, caller.role.value, fonds, opened.secrets.csrf_token, opened.expires_at)
 
 
 @router.get(
@@ -76,11 +77,11 @@ def log_in(
     summary="Who is asking: the person logged in (with the login's CSRF token) or the API token",
     responses=error_responses(401),
 )
-def who_am_i(caller: CurrentToken, session: SessionDep, cookie: SessionCookie) -> dict[str, Any]:
+def who_am_i(login: CurrentLogin, cookie: SessionCookie) -> dict[str, Any]:
+    caller = login.caller
     fonds = list(caller.fonds_list)
-    if caller.user_id is None or not cookie:
+    if login.login is None or not cookie:
         return _public("token", caller.name, caller.role.value, fonds, None, None)
-    login = people.active_session(session, cookie)
     return _public("person", caller.name, caller.role.value, fonds, people.csrf_token_of(cookie), login.expires_at)
 
 

@@ -3,17 +3,18 @@
 Every event is a row of the events table (see ``archive/events.py``): batch states, page progress and
 flags, corrections, filings. The stream polls the table with a short session per poll, so nothing holds
 a transaction open while a client watches; it is resumable with ``Last-Event-ID`` (each event's ``id:`` is
-its row id), and it ends when the client goes away or the API stops.
+its row id), and it ends when the client goes away, the API stops, or the caller's token or login no
+longer opens the API (asked again every ``RECHECK_SECONDS``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
@@ -21,16 +22,14 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
-from scanner_service.api.schemas import INT32_MAX, error_responses
+from scanner_service.api.deps import Authenticated, Credential, CurrentLogin, SessionDep, SettingsDep, authenticate
+from scanner_service.api.schemas import EVENT_ID, INT32_MAX, error_responses
 from scanner_service.archive import access
 from scanner_service.archive.db import session_scope
-from scanner_service.archive.filing import batch_fonds
-from scanner_service.archive.models import ITEM_EVENT_KINDS, Batch, Event, Item, Role, as_utc
-from scanner_service.exceptions import UnusableInput
+from scanner_service.archive.models import Event, Item, as_utc, utcnow
+from scanner_service.exceptions import Unauthorized, UnusableInput
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,13 @@ router = APIRouter(prefix="/api", tags=["events"])
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0  # a comment line this often keeps proxies and idle timeouts from closing the stream
+RECHECK_SECONDS = 15.0  # this often the stream asks again whether its token or login still opens the API
 RETRY_MS = 3000  # how long a browser waits before it reconnects
 # PostgreSQL hands out ids when rows are written, not when they commit: a row committed late may carry a
-# lower id than rows already read. An id read waits this long for the ids below it before they are given up
-# (a rolled-back transaction leaves its ids unused for good).
+# lower id than rows already read. A row read above a missing id waits for it until the row was written
+# this long ago (its ``at``); then the id is given up (a rolled-back transaction leaves it unused for good).
 GRACE_SECONDS = 10.0
 ROWS_PER_POLL = 500
-_EVENT_ID = re.compile(r"[0-9]{1,10}")
-ITEM_KINDS = frozenset(kind.value for kind in ITEM_EVENT_KINDS)
 
 
 @dataclass
@@ -53,17 +51,19 @@ class Cursor:
     """Where one stream is in the events table, delivering each row once and in id order.
 
     Every id up to ``floor`` was delivered (or shown to the caller's filter, or given up on). Rows read above
-    a missing id wait in ``held`` until it turns up, or until they have waited :data:`GRACE_SECONDS`.
+    a missing id wait in ``held`` until it turns up, or until they were written :data:`GRACE_SECONDS` ago:
+    by their own time, so a replay of old events never waits for a gap.
     """
 
     floor: int
     held: dict[int, tuple[float, Any]] = field(default_factory=dict)
 
-    def take(self, rows: Iterable[tuple[int, Any]], now: float) -> list[Any]:
-        """What to send now from ``rows`` (id, frame or None for a row the caller may not see), in id order."""
-        for row_id, frame in rows:
+    def take(self, rows: Iterable[tuple[int, float, Any]], now: float) -> list[Any]:
+        """What to send now from ``rows`` (id, when written as a POSIX time, frame or None for a row the caller
+        may not see), in id order; ``now`` is the time on the same clock."""
+        for row_id, at, frame in rows:
             if row_id > self.floor:
-                self.held.setdefault(row_id, (now, frame))
+                self.held.setdefault(row_id, (at, frame))
         out: list[Any] = []
         for row_id in sorted(self.held):
             if row_id != self.floor + 1 and now - self.held[row_id][0] < GRACE_SECONDS:
@@ -93,7 +93,7 @@ def stream(
     request: Request,
     settings: SettingsDep,
     session: SessionDep,
-    caller: CurrentToken,
+    login: CurrentLogin,
     after: Annotated[
         int | None, Query(ge=0, le=INT32_MAX, description="Send the events after this id (0: every event)")
     ] = None,
@@ -105,7 +105,7 @@ def stream(
     if start is None:
         start = session.scalar(select(func.max(Event.id))) or 0
     session.close()  # the stream's polls use sessions of their own; this one must not stay open with it
-    frames = _frames(request, settings.effective_database_url, caller, Cursor(start), request.app.state.stopping)
+    frames = _frames(request, settings.effective_database_url, login, Cursor(start), request.app.state.stopping)
     return StreamingResponse(
         frames,
         media_type="text/event-stream",
@@ -116,7 +116,7 @@ def stream(
 def _resume_point(last_event_id: str | None, after: int | None) -> int | None:
     if last_event_id is not None and last_event_id.strip():
         text = last_event_id.strip()
-        if not _EVENT_ID.fullmatch(text) or int(text) > INT32_MAX:
+        if not EVENT_ID.fullmatch(text) or int(text) > INT32_MAX:
             raise UnusableInput(
                 f"Last-Event-ID must be an event id this stream sent, not {text!r}.", reason_code="bad_last_event_id"
             )
@@ -125,18 +125,32 @@ def _resume_point(last_event_id: str | None, after: int | None) -> int | None:
 
 
 async def _frames(
-    request: Request, url: str, caller: access.Caller, cursor: Cursor, stopping: Callable[[], bool]
+    request: Request, url: str, login: Authenticated, cursor: Cursor, stopping: Callable[[], bool]
 ) -> AsyncIterator[str]:
-    """The stream's text: a retry hint, then events as they are written, and a heartbeat when it is quiet."""
+    """The stream's text: a retry hint, then events as they are written, and a heartbeat when it is quiet.
+
+    It ends when the client goes away, the API stops, the login expires, or the token or login no longer
+    opens the API (asked again every :data:`RECHECK_SECONDS`; a changed role or fonds applies from then)."""
     yield f"retry: {RETRY_MS}\n\n"
-    quiet_since = time.monotonic()
+    quiet_since = checked = time.monotonic()
+    caller, expires_at = login.caller, login.expires_at
     while not stopping() and not await request.is_disconnected():
+        if time.monotonic() - checked >= RECHECK_SECONDS:
+            again = await run_in_threadpool(_recheck, url, login.credential)
+            checked = time.monotonic()
+            if again is False:
+                return
+            if again is not True:
+                caller, expires_at = again
+        if expires_at is not None and expires_at <= utcnow():
+            log.info("event stream of %r: the login expired", caller.name)
+            return
         try:
             rows = await run_in_threadpool(_read, url, caller, cursor.floor)
         except SQLAlchemyError as err:  # the catalogue is away for a moment: keep the stream, try again
             log.warning("event stream: cannot read the catalogue: %s", err)
             rows = []
-        frames = cursor.take(rows, time.monotonic())
+        frames = cursor.take(rows, time.time())
         if frames:
             yield "".join(frames)
             quiet_since = time.monotonic()
@@ -146,41 +160,37 @@ async def _frames(
         await anyio.sleep(POLL_SECONDS)
 
 
-def _read(url: str, caller: access.Caller, floor: int) -> list[tuple[int, str | None]]:
-    """The rows after ``floor``, each with its SSE frame, or None where the caller may not see it."""
-    with session_scope(url) as session:
-        rows = session.scalars(select(Event).where(Event.id > floor).order_by(Event.id).limit(ROWS_PER_POLL)).all()
-        codes = _visible_items(session, caller, rows)
-        fonds = _batch_fonds(session, rows) if caller.role != Role.reader else {}
-        return [(e.id, _frame(e, codes.get(e.item_id)) if _may_see(caller, e, codes, fonds) else None) for e in rows]
-
-
-def _visible_items(session: Session, caller: access.Caller, rows: Sequence[Event]) -> dict[int | None, str]:
-    """The 档号 of each item named in ``rows`` that the caller may see."""
-    ids = {e.item_id for e in rows if e.item_id is not None}
-    if not ids:
-        return {}
-    found = session.execute(select(Item.id, Item.archival_code).where(Item.id.in_(ids), access.item_filter(caller)))
-    return {item_id: code for item_id, code in found}
-
-
-def _batch_fonds(session: Session, rows: Sequence[Event]) -> dict[int, str | None]:
-    """The fonds of each batch named in ``rows`` as it is now (a batch's 档号 may be given after its first events)."""
-    ids = {e.batch_id for e in rows if e.batch_id is not None and e.item_id is None}
-    if not ids:
-        return {}
-    return {batch.id: batch_fonds(batch) for batch in session.scalars(select(Batch).where(Batch.id.in_(ids)))}
-
-
-def _may_see(caller: access.Caller, event: Event, codes: dict[int | None, str], fonds: dict[int, str | None]) -> bool:
-    """The API's own rules: an item's events as the item is seen, a batch's as the batch (staff only)."""
-    if event.item_id is not None:
-        return event.item_id in codes and (caller.role != Role.reader or event.kind in ITEM_KINDS)
-    if caller.role == Role.reader:
+def _recheck(url: str, credential: Credential) -> tuple[access.Caller, datetime | None] | bool:
+    """Who the credential is now and until when; False if it no longer opens the API, True if that cannot
+    be asked now (the catalogue is away for a moment: the stream goes on, as its polls do)."""
+    try:
+        with session_scope(url) as session:
+            found = authenticate(session, credential)
+            return found.caller, found.expires_at
+    except Unauthorized as err:
+        log.info("event stream ended: %s", err.message)
         return False
-    if event.batch_id is not None and event.batch_id in fonds:
-        return access.may_see_batch(caller, fonds[event.batch_id])
-    return access.may_see_batch(caller, event.fonds)  # its batch or item is gone: the fonds it was written with
+    except SQLAlchemyError as err:
+        log.warning("event stream: cannot check its caller again: %s", err)
+        return True
+
+
+def _read(url: str, caller: access.Caller, floor: int) -> list[tuple[int, float, str | None]]:
+    """The rows after ``floor``, each with when it was written and its SSE frame (None where the caller may
+    not see it: the rule of ``GET /api/events``, :func:`access.event_filter`)."""
+    visible = access.event_filter(caller).label("visible")
+    stmt = (
+        select(Event, Item.archival_code, visible)
+        .outerjoin(Item, Item.id == Event.item_id)
+        .where(Event.id > floor)
+        .order_by(Event.id)
+        .limit(ROWS_PER_POLL)
+    )
+    with session_scope(url) as session:
+        return [
+            (e.id, as_utc(e.at).timestamp(), _frame(e, code) if seen else None)
+            for e, code, seen in session.execute(stmt)
+        ]
 
 
 def _frame(event: Event, item_code: str | None) -> str:
