@@ -36,15 +36,25 @@ from scanner_service.archive import archival_code as ac
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.events import record_event
 from scanner_service.archive.filing import journal, steps
-from scanner_service.archive.filing.files import _abort, _finish, _take_write_lock, _thumbnail
+from scanner_service.archive.filing.change import (
+    abort,
+    check_planned,
+    filed_pdf_page,
+    finish,
+    make_moves,
+    settle_item,
+    take_write_lock,
+    thumbnail,
+    write_item_pdf,
+)
 from scanner_service.archive.filing.items import (
     DESCRIPTION,
     description_text,
+    excluded_by,
+    is_excluded,
     item_lock,
     key_of,
-    page_check,
     record_file,
-    reindex_item,
 )
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ArchiveFile, EventKind, FileKind, Item, ItemPage
@@ -53,7 +63,7 @@ from scanner_service.exceptions import Conflict, NotFound
 from scanner_service.settings import Settings
 from workers import durable
 from workers.durable import Digest
-from workers.pdfa import PdfPage, build_pdfa
+from workers.pdfa import PdfPage
 
 
 @dataclass
@@ -176,9 +186,9 @@ def rework_item(settings: Settings, rework: Rework) -> ReworkResult:
             staged = _stage(settings, rework, entry, side, other, files)
             result = _commit(settings, rework, entry, side, other, files, staged, keep)
         except BaseException as err:
-            _abort(settings, entry, err)
+            abort(settings, entry, err)
             raise
-        _finish(settings, entry)
+        finish(settings, entry)
     return result
 
 
@@ -231,7 +241,7 @@ def _plan(
         def excluded_after(row: ItemPage) -> bool:
             edit = edits.get(row.id)
             correction = edit.correction if edit is not None and edit.correction is not None else row.correction
-            return bool((correction or {}).get("excluded"))
+            return excluded_by(correction)
 
         side = _side(session, item, order, {r for r in order if excluded_after(rows[r])}, "a")
         other = None
@@ -249,7 +259,7 @@ def _plan(
                     reason_code="bad_position",
                 )
             new_order = there[: at - 1] + rework.move + there[at - 1 :]
-            excl = {r.id for r in dest.pages if (r.correction or {}).get("excluded")}
+            excl = {r.id for r in dest.pages if is_excluded(r)}
             excl |= {r.id for r in moved_rows if excluded_after(r)}
             other = _side(session, dest, new_order, excl, "b")
         files = {row.id: _row_files(settings, item, row) for row in item.pages}
@@ -294,7 +304,7 @@ def _stage(
         digest = durable.copy_file(edit.derived.usage, usage)
         thumb = staging / "pages" / f"{key}-thumb.jpg"
         sidecar = PageSidecar(image=usage.name, dpi=edit.derived.sidecar.dpi, text=edit.derived.sidecar.text)
-        staged[edit.row_id] = _Staged((usage, digest), (thumb, _thumbnail(usage, thumb)), sidecar)
+        staged[edit.row_id] = _Staged((usage, digest), (thumb, thumbnail(usage, thumb)), sidecar)
         steps.reached(steps.STAGE_PAGE, side.code_key)
     for s in (side, other):
         if s is None:
@@ -307,15 +317,10 @@ def _stage(
                 page = staged[row_id]
                 pdf_pages.append(PdfPage(image=page.usage[0], dpi=page.sidecar.dpi, text=page.sidecar.text))
                 continue
-            folder = archive / (side.folder if row_id in files else s.folder) / "pages"
-            path = folder / (files[row_id].sidecar if row_id in files else f"{key_of(row_id)}.json")
-            filed = PageSidecar.read(path)
-            pdf_pages.append(PdfPage(image=filed.image_path(path), dpi=filed.dpi, text=filed.text))
+            pdf_pages.append(filed_pdf_page(archive / (side.folder if row_id in files else s.folder) / "pages", row_id))
         if pdf_pages:
             pdf = staging / s.tag / "item.pdf"
-            with durable.atomic_path(pdf) as tmp:
-                build_pdfa(pdf_pages, tmp, title=f"{s.written} {s.title}".strip(), author=s.author)
-            s.pdf = durable.sha256_of(pdf)
+            s.pdf = write_item_pdf(pdf_pages, pdf, written=s.written, title=s.title, author=s.author)
     steps.reached(steps.STAGE_PDF, side.code_key)
     return staged
 
@@ -325,13 +330,10 @@ def _stage(
 
 def _lock(session: Session, s: _Side) -> Item:
     item = session.get(Item, s.item_id)
-    if item is not None and session.get_bind().dialect.name == "postgresql":
-        session.refresh(item, with_for_update=True)
-    if item is None or (item.version, [r.id for r in item.pages]) != (s.version, s.rows_before):
-        raise Conflict(
-            f"{s.written} changed while this change was prepared; nothing was changed. Reload it and try again.",
-            reason_code="item_changed",
-        )
+    refusal = f"{s.written} changed while this change was prepared; nothing was changed. Reload it and try again."
+    if item is None:
+        raise Conflict(refusal, reason_code="item_changed")
+    check_planned(session, item, s.version, s.rows_before, refusal)
     return item
 
 
@@ -362,7 +364,7 @@ def _commit(
     archive = Layout.of(settings).archive
     staging = archive / entry.staging
     with session_scope(settings.effective_database_url) as session:
-        _take_write_lock(session)
+        take_write_lock(session)
         item = _lock(session, side)
         dest = _lock(session, other) if other is not None else None
         rows = {r.id: r for r in item.pages}
@@ -529,14 +531,7 @@ def _forget(session: Session, rec: ArchiveFile | None) -> None:
 
 def _update_item(session: Session, item: Item, s: _Side, rework: Rework, pages: list[int]) -> None:
     """The item's own fields (its new version is the journal's commit marker), search, the event."""
-    item.version = s.version + 1
-    item.pdf_name = s.pdf_name if s.pdf is not None else None
-    item.pdf_sha256, item.pdf_size = s.pdf if s.pdf is not None else (None, None)
-    session.flush()
-    session.refresh(item)
-    item.pages_filed = len(item.pages)
-    item.page_check = page_check(item)
-    reindex_item(session, item)
+    settle_item(session, item, version=s.version + 1, pdf_name=s.pdf_name, pdf=s.pdf)
     record_event(
         session,
         EventKind.item_pages_changed,
@@ -596,10 +591,4 @@ def _move(
         if s.pdf is not None:
             planned.append((staging / s.tag / "item.pdf", archive / s.folder / s.pdf_name, False))
         planned.append((staging / s.tag / DESCRIPTION, archive / s.folder / DESCRIPTION, False))
-    journal.plan_moves(settings, entry, planned)
-    steps.reached(steps.JOURNAL, side.code_key)
-    for step in entry.moves:
-        journal.move(settings, entry, step)
-        steps.reached(steps.MOVE_ASIDE if step.aside else steps.MOVE_IN, side.code_key)
-    journal.sync(settings, entry)
-    steps.reached(steps.MOVED, side.code_key)
+    make_moves(settings, entry, planned)
