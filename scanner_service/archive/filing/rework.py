@@ -16,8 +16,12 @@ recovery has run (:func:`~scanner_service.archive.filing.journal.recover_journal
   ONE journal, kept under the source item and naming the target (``also``), lists the moves of both
   folders. So a move is never half made: after a fault both items are as they were, or both changed;
   recovery of either item resolves the journal (taking both items' locks).
-- Every page edit carries the page version it was made on: if the page changed since, the whole change
-  is refused (:class:`Conflict` ``stale_version``) and nothing changes.
+- Every page edit carries the page version it was made on, and a change may carry the item version it
+  was made on (``item_version``: the serials a person named are the pages they saw): if the page or the
+  item changed since, the whole change is refused (:class:`Conflict` ``stale_version``) and nothing
+  changes. Both are checked again in the transaction, with the item locked.
+- A page queued for derivation (state ``queued``) is never moved to another item (409 ``page_queued``,
+  checked in the transaction too): its derivation job is the job of the item it is in.
 """
 
 from __future__ import annotations
@@ -110,6 +114,10 @@ class Rework:
     move_to: str | None = None
     move_at: int | None = None
     record: Record | None = None
+    item_version: int | None = None  # the item's version the change was made on (None: not checked)
+
+
+QUEUED = "queued"  # ItemPage.state of a page waiting for its derivation job
 
 
 @dataclass
@@ -221,7 +229,9 @@ def _plan(
         item = session.scalar(select(Item).where(Item.code_key == key))
         if item is None or not item.pages:
             raise NotFound(f"No filed item {rework.code}.")
+        _check_item_version(item, rework)
         rows = {r.id: r for r in item.pages}
+        _refuse_queued_moves(rows, rework)
         named = [e.row_id for e in rework.edits] + rework.withdraw + rework.move + (rework.order or [])
         unknown = [r for r in named if r not in rows]
         if unknown:
@@ -264,6 +274,21 @@ def _plan(
             other = _side(session, dest, new_order, excl, "b")
         files = {row.id: _row_files(settings, item, row) for row in item.pages}
     return side, other, files
+
+
+def _check_item_version(item: Item, rework: Rework) -> None:
+    if rework.item_version is not None and item.version != rework.item_version:
+        raise Conflict(
+            f"{item.archival_code} is at version {item.version}, not {rework.item_version}: its pages were "
+            "changed meanwhile, so the page numbers sent may name other pages now. Reload the item and try again.",
+            reason_code="stale_version",
+        )
+
+
+def _refuse_queued_moves(rows: dict[int, ItemPage], rework: Rework) -> None:
+    busy = sorted(rows[r].serial for r in rework.move if r in rows and rows[r].state == QUEUED)
+    if busy:
+        raise Conflict(f"Pages {busy} are being derived again; move them once that is done.", reason_code="page_queued")
 
 
 def _row_files(settings: Settings, item: Item, row: ItemPage) -> _RowFiles:
@@ -366,9 +391,11 @@ def _commit(
     with session_scope(settings.effective_database_url) as session:
         take_write_lock(session)
         item = _lock(session, side)
+        _check_item_version(item, rework)
         dest = _lock(session, other) if other is not None else None
         rows = {r.id: r for r in item.pages}
         _check_versions(session, rows, rework)
+        _refuse_queued_moves(rows, rework)
         _edit_rows(rows, rework, staged)
         if rework.record is not None:
             rework.record(session, item, rows)
