@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -723,10 +725,19 @@ def _page_answer(
     return _page_public(item, row, history, filing.pdf_page_numbers(item))
 
 
+@contextlib.contextmanager
+def _then_queue(settings: Settings, session: Session, item_id: int) -> Iterator[None]:
+    """After the correction (made or refused), queue the item's derivation job if a page is queued."""
+    try:
+        yield
+    finally:
+        _queue_derivation(settings, session, item_id)
+
+
 def _queue_derivation(settings: Settings, session: Session, item_id: int) -> None:
-    """Queue the item's derivation job if any of its pages is queued, whatever this call changed: a
-    call retried after the job was lost (Redis down, the API stopped after the commit) queues it
-    again. Queuing twice is harmless (fixed job ids). Redis unreachable: the correction stands and the
+    """Queue the item's derivation job if any of its pages is queued, whatever this call changed or
+    refused: a call retried after the job was lost (Redis down, the API stopped after the commit)
+    queues it again. Queuing twice is harmless (fixed job ids). Redis unreachable: the correction stands and the
     watcher's sweep queues the job once Redis is back."""
     session.expire_all()
     if not item_corrections.has_queued_pages(session, item_id):
@@ -773,10 +784,10 @@ def patch_page(
 ) -> Any:
     item = _corrector(session, token, code)
     patch = body.model_dump(exclude_unset=True)
-    outcome = item_corrections.correct_page(
-        settings, token, item.archival_code, page, patch, if_match=_page_tag(if_match)
-    )
-    _queue_derivation(settings, session, outcome.item_id)
+    with _then_queue(settings, session, item.id):
+        outcome = item_corrections.correct_page(
+            settings, token, item.archival_code, page, patch, if_match=_page_tag(if_match)
+        )
     return _page_answer(session, response, token, outcome.item_id, outcome.row_id)
 
 
@@ -798,10 +809,17 @@ def rerun_page(
 ) -> Any:
     item = _corrector(session, token, code)
     engine = body.engine if body is not None else None
-    outcome = item_corrections.correct_page(
-        settings, token, item.archival_code, page, {}, if_match=_page_tag(if_match), action="rerun", rerun_engine=engine
-    )
-    _queue_derivation(settings, session, outcome.item_id)
+    with _then_queue(settings, session, item.id):
+        outcome = item_corrections.correct_page(
+            settings,
+            token,
+            item.archival_code,
+            page,
+            {},
+            if_match=_page_tag(if_match),
+            action="rerun",
+            rerun_engine=engine,
+        )
     return _page_answer(session, response, token, outcome.item_id, outcome.row_id)
 
 
@@ -821,10 +839,10 @@ def undo_page(
     if_match: IfMatch = None,
 ) -> Any:
     item = _corrector(session, token, code)
-    outcome = item_corrections.correct_page(
-        settings, token, item.archival_code, page, {}, if_match=_page_tag(if_match), action="undo"
-    )
-    _queue_derivation(settings, session, outcome.item_id)
+    with _then_queue(settings, session, item.id):
+        outcome = item_corrections.correct_page(
+            settings, token, item.archival_code, page, {}, if_match=_page_tag(if_match), action="undo"
+        )
     return _page_answer(session, response, token, outcome.item_id, outcome.row_id)
 
 
@@ -844,10 +862,10 @@ def order_pages(
     if_match: ItemIfMatch = None,
 ) -> Any:
     item = _corrector(session, token, code)
-    item_id = item_corrections.reorder(
-        settings, token, item.archival_code, body.pages, note=body.note, item_version=_item_version(if_match)
-    )
-    _queue_derivation(settings, session, item_id)
+    with _then_queue(settings, session, item.id):
+        item_id = item_corrections.reorder(
+            settings, token, item.archival_code, body.pages, note=body.note, item_version=_item_version(if_match)
+        )
     return _item_answer(session, response, token, item_id)
 
 
@@ -872,10 +890,10 @@ def withdraw_page(
     tag = _opaque(if_match)
     page_tag = _page_tag(if_match) if tag is not None and not tag.startswith("v") else None
     item_version = _item_version(if_match) if page_tag is None else None
-    item_id = item_corrections.withdraw(
-        settings, token, item.archival_code, page, note=note, if_match=page_tag, item_version=item_version
-    )
-    _queue_derivation(settings, session, item_id)
+    with _then_queue(settings, session, item.id):
+        item_id = item_corrections.withdraw(
+            settings, token, item.archival_code, page, note=note, if_match=page_tag, item_version=item_version
+        )
     return _item_answer(session, response, token, item_id)
 
 
@@ -896,17 +914,17 @@ def move_pages(
 ) -> Any:
     item = _corrector(session, token, code)
     target = _corrector(session, token, body.to)
-    source_id, target_id = item_corrections.move_pages(
-        settings,
-        token,
-        item.archival_code,
-        body.pages,
-        target.archival_code,
-        at=body.at,
-        note=body.note,
-        item_version=_item_version(if_match),
-    )
-    _queue_derivation(settings, session, source_id)
+    with _then_queue(settings, session, item.id):
+        source_id, target_id = item_corrections.move_pages(
+            settings,
+            token,
+            item.archival_code,
+            body.pages,
+            target.archival_code,
+            at=body.at,
+            note=body.note,
+            item_version=_item_version(if_match),
+        )
     target_answer = _item_answer(session, Response(), token, target_id)
     return {"source": _item_answer(session, response, token, source_id), "target": target_answer}
 

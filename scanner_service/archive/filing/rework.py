@@ -402,6 +402,7 @@ def _commit(
         changed = sorted({e.row_id for e in rework.edits} | set(rework.withdraw) | set(rework.move))
         serials = {r.id: r.serial for r in rows.values()}
         renamed = _place(session, rows, side, other, rework)
+        _record_withdrawn(session, side, files, keep, rework)  # first: a renamed master may take its name
         _record_masters(session, archive, renamed)
         moves = _record_files(session, side, other, files, staged, keep, rework)
         moves = [(r.before, f"park:{i}{Path(r.before).suffix}") for i, r in enumerate(renamed)] + moves
@@ -497,6 +498,17 @@ def _record_masters(session: Session, archive: Path, renamed: list[_Renamed]) ->
         record_file(session, r.after, FileKind.master, r.item_id, carried[r.after])
 
 
+def _record_withdrawn(session: Session, side: _Side, files: dict[int, _RowFiles], keep: str, rework: Rework) -> None:
+    """A withdrawn master's record goes with it to ``keep`` (kind ``withdrawn``), before any renamed
+    master's record takes its old name."""
+    for row_id in rework.withdraw:
+        name = files[row_id].master
+        master = session.scalar(select(ArchiveFile).where(ArchiveFile.path == str(Path(side.folder, name))))
+        if master is not None:
+            master.path, master.kind = str(Path(keep, name)), FileKind.withdrawn
+    session.flush()
+
+
 def _record_files(
     session: Session,
     side: _Side,
@@ -515,9 +527,6 @@ def _record_files(
 
     for row_id in rework.withdraw:
         f = files[row_id]
-        master = record(Path(side.folder, f.master))
-        if master is not None:
-            master.path, master.kind = str(Path(keep, f.master)), FileKind.withdrawn
         moves.append((str(Path(side.folder, f.master)), str(Path(keep, f.master))))
         for name in (f.usage, f.sidecar, f.thumbnail):  # derived files: made again from the master if wanted
             _forget(session, record(pages_a / name))
