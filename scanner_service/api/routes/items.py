@@ -386,9 +386,10 @@ def get_item(code: CodePath, response: Response, session: SessionDep, token: Cur
 def _detail(session: Session, item: Item, token: Caller) -> dict[str, Any]:
     """The item and its pages; the pages' staff-only fields (history, decision, …) for staff only."""
     rows = list(item.pages)
-    history = item_corrections.histories(session, rows) if _is_staff(token) else {}
+    staff = _is_staff(token)
+    history = item_corrections.histories(session, rows) if staff else {}
     numbers = filing.pdf_page_numbers(item)
-    pages = [_page_public(item, row, history.get(row.id) if history else None, numbers) for row in rows]
+    pages = [_page_public(item, row, history[row.id] if staff else None, numbers) for row in rows]
     return {**public(item), "page_list": pages}
 
 
