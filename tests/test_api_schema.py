@@ -23,7 +23,7 @@ from scanner_service.archive.db import migrate, session_scope
 from scanner_service.archive.tokens import create_token
 from scanner_service.settings import build_settings
 from scanner_service.station import queue as q
-from tests.test_archive import scan
+from tests.test_archive import accept, scan
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,8 @@ def api_schema(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) 
     migrate(settings.effective_database_url)
     conn = redis.Redis.from_url(redis_url)
     conn.flushall()
-    scan(settings, conn, FILED, ["scan_0001.jpg", "scan_0006.jpg"])
+    batch = scan(settings, conn, FILED, ["scan_0001.jpg", "scan_0006.jpg"])
+    accept(settings, conn, batch.id)  # the blank back accepted: the item is filed
     sheet = tmp_path / "目录.csv"
     sheet.write_text(f"序号,档号,题名,页数\n1,{CATALOGUED},村民委员会会议记录,3\n", encoding="utf-8")
     with session_scope(settings.effective_database_url) as session:

@@ -53,6 +53,21 @@ def scan(settings: Settings, conn: redis.Redis, name: str, pages: list[str]) -> 
         return batch
 
 
+def accept(settings: Settings, conn: redis.Redis, batch_id: int) -> Batch:
+    """A person accepts the batch's open flags (POST /api/batches/{id}/accept) and the station files it as
+    its filing says (a batch with a flag, a blank back, is not filed before); the batch as it ends."""
+    reply = TestClient(create_app(settings)).post(
+        f"/api/batches/{batch_id}/accept", json={"note": "checked"}, headers=bearer(settings, "operator")
+    )
+    assert reply.status_code == 200, reply.text
+    run_queue(conn)
+    with session_scope(settings.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        _ = batch.pages
+        return batch
+
+
 @pytest.fixture
 def client(station_env: Settings) -> TestClient:
     return TestClient(create_app(station_env))
@@ -61,7 +76,10 @@ def client(station_env: Settings) -> TestClient:
 @pytest.fixture
 def filed(station_env: Settings, redis_conn: redis.Redis) -> Batch:
     # In name order: scan_0001, a land contract (承包方 江永); scan_0003, another text page; scan_0006, a blank back.
-    return scan(station_env, redis_conn, CODE, ["scan_0001.jpg", "scan_0006.jpg", "scan_0003.jpg"])
+    # The blank back is flagged: the batch is filed once a person accepted it.
+    batch = scan(station_env, redis_conn, CODE, ["scan_0001.jpg", "scan_0006.jpg", "scan_0003.jpg"])
+    assert batch.state == BatchState.needs_review and batch.filing["items"] == [] and batch.filing["proposed"]
+    return accept(station_env, redis_conn, batch.id)
 
 
 def test_a_batch_named_by_its_code_is_filed_and_served(filed: Batch, client: TestClient, station_env: Settings) -> None:

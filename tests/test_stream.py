@@ -36,10 +36,11 @@ from scanner_service.archive.events import record_event
 from scanner_service.archive.models import Batch, BatchState, Event, EventKind, Original, Page, PageState
 from scanner_service.archive.tokens import create_token
 from scanner_service.settings import Settings
-from tests.test_archive import scan
+from tests.test_archive import accept, scan
 
 CODE = "C015-WS·2013-Y-BGS-0001"
-PAGES = ["scan_0001.jpg", "scan_0006.jpg"]  # a land contract, a blank back
+PAGES = ["scan_0001.jpg", "scan_0006.jpg"]  # a land contract, a blank back (filed once a person accepts it)
+UNFLAGGED = ["scan_0001.jpg", "scan_0003.jpg"]  # two contracts: nothing for a person to look at, filed at once
 FINAL = {"done", "needs_review", "failed"}
 PASSWORD = "korrekt-pferd-7"
 
@@ -177,7 +178,7 @@ def test_a_batch_is_seen_live_in_order_and_a_reconnect_loses_and_repeats_nothing
         thread = threading.Thread(target=viewer, args=(base,))
         thread.start()
         assert connected.wait(20), "the stream did not start"
-        batch = scan(station_env, redis_conn, CODE, PAGES)  # real watcher, real jobs, real OCR
+        batch = scan(station_env, redis_conn, CODE, UNFLAGGED)  # real watcher, real jobs, real OCR
         thread.join(60)
         assert not thread.is_alive()
         replay = watch(base, admin, quiet, after=0)
@@ -204,7 +205,7 @@ def test_a_batch_is_seen_live_in_order_and_a_reconnect_loses_and_repeats_nothing
 def test_each_caller_sees_only_what_the_api_lets_it_see(
     station_env: Settings, redis_conn: redis.Redis, fast: None
 ) -> None:
-    batch = scan(station_env, redis_conn, CODE, PAGES)
+    batch = accept(station_env, redis_conn, scan(station_env, redis_conn, CODE, PAGES).id)
     admin = bearer(station_env)
     TestClient(create_app(station_env)).put(f"/api/items/{quote(CODE)}", json={"open_status": "开放"}, headers=admin)
     with serving(station_env) as base:

@@ -168,6 +168,17 @@ class Up:
         finally:
             conn.close()
 
+    def post(self, path: str, body: dict[str, Any]) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
+        try:
+            headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+            conn.request("POST", path, body=json.dumps(body), headers=headers)
+            reply = conn.getresponse()
+            reply.read()
+            return reply.status
+        finally:
+            conn.close()
+
     def json(self, path: str) -> Any:
         status, body = self.get(path)
         assert status == 200, (path, status, body[:300])
@@ -265,7 +276,10 @@ def test_sigterm_to_make_run_after_api_traffic_stops_the_station_every_time(up: 
     up.start(via_make=True)
     up.drop(CODE, ["scan_0004.jpg", "scan_0006.jpg"])
     batch = up.wait_batch(lambda b: b["state"] in FINAL, 180)
-    assert batch["state"] in ("done", "needs_review") and batch["archival_code"] == CODE
+    assert batch["state"] == "needs_review" and batch["filing"]["proposed"], "a blank back: filed once accepted"
+    assert up.post(f"/api/batches/{batch['id']}/accept", {"note": "checked"}) == 200
+    batch = up.wait_batch(lambda b: b["archival_code"] == CODE, 60)
+    assert batch["state"] == "done"
     for attempt in range(5):
         if attempt:
             up.start(via_make=True)

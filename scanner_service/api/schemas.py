@@ -138,6 +138,96 @@ def error_schemas() -> dict[str, Any]:
     return {**defs, "ErrorBody": schema}
 
 
+class HistoryEntry(BaseModel):
+    """One correction: who, when, what, before → after."""
+
+    id: int
+    at: UtcDateTime
+    who: str
+    kind: Literal["person", "token"]
+    action: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    note: str | None
+
+
+Turn = Literal[0, 90, 180, 270]
+
+
+def _box(box: list[int]) -> list[int]:
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise ValueError("a crop box is [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+    return box
+
+
+CropBox = Annotated[
+    list[Annotated[int, Field(strict=True, ge=0, le=10**6)]], Field(min_length=4, max_length=4), AfterValidator(_box)
+]
+Note = Annotated[str, Field(max_length=2000, pattern=NO_NUL)]
+EngineName = Literal["rapidocr", "tesseract"]
+
+
+class PageCorrection(BaseModel):
+    """A person's correction of one page; only the fields sent change (see ``correction`` in the answer)."""
+
+    turn: Turn | None = Field(
+        default=None, description="Degrees clockwise added to the station's turn; 0 = the station's"
+    )
+    skew_deg: float | None = Field(
+        default=None,
+        ge=-45,
+        le=45,
+        allow_inf_nan=False,
+        description="The fine angle to straighten by; null = the station's",
+    )
+    blank: bool | None = Field(default=None, description="Whether the page is blank; null = the station's verdict")
+    excluded: bool | None = Field(
+        default=None, description="Leave the page out of the PDF and filing (its original kept)"
+    )
+    crop: CropBox | None = Field(
+        default=None, description="[x0, y0, x1, y1] on the master (x0 < x1, y0 < y1), or null for no crop at all"
+    )
+    note: Note | None = None
+
+
+class RerunRequest(BaseModel):
+    engine: EngineName | None = Field(default=None, description="The OCR engine to read the page with")
+
+
+class OrderRequest(BaseModel):
+    seqs: list[Id] = Field(
+        max_length=10000, description="Every page of the batch once (scan numbers), in the new order"
+    )
+
+
+class SplitPart(BaseModel):
+    archival_code: str = Field(max_length=128, pattern=NO_NUL, description="档号 of the item these pages are filed in")
+    seqs: list[Id] = Field(min_length=1, max_length=10000, description="The batch pages (scan numbers), in order")
+
+
+class SplitRequest(BaseModel):
+    items: list[SplitPart] = Field(min_length=1, max_length=1000)
+
+
+class AcceptRequest(BaseModel):
+    note: Note | None = None
+    seqs: list[Id] | None = Field(default=None, max_length=10000, description="Only these pages; default: all")
+
+
+class BatchFileRequest(BaseModel):
+    archival_code: str = Field(max_length=128, pattern=NO_NUL, description="档号 of the item to file the batch in")
+    mode: Literal["new", "append", "insert", "replace"] = "new"
+    at: Id | None = Field(default=None, description="With mode=insert: the item page the new pages start at")
+    replace: list[Id] = Field(default_factory=list, max_length=10000, description="With mode=replace: the item's pages")
+    seqs: list[Id] | None = Field(
+        default=None, max_length=10000, description="The batch pages to file; default: every usable page, in order"
+    )
+
+
+class DiscardRequest(BaseModel):
+    note: Note | None = Field(default=None, description="Why the batch is discarded")
+
+
 class PagePublic(BaseModel):
     seq: int
     state: PageState
@@ -156,6 +246,21 @@ class PagePublic(BaseModel):
         description="What the page stages did: turn, skew_deg (and whether measured from text or the sheet's "
         "edges), crop box, orientation_confidence, blank verdict, usage encoding",
     )
+    position: int = Field(default=0, description="The page's place in the batch's order (from 1)")
+    version: int = Field(default=1, description="Goes up at every correction; send it as If-Match")
+    decision: dict[str, Any] | None = Field(
+        default=None,
+        description="The station's own decision (blank, flags, details, confidence): what undo goes back to",
+    )
+    correction: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What a person decided: turn, skew_deg, crop, blank, excluded, note, accepted, engine",
+    )
+    open_flags: list[str] = Field(
+        default_factory=list, description="Flags still waiting for a person (not corrected, not accepted)"
+    )
+    filed_in: str | None = Field(default=None, description="The 档号 of the item the page is filed in, if filed")
+    history: list[HistoryEntry] = Field(default_factory=list, description="Every correction of the page, oldest first")
 
 
 class OriginalPublic(BaseModel):
@@ -195,6 +300,9 @@ class BatchPublic(BaseModel):
 class BatchDetail(BatchPublic):
     page_list: list[PagePublic]
     originals: list[OriginalPublic]
+    history: list[HistoryEntry] = Field(
+        default_factory=list, description="What people did to the batch as a whole (order, file, split, discard, …)"
+    )
 
 
 class Health(BaseModel):

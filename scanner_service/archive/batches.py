@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import and_, exists, select, update
 
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import Batch, Page, PageState
 
 FINAL = (PageState.done, PageState.failed)
+
+
+def in_order(pages: Iterable[Page]) -> list[Page]:
+    """A batch's pages in the order a person chose (``Page.position``), else in scan order."""
+    return sorted(pages, key=lambda p: (p.position if p.position is not None else p.seq, p.seq))
+
+
+def is_excluded(page: Page) -> bool:
+    """A person left the page out: not in the batch PDF, not filed, its original kept."""
+    return bool((page.correction or {}).get("excluded"))
+
+
+def usable(page: Page) -> bool:
+    """A page that goes into the batch PDF and is filed: processed, not blank, not a sheet, not excluded."""
+    return (
+        page.state == PageState.done
+        and not page.blank
+        and "separator" not in (page.flags or [])
+        and not is_excluded(page)
+    )
 
 
 def claim_assembly(url: str, batch_id: int, *, reclaim: bool = False) -> bool:

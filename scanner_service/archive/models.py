@@ -45,6 +45,7 @@ class BatchState(str, enum.Enum):
     done = "done"
     needs_review = "needs_review"  # finished, but some page is flagged or failed
     failed = "failed"  # nothing usable: the reason is in `error`
+    discarded = "discarded"  # a person discarded it: its originals are in quarantine, nothing filed
 
 
 class PageState(str, enum.Enum):
@@ -176,6 +177,9 @@ class Page(Base):
         "station's decision stands",
     )
     version: Mapped[int] = mapped_column(Integer, default=1, doc="Goes up at every correction (If-Match)")
+    position: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="The page's place in the order a person chose (from 1); None = scan order"
+    )
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
     batch: Mapped[Batch] = relationship(back_populates="pages")

@@ -11,15 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rq import get_current_job
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from ocr_models.registry import build_engine
-from scanner_service.archive import filing
-from scanner_service.archive.batches import FINAL, claim_assembly
+from scanner_service.archive import corrections, filing
+from scanner_service.archive.batches import FINAL, claim_assembly, in_order, is_excluded, usable
+from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.events import record_stage
+from scanner_service.archive.filing.items import station_decision
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import Batch, BatchState, Page, PageState
+from scanner_service.archive.models import Batch, BatchState, Page, PageState, SearchEntry
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
 from scanner_service.settings import Settings, build_settings
@@ -32,9 +34,30 @@ from workers.pipeline import PageFlag, process_page_image, save_usage_image
 log = logging.getLogger(__name__)
 
 
+MAX_RUNS = 5  # derivations of one page in one job, while newer corrections keep arriving
+
+
 def process_page(page_id: int) -> str:
-    """Run one page through the stages and store its usage image and text."""
+    """Run one page through the stages and store its usage image and text.
+
+    A page a person corrected is derived again with their choices (:func:`choices_of`). If a newer
+    correction arrives while the page is being derived (its ``version`` changed), the result is not
+    stored: the page is derived again with the newer choices.
+    """
     settings = build_settings()
+    outcome = STALE
+    for _ in range(MAX_RUNS):
+        outcome = _derive_page(settings, page_id)
+        if outcome != STALE:
+            return outcome
+    raise TransientError(f"Page {page_id} was corrected {MAX_RUNS} times while being processed; it is tried again.")
+
+
+STALE = "stale"
+
+
+def _derive_page(settings: Settings, page_id: int) -> str:
+    """One derivation of the page; STALE if a newer correction came meanwhile (nothing stored)."""
     url = settings.effective_database_url
     with session_scope(url) as session:
         page = session.get(Page, page_id)
@@ -42,9 +65,11 @@ def process_page(page_id: int) -> str:
             return "gone"
         if page.state in FINAL:
             return page.state.value
+        batch = page.batch
+        if batch.state == BatchState.discarded:
+            return "discarded"
         page.state = PageState.processing
         page.attempts += 1
-        batch = page.batch
         if batch.state == BatchState.queued:
             batch.state = BatchState.processing
         original = page.original
@@ -56,7 +81,12 @@ def process_page(page_id: int) -> str:
         else:  # an earlier run moved it to quarantine but stopped before writing that down: check it again
             intake.bring_back(settings, batch, original)
         source = Layout.of(settings).original(batch.id, original.stored_name)
-        index, seq, batch_id = page.source_index, page.seq, batch.id
+        index, seq, batch_id, version = page.source_index, page.seq, batch.id, page.version
+        correction = dict(page.correction or {})
+        choices = corrections.choices_of(page.decision, correction)
+        if choices is not None and choices.none:  # only the engine was chosen: the station decides the rest
+            choices = None
+        engine_name = correction.get("engine") or settings.ocr_engine
     if held is not None:
         _finish_page(settings, page_id, failed=held)
         return "failed"
@@ -67,7 +97,7 @@ def process_page(page_id: int) -> str:
         job.meta["stage"] = "ocr"
         job.save_meta()
     try:
-        engine = build_engine(settings.ocr_engine, languages=settings.ocr_languages, timeout=settings.page_timeout)
+        engine = build_engine(engine_name, languages=settings.ocr_languages, timeout=settings.page_timeout)
         outcome = process_page_image(
             source,
             index,
@@ -75,6 +105,7 @@ def process_page(page_id: int) -> str:
             max_pixels=settings.max_pixels,
             render_dpi=settings.render_dpi,
             min_confidence=settings.min_confidence,
+            choices=choices,
         )
     except UnusableInput as err:
         # The file passed intake's header check but cannot be decoded (a PNG corrupt inside): retrying
@@ -85,6 +116,8 @@ def process_page(page_id: int) -> str:
     except PageFailed as err:
         _finish_page(settings, page_id, failed=err)
         return "failed"
+    if _is_stale(url, page_id, version):
+        return STALE
     layout = Layout.of(settings)
     sidecar = layout.sidecar(batch_id, seq)
     sidecar.parent.mkdir(parents=True, exist_ok=True)
@@ -94,14 +127,25 @@ def process_page(page_id: int) -> str:
     with session_scope(url) as session:
         page = session.get(Page, page_id)
         assert page is not None
+        if page.version != version:
+            return STALE  # the files are written again by the next derivation, before the page is final
         page.blank = outcome.blank
         page.flags = [flag.value for flag in outcome.flags]
         page.details = outcome.details
         page.confidence = round(outcome.text.mean_confidence, 2) if outcome.text.lines else None
         page.dpi = max(outcome.dpi)
         page.text = outcome.text.text
+        page.error = page.error_code = None
+        if choices is None and page.decision is None:  # the station's own decision, what undo goes back to
+            page.decision = station_decision(page)
     _finish_page(settings, page_id)
     return "done"
+
+
+def _is_stale(url: str, page_id: int, version: int) -> bool:
+    with session_scope(url) as session:
+        page = session.get(Page, page_id)
+        return page is not None and page.version != version
 
 
 def _set_aside_original(settings: Settings, page_id: int, err: UnusableInput) -> None:
@@ -158,23 +202,49 @@ def page_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb:
 
 
 def assemble_batch(batch_id: int) -> str:
-    """Build the batch's searchable PDF/A from its finished pages (blank pages left out) and settle its state."""
+    """Build the batch's searchable PDF/A from its finished pages, in the order a person chose (blank
+    and excluded pages left out), file it if nothing is left for a person to look at, settle its state.
+
+    A correction made while this ran (a page's version, place or state changed) is not lost: once
+    every page is final again, the batch is assembled again.
+    """
     settings = build_settings()
+    outcome = "gone"
+    for _ in range(MAX_RUNS):
+        outcome, seen = _assemble_once(settings, batch_id)
+        if seen is None:
+            return outcome
+        with session_scope(settings.effective_database_url) as session:
+            batch = session.get(Batch, batch_id)
+            if batch is None or _fingerprint(batch) == seen or not all(p.state in FINAL for p in batch.pages):
+                return outcome
+        log.info("batch %s changed while it was assembled; assembling it again", batch_id)
+    return outcome
+
+
+def _fingerprint(batch: Batch) -> list[tuple[int, int, int | None, str]]:
+    return [(p.seq, p.version, p.position, p.state.value) for p in batch.pages]
+
+
+def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[int, int, int | None, str]] | None]:
+    """One assembly; the pages' fingerprint it was made from (None if there was nothing to assemble)."""
     url = settings.effective_database_url
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         if batch is None:
-            return "gone"
-        pages = [(p.seq, p.state, p.blank, list(p.flags)) for p in batch.pages]
+            return "gone", None
+        if batch.state == BatchState.discarded:
+            return "discarded", None
+        seen = _fingerprint(batch)
+        ordered = in_order(batch.pages)
+        seqs = [p.seq for p in ordered if usable(p)]
+        excluded = [p.seq for p in ordered if is_excluded(p)]
+        all_failed = all(p.state == PageState.failed for p in batch.pages)
+        waiting = any(corrections.open_flags(p.flags or [], p.correction or {}) for p in batch.pages)
         name = batch.name
-    usable = [
-        seq
-        for seq, state, blank, flags in pages
-        if state == PageState.done and not blank and PageFlag.separator not in flags
-    ]
     layout = Layout.of(settings)
     pdf_pages = []
-    for seq in usable:
+    for seq in seqs:
         path = layout.sidecar(batch_id, seq)
         sidecar = PageSidecar.read(path)
         pdf_pages.append(PdfPage(image=sidecar.image_path(path), dpi=sidecar.dpi, text=sidecar.text))
@@ -184,29 +254,32 @@ def assemble_batch(batch_id: int) -> str:
         with atomic_path(pdf_path) as tmp:
             build_pdfa(pdf_pages, tmp, title=name)
         digest = sha256_of(pdf_path).sha256
-    review_flags = [flags for _, _, _, flags in pages if set(flags) - {PageFlag.separator}]
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
         batch.pdf_path = str(pdf_path) if pdf_pages else None
         batch.pdf_sha256 = digest
-    report = filing.auto_file(settings, batch_id)
+    # A batch with flags still open is not filed by itself: its filing is proposed, and made once a
+    # person corrected or accepted every flag (the next assembly, which each correction queues).
+    report = filing.auto_file(settings, batch_id, propose_only=waiting)
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
         batch.filing = report
         filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
-        if not pdf_pages and all(state == PageState.failed for _, state, _, _ in pages):
+        if excluded:
+            session.execute(
+                delete(SearchEntry).where(SearchEntry.batch_id == batch_id, SearchEntry.page_no.in_(excluded))
+            )
+        if not pdf_pages and all_failed:
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"
             batch.error = "Every page failed: " + "; ".join(f"page {p.seq}: {p.error}" for p in batch.pages if p.error)
         else:
-            unsettled = review_flags or batch.error or report.get("problems")
-            counts_differ = any(entry.get("page_check") for entry in report.get("items", []))
-            batch.state = BatchState.needs_review if unsettled or counts_differ else BatchState.done
+            batch.state = settled_state(batch)
         batch.finished_at = datetime.now(UTC)
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
-    return "assembled"
+    return "assembled", seen
 
 
 def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:

@@ -51,8 +51,9 @@ def job_is_active(connection: redis.Redis, job_id: str) -> bool:
     return status in ACTIVE
 
 
-def enqueue_page(queue: Queue, settings: Settings, page_id: int) -> None:
-    """Queue one page unless its job is already active."""
+def enqueue_page(queue: Queue, settings: Settings, page_id: int, *, at_front: bool = False) -> None:
+    """Queue one page unless its job is already active; ``at_front`` (a person's correction, someone
+    waits for it): before every page waiting, not behind a 500-page batch."""
     job_id = page_job_id(page_id)
     if job_is_active(queue.connection, job_id):
         return
@@ -67,11 +68,12 @@ def enqueue_page(queue: Queue, settings: Settings, page_id: int) -> None:
         failure_ttl=7 * 24 * 3600,
         on_failure=Callback("scanner_service.station.jobs.page_failed_for_good"),
         description=f"page {page_id}",
+        at_front=at_front,
     )
 
 
-def enqueue_assembly(queue: Queue, settings: Settings, batch_id: int) -> None:
-    """Queue the one assembly job of a batch unless it is already active."""
+def enqueue_assembly(queue: Queue, settings: Settings, batch_id: int, *, at_front: bool = False) -> None:
+    """Queue the one assembly job of a batch unless it is already active (``at_front``: a person waits)."""
     job_id = assembly_job_id(batch_id)
     if job_is_active(queue.connection, job_id):
         return
@@ -85,6 +87,7 @@ def enqueue_assembly(queue: Queue, settings: Settings, batch_id: int) -> None:
         failure_ttl=7 * 24 * 3600,
         on_failure=Callback("scanner_service.station.jobs.assembly_failed_for_good"),
         description=f"assemble batch {batch_id}",
+        at_front=at_front,
     )
 
 

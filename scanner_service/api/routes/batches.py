@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
-from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from fastapi import APIRouter, Header, Query, Response
+from fastapi import Path as PathParam
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, selectinload
 
-from scanner_service.api.deps import CurrentToken, SessionDep
+from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.files import (
     IfNoneMatch,
     PdfResponse,
@@ -19,23 +20,51 @@ from scanner_service.api.files import (
     pdf_responses,
 )
 from scanner_service.api.schemas import (
+    INT32_MAX,
+    AcceptRequest,
     BatchDetail,
+    BatchFileRequest,
     BatchIdPath,
     BatchPublic,
+    DiscardRequest,
+    HistoryEntry,
     Limit,
     Offset,
+    OrderRequest,
     OriginalPublic,
+    PageCorrection,
     PageCounts,
     PagePublic,
+    RerunRequest,
+    SplitRequest,
     error_responses,
 )
-from scanner_service.archive import access
+from scanner_service.archive import access, corrections, filing
+from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
+from scanner_service.archive.batches import claim_assembly, in_order, is_excluded
+from scanner_service.archive.corrections import batch as batch_corrections
+from scanner_service.archive.corrections import history_entry
 from scanner_service.archive.filing import batch_fonds
-from scanner_service.archive.models import Batch, BatchState, PageState, Role
-from scanner_service.exceptions import NotFound
+from scanner_service.archive.models import (
+    Batch,
+    BatchState,
+    Correction,
+    Item,
+    ItemPage,
+    Original,
+    Page,
+    PageState,
+    Role,
+    SearchEntry,
+)
+from scanner_service.exceptions import Conflict, NotFound, UnusableInput
+from scanner_service.settings import Settings
+from scanner_service.station import intake
+from scanner_service.station import queue as q
 
 router = APIRouter(prefix="/api/batches", tags=["batches"])
+SeqPath = Annotated[int, PathParam(ge=1, le=INT32_MAX, description="The page's number in scan order (seq), from 1")]
 
 
 def _public(batch: Batch) -> dict[str, Any]:
@@ -102,33 +131,29 @@ def _get(session: SessionDep, token: Caller, batch_id: int) -> Batch:
     responses=error_responses(401, 403, 404, 422),
 )
 def get_batch(batch_id: BatchIdPath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+    """The batch; per page its state, the station's decision, the person's correction, the flags still
+    open, its version (If-Match) and history, in the batch's order."""
     batch = _get(session, token, batch_id)
-    names = {o.id: o.name for o in batch.originals}
+    return _detail(session, batch)
+
+
+def _detail(session: Session, batch: Batch) -> dict[str, Any]:
+    rows = session.scalars(
+        select(Correction).where(Correction.batch_id == batch.id, Correction.seq.is_(None)).order_by(Correction.id)
+    )
     return {
         **_public(batch),
-        "page_list": [
-            PagePublic(
-                seq=p.seq,
-                state=p.state,
-                attempts=p.attempts,
-                blank=p.blank,
-                flags=list(p.flags or []),
-                confidence=p.confidence,
-                dpi=p.dpi,
-                error=p.error,
-                error_code=p.error_code,
-                source=f"{names.get(p.original_id, '?')}#{p.source_index + 1}",
-                source_file=names.get(p.original_id, "?"),
-                source_page=p.source_index + 1,
-                details=dict(p.details or {}),
-            )
-            for p in batch.pages
-        ],
-        "originals": [
-            OriginalPublic(name=o.name, size=o.size, sha256=o.sha256, quarantined=o.quarantined, error=o.error)
-            for o in batch.originals
-        ],
+        "page_list": _page_views(session, batch),
+        "originals": _originals(batch),
+        "history": [HistoryEntry(**history_entry(row)) for row in rows],
     }
+
+
+def _originals(batch: Batch) -> list[OriginalPublic]:
+    return [
+        OriginalPublic(name=o.name, size=o.size, sha256=o.sha256, quarantined=o.quarantined, error=o.error)
+        for o in batch.originals
+    ]
 
 
 @router.get(
@@ -159,3 +184,304 @@ def get_batch_pdf(
     if not_modified(if_none_match, etag):
         return not_modified_response(etag)
     return PdfResponse(path, etag=etag, filename=f"{batch.archival_code or batch.name}.pdf")
+
+
+# ---- corrections before filing ---------------------------------------------------------------------
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=100,
+        description="The page's version (its ETag) the correction was made on; a stale one answers 409",
+    ),
+]
+CORRECTION_ERRORS = error_responses(400, 401, 403, 404, 409, 422)
+
+
+def _page_views(session: Session, batch: Batch, pages: list[Page] | None = None) -> list[PagePublic]:
+    """The pages as the API shows them: state, the station's decision, the person's correction, the
+    flags still open, the version and the history; in the batch's order."""
+    names = {o.id: o.name for o in batch.originals}
+    ordered = in_order(batch.pages)
+    place = {p.seq: n for n, p in enumerate(ordered, start=1)}
+    history: dict[int, list[dict[str, Any]]] = {}
+    for row in session.scalars(
+        select(Correction).where(Correction.batch_id == batch.id, Correction.seq.is_not(None)).order_by(Correction.id)
+    ):
+        history.setdefault(row.seq or 0, []).append(history_entry(row))
+    filed = dict(
+        session.execute(
+            select(ItemPage.batch_seq, Item.archival_code)
+            .join(Item, Item.id == ItemPage.item_id)
+            .where(ItemPage.batch_id == batch.id)
+        ).all()
+    )
+    return [
+        PagePublic(
+            seq=p.seq,
+            state=p.state,
+            attempts=p.attempts,
+            blank=p.blank,
+            flags=list(p.flags or []),
+            confidence=p.confidence,
+            dpi=p.dpi,
+            error=p.error,
+            error_code=p.error_code,
+            source=f"{names.get(p.original_id, '?')}#{p.source_index + 1}",
+            source_file=names.get(p.original_id, "?"),
+            source_page=p.source_index + 1,
+            details=dict(p.details or {}),
+            position=place[p.seq],
+            version=p.version,
+            decision=p.decision,
+            correction=dict(p.correction or {}),
+            open_flags=corrections.open_flags(p.flags or [], p.correction or {}),
+            filed_in=filed.get(p.seq),
+            history=[HistoryEntry(**h) for h in history.get(p.seq, [])],
+        )
+        for p in (ordered if pages is None else pages)
+    ]
+
+
+def _follow(settings: Settings, batch_id: int, follow: batch_corrections.Followup) -> None:
+    """After the commit: derive the pages again at the front of the queue, or rebuild the batch PDF."""
+    if not follow.derive and not follow.assemble:
+        return
+    connection = q.connect(settings)
+    try:
+        queue = q.get_queue(connection)
+        for page_id in follow.derive:
+            q.enqueue_page(queue, settings, page_id, at_front=True)
+        if not follow.derive and claim_assembly(settings.effective_database_url, batch_id):
+            q.enqueue_assembly(queue, settings, batch_id, at_front=True)
+    finally:
+        connection.close()
+
+
+def _page_answer(
+    session: Session,
+    settings: Settings,
+    batch: Batch,
+    page: Page,
+    follow: batch_corrections.Followup,
+    response: Response,
+) -> PagePublic:
+    session.commit()
+    _follow(settings, batch.id, follow)
+    session.refresh(batch)
+    session.refresh(page)
+    [view] = _page_views(session, batch, [page])
+    response.headers["ETag"] = f'"{page.version}"'
+    return view
+
+
+@router.patch(
+    "/{batch_id}/pages/{seq}",
+    response_model=PagePublic,
+    summary="Correct a page before filing: turn, skew_deg, blank, excluded, crop, note (operator, archivist)",
+    responses=CORRECTION_ERRORS,
+)
+def patch_page(
+    batch_id: BatchIdPath,
+    seq: SeqPath,
+    body: PageCorrection,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    if_match: IfMatch = None,
+) -> PagePublic:
+    batch = _get(session, token, batch_id)
+    patch = body.model_dump(include=body.model_fields_set)
+    page, follow = batch_corrections.correct_page(
+        session, token, batch, seq, patch, if_match=batch_corrections.parse_version(if_match)
+    )
+    return _page_answer(session, settings, batch, page, follow, response)
+
+
+@router.post(
+    "/{batch_id}/pages/{seq}/rerun",
+    response_model=PagePublic,
+    summary="Read a page again (optionally with another OCR engine); it goes to the front of the queue",
+    responses=CORRECTION_ERRORS,
+)
+def rerun_page(
+    batch_id: BatchIdPath,
+    seq: SeqPath,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    body: RerunRequest | None = None,
+    if_match: IfMatch = None,
+) -> PagePublic:
+    batch = _get(session, token, batch_id)
+    engine = body.engine if body is not None else None
+    page, follow = batch_corrections.rerun(
+        session, token, batch, seq, engine=engine, if_match=batch_corrections.parse_version(if_match)
+    )
+    return _page_answer(session, settings, batch, page, follow, response)
+
+
+@router.post(
+    "/{batch_id}/pages/{seq}/undo",
+    response_model=PagePublic,
+    summary="Back to the station's own decision for a page: the correction cleared, the page derived again",
+    responses=CORRECTION_ERRORS,
+)
+def undo_page(
+    batch_id: BatchIdPath,
+    seq: SeqPath,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    if_match: IfMatch = None,
+) -> PagePublic:
+    batch = _get(session, token, batch_id)
+    page, follow = batch_corrections.undo(
+        session, token, batch, seq, if_match=batch_corrections.parse_version(if_match)
+    )
+    return _page_answer(session, settings, batch, page, follow, response)
+
+
+def _batch_answer(
+    session: Session, settings: Settings, batch: Batch, follow: batch_corrections.Followup | None = None
+) -> dict[str, Any]:
+    session.commit()
+    if follow is not None:
+        _follow(settings, batch.id, follow)
+    session.refresh(batch)
+    return _detail(session, batch)
+
+
+@router.post(
+    "/{batch_id}/order",
+    response_model=BatchDetail,
+    summary="Put the batch's pages in a new order (every page once); the PDF and filing follow it",
+    responses=CORRECTION_ERRORS,
+)
+def order_pages(
+    batch_id: BatchIdPath, body: OrderRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
+    batch = _get(session, token, batch_id)
+    follow = batch_corrections.reorder(session, token, batch, body.seqs)
+    return _batch_answer(session, settings, batch, follow)
+
+
+@router.post(
+    "/{batch_id}/accept",
+    response_model=BatchDetail,
+    summary="Accept the flags of the pages (all, or 'seqs') as they are; once nothing is open the batch is filed",
+    responses=CORRECTION_ERRORS,
+)
+def accept_flags(
+    batch_id: BatchIdPath, body: AcceptRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
+    batch = _get(session, token, batch_id)
+    follow = batch_corrections.accept(session, token, batch, note=body.note, seqs=body.seqs)
+    return _batch_answer(session, settings, batch, follow)
+
+
+def _file(settings: Settings, token: Caller, batch: Batch, code: str, seqs: list[int], **how: Any) -> dict[str, Any]:
+    parsed = ac.parse(code)
+    access.require_fonds(token, parsed.fonds)
+    result = filing.file_batch(settings, batch.id, code, seqs=seqs, actor=token.name, may_create=True, **how)
+    return {
+        "archival_code": result.archival_code,
+        "batch_pages": list(seqs),
+        "pages_filed": result.pages_filed,
+        "page_check": result.page_check,
+        "pages": result.serials,
+        "by": token.name,
+    }
+
+
+def _settle_filed(session: Session, token: Caller, batch_id: int, entries: list[dict[str, Any]], action: str) -> Batch:
+    session.expire_all()  # the filing wrote in sessions of its own
+    batch = session.get(Batch, batch_id)
+    assert batch is not None
+    if entries:
+        batch_corrections.record_filed(session, token, batch, entries, action)
+    filing.index_batch(session, batch)
+    excluded = [p.seq for p in batch.pages if is_excluded(p)]
+    if excluded:
+        session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id, SearchEntry.page_no.in_(excluded)))
+    return batch
+
+
+@router.post(
+    "/{batch_id}/file",
+    response_model=BatchDetail,
+    summary="File the batch's pages (default: every usable page, in order) under a 档号 (operator, archivist)",
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+def file_batch_pages(
+    batch_id: BatchIdPath, body: BatchFileRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
+    batch = _get(session, token, batch_id)
+    batch_corrections.refuse_discarded(batch)
+    seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(session, batch)
+    for seq in seqs:
+        batch_corrections.page_of(batch, seq)
+    # By default the whole batch is filed: every page must have been looked at (a blank left out too).
+    batch_corrections.refuse_open(batch, seqs if body.seqs is not None else [p.seq for p in batch.pages])
+    session.commit()
+    entry = _file(settings, token, batch, body.archival_code, seqs, mode=body.mode, at=body.at, replace=body.replace)
+    batch = _settle_filed(session, token, batch_id, [entry], "file")
+    return _batch_answer(session, settings, batch)
+
+
+@router.post(
+    "/{batch_id}/split",
+    response_model=BatchDetail,
+    summary="File the batch's pages as several items, each under its 档号 (operator, archivist)",
+    responses=error_responses(400, 401, 403, 404, 409, 422),
+)
+def split_batch(
+    batch_id: BatchIdPath, body: SplitRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
+    batch = _get(session, token, batch_id)
+    batch_corrections.refuse_discarded(batch)
+    every = [seq for part in body.items for seq in part.seqs]
+    twice = sorted({s for s in every if every.count(s) > 1})
+    if twice:
+        raise Conflict(
+            f"A page goes into one item only: page(s) {', '.join(map(str, twice))} are named twice.",
+            reason_code="bad_split",
+        )
+    for part in body.items:
+        access.require_fonds(token, ac.parse(part.archival_code).fonds)
+        for seq in part.seqs:
+            batch_corrections.page_of(batch, seq)
+    batch_corrections.refuse_filed(session, batch, every)
+    batch_corrections.refuse_open(batch, every)
+    session.commit()
+    entries = []
+    try:
+        for part in body.items:
+            entries.append(_file(settings, token, batch, part.archival_code, list(part.seqs), mode="new"))
+    finally:  # the items filed before a refusal stay filed, and are written down
+        batch = _settle_filed(session, token, batch_id, entries, "split")
+        session.commit()
+    return _batch_answer(session, settings, batch)
+
+
+@router.post(
+    "/{batch_id}/discard",
+    response_model=BatchDetail,
+    summary="Discard a batch not filed: its originals go to quarantine (never deleted); it ends 'discarded'",
+    responses=CORRECTION_ERRORS,
+)
+def discard_batch(
+    batch_id: BatchIdPath, body: DiscardRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+) -> dict[str, Any]:
+    batch = _get(session, token, batch_id)
+    reason = f"Discarded by {token.name}" + (f": {body.note}" if body.note else ".")
+
+    def set_aside(original: Original) -> None:
+        intake.set_aside_original(settings, batch, original, UnusableInput(reason, reason_code="discarded"))
+
+    batch_corrections.discard(session, token, batch, note=body.note, set_aside=set_aside)
+    return _batch_answer(session, settings, batch)

@@ -9,7 +9,8 @@ a key that is absent leaves that decision to the station:
 - ``blank``: True or False, whatever the station thought;
 - ``excluded``: True: the page is left out of the usage PDF, its master kept;
 - ``note``: free text;
-- ``accepted``: the flags a person looked at and accepted as they are.
+- ``accepted``: the flags a person looked at and accepted as they are;
+- ``engine``: the OCR engine to read the page with (``rapidocr``, ``tesseract``), instead of the station's.
 
 The station's own decision is kept (``decision``: its flags, blank, details) so that undo goes back
 to it. ``version`` goes up at every change (``If-Match``). Every change is one :class:`Correction`
@@ -30,20 +31,26 @@ from scanner_service.archive.events import record_event
 from scanner_service.archive.models import Correction, EventKind
 from workers.pipeline import AUTO, Choices, PageFlag
 
-FIELDS = ("turn", "skew_deg", "crop", "blank", "excluded", "note", "accepted")
-DERIVED = frozenset({"turn", "skew_deg", "crop", "blank"})  # a change of these derives the page again
+FIELDS = ("turn", "skew_deg", "crop", "blank", "excluded", "note", "accepted", "engine")
+DERIVED = frozenset({"turn", "skew_deg", "crop", "blank", "engine"})  # a change of these derives the page again
+STATION_DECIDES_ON_NONE = frozenset({"skew_deg", "blank", "engine"})  # None: the station decides again
 TURNS = (90, 180, 270)
 NOT_FOR_REVIEW = frozenset({PageFlag.separator.value})  # flags that never send a batch to review
 
 
 def merged(correction: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """The correction after ``patch`` (only its keys change). A turn of 0 and a note of "" remove
-    the key: the station's decision stands again."""
+    """The correction after ``patch`` (only its keys change). A turn of 0, a note of "", and None for
+    ``skew_deg``, ``blank`` or ``engine`` remove the key: the station's decision stands again (a crop of
+    None is a decision: no crop at all)."""
     out = dict(correction)
     for key, value in patch.items():
         if key not in FIELDS:
             raise KeyError(key)
-        if (key == "turn" and value in (0, None)) or (key == "note" and not value) or (key == "excluded" and not value):
+        if (
+            (key == "turn" and value in (0, None))
+            or (key in ("note", "excluded") and not value)
+            or (key in STATION_DECIDES_ON_NONE and value is None)
+        ):
             out.pop(key, None)
         elif key == "accepted":
             out[key] = sorted(set(value or []))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from scanner_service.archive.models import Batch, FilingMode, Page, PageState
+from scanner_service.archive.models import Batch, BatchState, FilingMode, Page, PageState
 from scanner_service.exceptions import Conflict, NotFound
 
 E = TypeVar("E")  # a page the item has
@@ -75,7 +75,14 @@ def arrange(
 
 
 def pages_to_file(batch: Batch, seqs: Sequence[int] | None) -> list[Page]:
-    """The batch pages to file: the named ones, or every finished page that is not blank or a separator."""
+    """The batch pages to file: the named ones, or every finished page that is not blank or a separator.
+    A discarded batch files nothing (its originals are in quarantine)."""
+    if batch.state == BatchState.discarded:
+        raise FilingRefused(
+            f"Batch {batch.id} was discarded: its originals are in quarantine and it files nothing; rescan the "
+            "pages to file them.",
+            reason_code="discarded",
+        )
     by_seq = {p.seq: p for p in batch.pages}
     if seqs is not None:
         missing = [s for s in seqs if s not in by_seq]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner_service.archive import archival_code as ac
+from scanner_service.archive.batches import in_order, is_excluded, usable
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.filing.files import file_batch
 from scanner_service.archive.filing.items import find_item
@@ -44,8 +45,9 @@ def plan_batch(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[
         if batch is None:
             return [], [], False
         target = (batch.filing or {}).get("target")
+        pages = [p for p in in_order(batch.pages) if not is_excluded(p)]  # a person's order; excluded left out
         run = []
-        for p in batch.pages:
+        for p in pages:
             mark = (p.details or {}).get("separator")
             run.append(
                 RunPage(
@@ -54,19 +56,19 @@ def plan_batch(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[
                     blank=p.blank,
                 )
             )
-        failed = [p.seq for p in batch.pages if p.state == PageState.failed]
+        failed = [p.seq for p in pages if p.state == PageState.failed]
         split = split_run(run)
         problems = [_problem(pr.code, pr.message, pr.seq) for pr in split.problems]
         if split.has_separators:
             segments = [_Planned(s.archival_code, list(s.page_seqs)) for s in split.segments]
         elif target:
-            segments = [_Planned(target, [p.seq for p in batch.pages if not p.blank and p.state == PageState.done])]
+            segments = [_Planned(target, [p.seq for p in pages if usable(p)])]
         else:
             return [], [], False
         if failed:
-            pages = ", ".join(map(str, failed))
+            listed = ", ".join(map(str, failed))
             problems.append(
-                _problem("pages_failed", f"Page(s) {pages} failed; file the batch by hand once they are dealt with.")
+                _problem("pages_failed", f"Page(s) {listed} failed; file the batch by hand once they are dealt with.")
             )
         for segment in segments:
             code_text, seqs = segment.archival_code, segment.seqs
@@ -106,10 +108,12 @@ def plan_batch(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[
         return segments, problems, split.has_separators
 
 
-def auto_file(settings: Settings, batch_id: int) -> dict[str, Any]:
+def auto_file(settings: Settings, batch_id: int, *, propose_only: bool = False) -> dict[str, Any]:
     """File a finished batch by its folder name or its separator sheets, all of it or none of it.
 
     Returns the report stored as ``Batch.filing``; a report with problems sends the batch to review.
+    ``propose_only`` (the batch has pages a person has still to look at): nothing is filed, the
+    filing is only proposed (``proposed``), to be made once every flag is corrected or accepted.
     """
     segments, problems, by_sheets = plan_batch(settings, batch_id)
     with session_scope(settings.effective_database_url) as session:
@@ -119,7 +123,8 @@ def auto_file(settings: Settings, batch_id: int) -> dict[str, Any]:
     if not segments:
         report.pop("by")
         return report
-    if problems:
+    report.pop("proposed", None)
+    if problems or propose_only:
         report["proposed"] = [{"archival_code": s.archival_code, "batch_pages": s.seqs} for s in segments]
         return report
     for segment in segments:

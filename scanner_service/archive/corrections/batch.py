@@ -1,0 +1,427 @@
+"""Corrections of a batch's pages before filing: a page turned, straightened, cropped, its blank verdict
+changed, left out, noted, read again, undone; the pages put in order, the flags accepted, the batch
+discarded.
+
+What every function here guarantees:
+
+- the page's ``version`` is compared and set in one SQL statement (``UPDATE … WHERE version = :seen``),
+  so of two people correcting the same page, the second is told (409 ``stale_version``), never
+  silently overwritten;
+- the same request twice is the same result: a change that changes nothing writes nothing, queues
+  nothing and records nothing;
+- nothing touches an original: a page is derived again from it by the workers (:class:`Followup`
+  says what the caller must queue, after committing);
+- every change is one :class:`~scanner_service.archive.models.Correction` row (who, before → after);
+- a page already filed in an item is corrected there, not here (409 ``page_filed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from scanner_service.archive.access import Caller
+from scanner_service.archive.batches import in_order, is_excluded, usable
+from scanner_service.archive.corrections import (
+    merged,
+    needs_derivation,
+    open_flags,
+    record_correction,
+)
+from scanner_service.archive.filing import batch_fonds
+from scanner_service.archive.filing.items import station_decision
+from scanner_service.archive.models import Batch, BatchState, Item, ItemPage, Original, Page, PageState, SearchEntry
+from scanner_service.exceptions import Conflict, NotFound
+
+ENGINES = ("rapidocr", "tesseract")
+
+
+@dataclass
+class Followup:
+    """What the caller queues once the change is committed: pages to derive again (at the front of
+    the queue: a person is waiting), and whether the batch PDF is rebuilt (the assembly job)."""
+
+    derive: list[int] = field(default_factory=list)
+    assemble: bool = False
+
+
+# ---- reading -------------------------------------------------------------------------------------
+
+
+def page_of(batch: Batch, seq: int) -> Page:
+    for page in batch.pages:
+        if page.seq == seq:
+            return page
+    raise NotFound(f"Batch {batch.id} has no page {seq}.")
+
+
+def open_pages(batch: Batch) -> dict[int, list[str]]:
+    """The pages whose flags still want a person, with those flags (scan numbers → flags)."""
+    found = {}
+    for page in batch.pages:
+        flags = open_flags(page.flags or [], page.correction or {})
+        if flags:
+            found[page.seq] = flags
+    return found
+
+
+def settled_state(batch: Batch) -> BatchState:
+    """``needs_review`` while anything wants a person: open flags, failed pages not left out, filing
+    problems, a page count off, an error of the batch not reviewed; else ``done``."""
+    report = batch.filing or {}
+    failed = [p for p in batch.pages if p.state == PageState.failed and not is_excluded(p)]
+    reviewed = (report.get("reviewed") or {}).get("error")
+    unsettled = (
+        open_pages(batch)
+        or failed
+        or report.get("problems")
+        or (batch.error and batch.error != reviewed)
+        or any(entry.get("page_check") for entry in [*report.get("items", []), *report.get("by_hand", [])])
+    )
+    return BatchState.needs_review if unsettled else BatchState.done
+
+
+def _filed_in(session: Session, batch_id: int, seqs: Iterable[int]) -> dict[int, tuple[str, int]]:
+    rows = session.execute(
+        select(ItemPage.batch_seq, Item.archival_code, ItemPage.serial)
+        .join(Item, Item.id == ItemPage.item_id)
+        .where(ItemPage.batch_id == batch_id, ItemPage.batch_seq.in_(list(seqs)))
+    ).all()
+    return {seq: (code, serial) for seq, code, serial in rows if seq is not None}
+
+
+def refuse_filed(session: Session, batch: Batch, seqs: Iterable[int]) -> None:
+    """409 ``page_filed`` if any of these pages is filed in an item: it is corrected there."""
+    filed = _filed_in(session, batch.id, seqs)
+    if filed:
+        where = "; ".join(
+            f"page {seq} is page {serial} of {code} (PATCH /api/items/{code}/pages/{serial})"
+            for seq, (code, serial) in sorted(filed.items())
+        )
+        raise Conflict(f"Batch {batch.id}: already filed, correct it in its item: {where}.", reason_code="page_filed")
+
+
+def refuse_discarded(batch: Batch) -> None:
+    if batch.state == BatchState.discarded:
+        raise Conflict(f"Batch {batch.id} was discarded; its originals are in quarantine.", reason_code="discarded")
+
+
+def parse_version(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` header names (``3``, ``"3"`` or ``W/"3"``); None without one."""
+    if if_match is None or not if_match.strip() or if_match.strip() == "*":
+        return None
+    text = if_match.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 9:
+        raise Conflict(
+            f"If-Match must be the page's version as GET or PATCH gave it (ETag), not {if_match[:40]!r}.",
+            reason_code="stale_version",
+        )
+    return int(text)
+
+
+# ---- writing one page ----------------------------------------------------------------------------
+
+
+def _keep_station_decision(page: Page) -> None:
+    """A page processed before decisions were kept: its present state is the station's decision."""
+    if page.decision is None and page.state == PageState.done and not page.correction:
+        page.decision = station_decision(page)
+
+
+def _write(session: Session, page: Page, seen: int, correction: dict[str, Any], *, derive: bool) -> None:
+    """Compare-and-set: the new correction and version, only if the page is still at version ``seen``."""
+    values: dict[str, Any] = {"correction": correction, "version": Page.version + 1, "decision": page.decision}
+    if derive:
+        values.update(state=PageState.queued, error=None, error_code=None)
+    result = session.execute(
+        update(Page)
+        .where(Page.id == page.id, Page.version == seen)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(page)
+        raise Conflict(
+            f"Page {page.seq} of batch {page.batch_id} was changed by someone else (now version {page.version}); "
+            "reload it and apply the correction again.",
+            reason_code="stale_version",
+        )
+    session.refresh(page)
+
+
+def _check_version(page: Page, if_match: int | None) -> int:
+    if if_match is not None and if_match != page.version:
+        raise Conflict(
+            f"Page {page.seq} of batch {page.batch_id} is at version {page.version}, not {if_match}: someone "
+            "changed it meanwhile; reload it and apply the correction again.",
+            reason_code="stale_version",
+        )
+    return page.version if if_match is None else if_match
+
+
+def _change_page(
+    session: Session,
+    caller: Caller,
+    batch: Batch,
+    page: Page,
+    after: dict[str, Any],
+    action: str,
+    *,
+    if_match: int | None,
+    force_derive: bool = False,
+    note: str | None = None,
+) -> Followup:
+    before = dict(page.correction or {})
+    if after == before and not force_derive:
+        return Followup()  # nothing changes: a retry of the same request
+    seen = _check_version(page, if_match)
+    derive = force_derive or needs_derivation(before, after)
+    _write(session, page, seen, after, derive=derive)
+    record_correction(
+        session,
+        caller,
+        action,
+        before=before,
+        after=after,
+        batch_id=batch.id,
+        seq=page.seq,
+        fonds=batch_fonds(batch),
+        note=note,
+    )
+    _reopen(batch, derive=derive)
+    return Followup(derive=[page.id] if derive else [], assemble=True)
+
+
+def _reopen(batch: Batch, *, derive: bool) -> None:
+    """The batch is assembled again after the change (and is processing while a page is derived)."""
+    batch.assembly_queued = False
+    if derive:
+        batch.state = BatchState.processing
+
+
+def _page_to_change(session: Session, batch: Batch, seq: int) -> Page:
+    refuse_discarded(batch)
+    page = page_of(batch, seq)
+    refuse_filed(session, batch, [seq])
+    _keep_station_decision(page)
+    return page
+
+
+def correct_page(
+    session: Session, caller: Caller, batch: Batch, seq: int, patch: Mapping[str, Any], *, if_match: int | None
+) -> tuple[Page, Followup]:
+    """Apply a person's ``patch`` (turn, skew_deg, crop, blank, excluded, note) to a page."""
+    page = _page_to_change(session, batch, seq)
+    after = merged(page.correction or {}, patch)
+    follow = _change_page(session, caller, batch, page, after, "page", if_match=if_match, note=patch.get("note"))
+    return page, follow
+
+
+def rerun(
+    session: Session, caller: Caller, batch: Batch, seq: int, *, engine: str | None, if_match: int | None
+) -> tuple[Page, Followup]:
+    """Read the page again (with ``engine`` if given). A page already waiting for its derivation is
+    not queued twice."""
+    page = _page_to_change(session, batch, seq)
+    after = merged(page.correction or {}, {"engine": engine}) if engine else dict(page.correction or {})
+    if page.state in (PageState.queued, PageState.processing) and after == (page.correction or {}):
+        return page, Followup()
+    follow = _change_page(session, caller, batch, page, after, "rerun", if_match=if_match, force_derive=True)
+    return page, follow
+
+
+def undo(session: Session, caller: Caller, batch: Batch, seq: int, *, if_match: int | None) -> tuple[Page, Followup]:
+    """Back to the station's own decision: the correction cleared; the page derived again if the
+    correction had changed its image or text."""
+    page = _page_to_change(session, batch, seq)
+    return page, _change_page(session, caller, batch, page, {}, "undo", if_match=if_match)
+
+
+# ---- the batch -----------------------------------------------------------------------------------
+
+
+def reorder(session: Session, caller: Caller, batch: Batch, seqs: Sequence[int]) -> Followup:
+    """Put the pages in the order ``seqs`` (every page of the batch once); the PDF and filing follow."""
+    refuse_discarded(batch)
+    have = sorted(p.seq for p in batch.pages)
+    if sorted(seqs) != have:
+        missing = sorted(set(have) - set(seqs))
+        unknown = sorted(set(seqs) - set(have))
+        twice = sorted({s for s in seqs if list(seqs).count(s) > 1})
+        said = "; ".join(
+            text
+            for text in (
+                f"missing {', '.join(map(str, missing))}" if missing else "",
+                f"not in the batch {', '.join(map(str, unknown))}" if unknown else "",
+                f"given twice {', '.join(map(str, twice))}" if twice else "",
+            )
+            if text
+        )
+        raise Conflict(
+            f"The order must name every page of batch {batch.id} once (pages 1 to {len(have)}): {said}.",
+            reason_code="bad_order",
+        )
+    before = [p.seq for p in in_order(batch.pages)]
+    if before == list(seqs):
+        return Followup()
+    refuse_filed(session, batch, seqs)
+    by_seq = {p.seq: p for p in batch.pages}
+    for position, seq in enumerate(seqs, start=1):
+        by_seq[seq].position = position
+    record_correction(
+        session,
+        caller,
+        "order",
+        before={"seqs": before},
+        after={"seqs": list(seqs)},
+        batch_id=batch.id,
+        fonds=batch_fonds(batch),
+    )
+    _reopen(batch, derive=False)
+    return Followup(assemble=True)
+
+
+def accept(session: Session, caller: Caller, batch: Batch, *, note: str | None, seqs: Sequence[int] | None) -> Followup:
+    """The flags of the pages (all, or ``seqs``) looked at and accepted as they are; once nothing is
+    open, the batch is done and filed as its filing says (by the assembly this queues)."""
+    refuse_discarded(batch)
+    pages = [page_of(batch, s) for s in seqs] if seqs is not None else list(batch.pages)
+    refuse_filed(session, batch, [p.seq for p in pages if open_flags(p.flags or [], p.correction or {})])
+    follow = Followup()
+    for page in pages:
+        flags = open_flags(page.flags or [], page.correction or {})
+        if not flags:
+            continue
+        _keep_station_decision(page)
+        before = dict(page.correction or {})
+        after = merged(before, {"accepted": [*before.get("accepted", []), *flags]})
+        if note:
+            after["note"] = note
+        follow.assemble |= _change_page(
+            session, caller, batch, page, after, "accept", if_match=None, note=note
+        ).assemble
+    report = dict(batch.filing or {})
+    if batch.error and (seqs is None) and (report.get("reviewed") or {}).get("error") != batch.error:
+        report["reviewed"] = {"error": batch.error, "by": caller.name, "note": note}
+        batch.filing = report
+        record_correction(
+            session,
+            caller,
+            "accept",
+            before={},
+            after={"error": batch.error},
+            batch_id=batch.id,
+            fonds=batch_fonds(batch),
+            note=note,
+        )
+        _reopen(batch, derive=False)
+        follow.assemble = True
+    return follow
+
+
+def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
+    """409 ``open_flags`` if a page to file still has flags a person has not looked at."""
+    waiting = {s: f for s, f in open_pages(batch).items() if s in set(seqs)}
+    if waiting:
+        listed = "; ".join(f"page {s}: {', '.join(f)}" for s, f in sorted(waiting.items()))
+        raise Conflict(
+            f"Batch {batch.id} has pages with open flags ({listed}): correct them (PATCH …/pages/{{seq}}) or "
+            f"accept them (POST /api/batches/{batch.id}/accept) first.",
+            reason_code="open_flags",
+        )
+
+
+def filing_seqs(session: Session, batch: Batch) -> list[int]:
+    """The pages a filing takes by default: every usable page not filed yet, in the batch's order."""
+    filed = _filed_in(session, batch.id, [p.seq for p in batch.pages])
+    return [p.seq for p in in_order(batch.pages) if usable(p) and p.seq not in filed]
+
+
+def record_filed(session: Session, caller: Caller, batch: Batch, entries: list[dict[str, Any]], action: str) -> None:
+    """A filing by hand (POST …/file or …/split): in the batch's report, the history, its state."""
+    report = dict(batch.filing or {})
+    report["by_hand"] = [*report.get("by_hand", []), *entries]
+    report.pop("proposed", None)
+    report["problems"] = []
+    batch.filing = report
+    for entry in entries:
+        record_correction(
+            session,
+            caller,
+            action,
+            before={},
+            after=entry,
+            batch_id=batch.id,
+            archival_code=entry["archival_code"],
+            fonds=batch_fonds(batch),
+        )
+    session.flush()
+    session.refresh(batch)
+    if batch.archival_code is None and entries:
+        batch.archival_code = entries[0]["archival_code"]
+    batch.state = settled_state(batch)
+
+
+def discard(
+    session: Session,
+    caller: Caller,
+    batch: Batch,
+    *,
+    note: str | None,
+    set_aside: Callable[[Original], None],
+) -> bool:
+    """Discard a batch not filed: its originals go to quarantine (``set_aside``, never deleted), its
+    pages leave search, the batch ends ``discarded``. False if it was discarded already."""
+    if batch.state == BatchState.discarded:
+        return False
+    refuse_filed(session, batch, [p.seq for p in batch.pages])
+    if (
+        any(p.state in (PageState.queued, PageState.processing) for p in batch.pages)
+        or batch.state == BatchState.receiving
+    ):
+        raise Conflict(
+            f"Batch {batch.id} is still being processed; discard it once its pages are done.", reason_code="batch_busy"
+        )
+    before = {"state": batch.state.value}
+    for original in batch.originals:
+        if not original.quarantined:
+            set_aside(original)
+    session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id))
+    batch.state = BatchState.discarded
+    batch.error = f"Discarded by {caller.name}" + (f": {note}" if note else ".")
+    batch.error_code = "discarded"
+    record_correction(
+        session,
+        caller,
+        "discard",
+        before=before,
+        after={"state": "discarded"},
+        batch_id=batch.id,
+        fonds=batch_fonds(batch),
+        note=note,
+    )
+    return True
+
+
+__all__ = [
+    "ENGINES",
+    "Followup",
+    "accept",
+    "correct_page",
+    "discard",
+    "filing_seqs",
+    "open_pages",
+    "page_of",
+    "parse_version",
+    "record_filed",
+    "refuse_filed",
+    "refuse_open",
+    "reorder",
+    "rerun",
+    "settled_state",
+    "undo",
+]

@@ -1,0 +1,344 @@
+"""Corrections of a batch before filing, end to end: real batches through real OCR, corrected through the
+API, derived again by the real jobs; what a person sees in the batch PDF, in search and in the filed item."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pikepdf
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from scanner_service.api.app import create_app
+from scanner_service.archive.access import Caller
+from scanner_service.archive.corrections import batch as batch_corrections
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
+from scanner_service.archive.models import Batch, BatchState, Correction, Page, PageState, Role
+from scanner_service.cli import main as cli
+from scanner_service.exceptions import Conflict
+from scanner_service.settings import Settings
+from scanner_service.station import intake
+from scanner_service.station import queue as q
+from scanner_service.station.watcher import Watcher
+from tests.conftest import SAMPLE
+from tests.test_archive import bearer
+from tests.test_pipeline import run_queue
+
+CODE = "C015-WS·2013-Y-BGS-0021"
+
+
+def faint(name: str, contrast: float, *, turn: int = 0) -> Image.Image:
+    """A sample page as a faded copy (its ink at ``contrast`` of the original's), turned ``turn`` degrees."""
+    with Image.open(SAMPLE / name) as im:
+        grey = np.asarray(im.convert("L"), dtype=np.float32)
+    paper = np.percentile(grey, 90)
+    out = Image.fromarray(np.clip(paper - (paper - grey) * contrast, 0, 255).astype(np.uint8))
+    return out.rotate(turn) if turn else out
+
+
+def drop(settings: Settings, conn: redis.Redis, name: str, pages: dict[str, Image.Image | str]) -> int:
+    """A batch folder in the inbox (file name → image, or a sample's name), run through the real jobs."""
+    folder = settings.inbox / name
+    folder.mkdir(parents=True)
+    for file_name, page in pages.items():
+        if isinstance(page, str):
+            (folder / file_name).write_bytes((SAMPLE / page).read_bytes())
+        else:
+            page.save(folder / file_name, dpi=(300, 300))
+    (folder / ".done").touch()
+    watcher = Watcher(settings, conn)
+    watcher.poll()
+    run_queue(conn, watcher)
+    with session_scope(settings.effective_database_url) as session:
+        return session.query(Batch).filter(Batch.name == name).one().id
+
+
+def pdf_pages_text(data: bytes, tmp: Path) -> list[str]:
+    """Each page's text as pdftotext reads it, spaces removed."""
+    path = tmp / "read.pdf"
+    path.write_bytes(data)
+    with pikepdf.open(path) as pdf:
+        count = len(pdf.pages)
+    return [
+        subprocess.run(
+            ["pdftotext", "-f", str(n), "-l", str(n), str(path), "-"], capture_output=True, text=True, check=True
+        ).stdout.replace(" ", "")
+        for n in range(1, count + 1)
+    ]
+
+
+def page(detail: dict, seq: int) -> dict:
+    return next(p for p in detail["page_list"] if p["seq"] == seq)
+
+
+@pytest.mark.slow
+def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
+    station_env: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    """The issue's check: a page fed the wrong way is turned, a blank back with writing on it cleared,
+    the pages put in order, one left out and back, one undone and redone; accepted, filed, audited."""
+    # 1: a text page; 2: a faded copy fed the wrong way (the station cannot tell which way is up);
+    # 3: a very faint page the station takes for blank (it carries 罗杰军's contract); 4: a real blank back.
+    batch_id = drop(
+        station_env,
+        redis_conn,
+        CODE,
+        {
+            "001.jpg": "scan_0004.jpg",
+            "002.png": faint("scan_0003.jpg", 0.3, turn=180),
+            "003.png": faint("scan_0001.jpg", 0.12),
+            "004.jpg": "scan_0006.jpg",
+        },
+    )
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "needs_review"
+    assert detail["filing"]["items"] == [] and detail["filing"]["proposed"][0]["archival_code"] == CODE, "not filed yet"
+    assert client.get("/api/items/" + quote(CODE), headers=operator).status_code == 404
+    assert (
+        page(detail, 2)["open_flags"] == ["orientation_unsure"] and page(detail, 2)["decision"]["details"]["turn"] == 0
+    )
+    assert page(detail, 3)["open_flags"] == ["blank"] and page(detail, 4)["open_flags"] == ["blank"]
+    with session_scope(station_env.effective_database_url) as session:
+        station_text = session.query(Page).filter(Page.batch_id == batch_id, Page.seq == 2).one().text
+    assert "东方家园" not in (station_text or "").replace(" ", ""), "upside down, the station reads nothing useful"
+
+    # Who may correct: a reader never, an operator of another fonds does not even see the batch.
+    assert (
+        client.patch(f"{url}/pages/2", json={"turn": 180}, headers=bearer(station_env, "reader", "C015")).status_code
+        == 403
+    )
+    assert (
+        client.patch(f"{url}/pages/2", json={"turn": 180}, headers=bearer(station_env, "operator", "C016")).status_code
+        == 404
+    )
+
+    turned = client.patch(f"{url}/pages/2", json={"turn": 180}, headers={**operator, "If-Match": '"1"'})
+    assert turned.status_code == 200, turned.text
+    assert turned.json()["version"] == 2 and turned.headers["etag"] == '"2"' and turned.json()["state"] == "queued"
+    assert turned.json()["correction"] == {"turn": 180} and turned.json()["open_flags"] == []
+    stale = client.patch(f"{url}/pages/2", json={"turn": 90}, headers={**operator, "If-Match": '"1"'})
+    assert stale.status_code == 409 and stale.json()["reason"] == "stale_version"
+    again = client.patch(f"{url}/pages/2", json={"turn": 180}, headers=operator)
+    assert again.status_code == 200 and again.json()["version"] == 2, "a retry changes nothing"
+    assert client.patch(f"{url}/pages/3", json={"blank": False}, headers=operator).status_code == 200
+    waiting = q.get_queue(redis_conn).job_ids
+    assert waiting == [q.page_job_id(_page_id(station_env, batch_id, s)) for s in (3, 2)], "each at the front"
+    run_queue(redis_conn)
+
+    detail = client.get(url, headers=operator).json()
+    assert [page(detail, s)["state"] for s in (1, 2, 3, 4)] == ["done"] * 4
+    assert page(detail, 2)["details"]["turn"] == 180 and page(detail, 3)["blank"] is False
+    texts = pdf_pages_text(client.get(f"{url}/pdf", headers=operator).content, tmp_path)
+    assert len(texts) == 3, "the cleared blank is in the PDF now"
+    assert "东方家园" in texts[1], "the page turned by hand reads the right way"
+    assert "罗杰军" in texts[2]
+    hits = client.get("/api/search", params={"q": "罗杰军"}, headers=operator).json()["hits"]
+    assert [(h["batch_id"], h["page"]) for h in hits] == [(batch_id, 3)], "the cleared blank is found"
+    assert detail["state"] == "needs_review", "page 4 (a blank back) still waits for a person"
+
+    # Order: the faint contract first. The PDF follows.
+    bad = client.post(f"{url}/order", json={"seqs": [3, 1, 1, 4]}, headers=operator)
+    assert bad.status_code == 409 and bad.json()["reason"] == "bad_order" and "missing 2" in bad.json()["detail"]
+    assert client.post(f"{url}/order", json={"seqs": [3, 1, 2, 4]}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    texts = pdf_pages_text(client.get(f"{url}/pdf", headers=operator).content, tmp_path)
+    assert "罗杰军" in texts[0] and "东方家园" in texts[2]
+
+    # Left out: page 1 leaves the PDF, its original stays; back in again.
+    original = Layout.of(station_env).original(batch_id, "001.jpg")
+    assert client.patch(f"{url}/pages/1", json={"excluded": True}, headers=operator).json()["state"] == "done"
+    run_queue(redis_conn)
+    assert len(pdf_pages_text(client.get(f"{url}/pdf", headers=operator).content, tmp_path)) == 2
+    assert original.read_bytes() == (SAMPLE / "scan_0004.jpg").read_bytes(), "an excluded page's original stays"
+    assert client.patch(f"{url}/pages/1", json={"excluded": False}, headers=operator).status_code == 200
+
+    # Undo: the station's own decision again, its text as it was; then turned again.
+    undone = client.post(f"{url}/pages/2/undo", headers=operator)
+    assert undone.status_code == 200 and undone.json()["correction"] == {} and undone.json()["state"] == "queued"
+    run_queue(redis_conn)
+    with session_scope(station_env.effective_database_url) as session:
+        again_page = session.query(Page).filter(Page.batch_id == batch_id, Page.seq == 2).one()
+        assert (again_page.text, again_page.flags) == (station_text, ["orientation_unsure"])
+    assert client.patch(f"{url}/pages/2", json={"turn": 180}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+
+    # Accept what is left (page 4's blank, page 3's unsure way up): done, and filed under its 档号.
+    accepted = client.post(f"{url}/accept", json={"note": "checked against the paper"}, headers=operator)
+    assert accepted.status_code == 200
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "done", detail["filing"]
+    assert [(i["archival_code"], i["batch_pages"]) for i in detail["filing"]["items"]] == [(CODE, [3, 1, 2])]
+    item = client.get("/api/items/" + quote(CODE), headers=operator).json()
+    texts = pdf_pages_text(client.get(item["pdf_url"], headers=operator).content, tmp_path)
+    assert len(texts) == 3 and "罗杰军" in texts[0] and "东部风景" in texts[1] and "东方家园" in texts[2]
+    hits = client.get("/api/search", params={"q": "罗杰军"}, headers=operator).json()["hits"]
+    assert [(h["archival_code"], h["page"]) for h in hits] == [(CODE, 1)]
+    assert cli(["audit", "--data", str(station_env.data)]) == 0
+
+    # The history says who did what; a filed page is corrected in its item.
+    history = page(detail, 2)["history"]
+    assert [h["action"] for h in history] == ["page", "undo", "page"]
+    assert history[0]["who"] == "operator C015" and history[0]["after"] == {"turn": 180}
+    assert [(h["action"], h["after"]) for h in detail["history"]] == [("order", {"seqs": [3, 1, 2, 4]})]
+    filed = client.patch(f"{url}/pages/2", json={"turn": 90}, headers=operator)
+    assert filed.status_code == 409 and filed.json()["reason"] == "page_filed" and CODE in filed.json()["detail"]
+
+
+def _page_id(settings: Settings, batch_id: int, seq: int) -> int:
+    with session_scope(settings.effective_database_url) as session:
+        return session.query(Page.id).filter(Page.batch_id == batch_id, Page.seq == seq).scalar()
+
+
+@pytest.mark.slow
+def test_a_batch_is_filed_by_hand_split_or_discarded(
+    station_env: Settings, redis_conn: redis.Redis, tmp_path: Path
+) -> None:
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    # A box scanned without a 档号 in its name: two contracts, and a blank back.
+    batch_id = drop(
+        station_env, redis_conn, "box-7", {"1.jpg": "scan_0003.jpg", "2.jpg": "scan_0005.jpg", "3.jpg": "scan_0006.jpg"}
+    )
+    url = f"/api/batches/{batch_id}"
+    refused = client.post(f"{url}/file", json={"archival_code": CODE}, headers=operator)
+    assert (
+        refused.status_code == 409 and refused.json()["reason"] == "open_flags" and "page 3" in refused.json()["detail"]
+    )
+    twice = client.post(
+        f"{url}/split",
+        json={
+            "items": [
+                {"archival_code": CODE, "seqs": [1, 2]},
+                {"archival_code": "C015-WS·2013-Y-BGS-0022", "seqs": [2]},
+            ]
+        },
+        headers=operator,
+    )
+    assert twice.status_code == 409 and twice.json()["reason"] == "bad_split"
+    assert client.patch(f"{url}/pages/3", json={"excluded": True}, headers=operator).status_code == 200
+    second = "C015-WS·2013-Y-BGS-0022"
+    split = client.post(f"{url}/split", json={"items": [{"archival_code": CODE, "seqs": [2]}]}, headers=operator)
+    assert split.status_code == 200, split.text
+    assert split.json()["state"] == "done"
+    filed = client.post(f"{url}/file", json={"archival_code": second}, headers=operator)  # the page left: 1
+    assert filed.status_code == 200, filed.text
+    assert [(e["archival_code"], e["batch_pages"]) for e in filed.json()["filing"]["by_hand"]] == [
+        (CODE, [2]),
+        (second, [1]),
+    ]
+    assert [h["action"] for h in filed.json()["history"]] == ["split", "file"]
+    for code, word in ((CODE, "五四路"), (second, "东方家园")):
+        item = client.get("/api/items/" + quote(code), headers=operator).json()
+        [text] = pdf_pages_text(client.get(item["pdf_url"], headers=operator).content, tmp_path)
+        assert word in text
+    assert cli(["audit", "--data", str(station_env.data)]) == 0
+    assert client.post(f"{url}/discard", json={"note": "x"}, headers=operator).json()["reason"] == "page_filed"
+
+    # A batch scanned by mistake is discarded: its originals go to quarantine, nothing is deleted.
+    junk = drop(station_env, redis_conn, "mistake", {"a.jpg": "scan_0006.jpg"})
+    junk_url = f"/api/batches/{junk}"
+    assert client.post(f"{junk_url}/discard", json={}, headers=bearer(station_env, "reader", "C015")).status_code == 403
+    gone = client.post(f"{junk_url}/discard", json={"note": "scanned twice"}, headers=operator)
+    assert gone.status_code == 200 and gone.json()["state"] == "discarded"
+    with session_scope(station_env.effective_database_url) as session:
+        kept = intake.quarantine_path(station_env, session.get(Batch, junk)) / "a.jpg"
+    assert kept.read_bytes() == (SAMPLE / "scan_0006.jpg").read_bytes()
+    assert client.post(f"{junk_url}/discard", json={"note": "scanned twice"}, headers=operator).status_code == 200
+    refiled = client.post(
+        f"/api/items/{quote(CODE)}/pages", json={"batch_id": junk, "mode": "append"}, headers=operator
+    )
+    assert refiled.status_code == 409 and refiled.json()["reason"] == "discarded", "a discarded batch files nothing"
+    late = client.patch(f"{junk_url}/pages/1", json={"blank": False}, headers=operator)
+    assert late.status_code == 409 and late.json()["reason"] == "discarded"
+
+
+def _bare_batch(url: str) -> int:
+    """A batch with one page done, written straight into the catalogue (no OCR needed for this test)."""
+    from scanner_service.archive.models import Original
+
+    with session_scope(url) as session:
+        batch = Batch(name="bare", state=BatchState.needs_review, source="test", filing={})
+        session.add(batch)
+        session.flush()
+        original = Original(batch_id=batch.id, seq=1, name="a.jpg", stored_name="a.jpg", size=1, sha256="0" * 64)
+        session.add(original)
+        session.flush()
+        session.add(
+            Page(
+                batch_id=batch.id,
+                original_id=original.id,
+                seq=1,
+                source_index=0,
+                state=PageState.done,
+                flags=["blank"],
+                blank=True,
+            )
+        )
+        return batch.id
+
+
+def test_two_people_correcting_one_page_lose_nothing(catalogue_url: str) -> None:
+    """Compare-and-set on the version: the second writer of the same version is told, not overwritten."""
+    from scanner_service.archive.db import migrate
+
+    url = catalogue_url
+    migrate(url)
+    batch_id = _bare_batch(url)
+    one, two = Caller("one", Role.operator), Caller("two", Role.operator)
+    with session_scope(url) as first, session_scope(url) as second:
+        a, b = first.get(Batch, batch_id), second.get(Batch, batch_id)
+        assert a is not None and b is not None
+        _ = a.pages, b.pages  # both read version 1
+        batch_corrections.correct_page(first, one, a, 1, {"note": "first"}, if_match=None)
+        first.commit()
+        with pytest.raises(Conflict) as refused:
+            batch_corrections.correct_page(second, two, b, 1, {"note": "second"}, if_match=None)
+        assert refused.value.reason_code == "stale_version"
+        second.rollback()
+    with session_scope(url) as session:
+        page_row = session.query(Page).filter(Page.batch_id == batch_id).one()
+        assert (page_row.correction, page_row.version) == ({"note": "first"}, 2)
+        assert [c.who for c in session.query(Correction).all()] == ["one"]
+        assert page_row.decision is not None and page_row.decision["blank"] is True, "the station's decision kept"
+
+
+@pytest.mark.slow
+def test_a_correction_made_while_the_page_is_derived_wins(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person turns the page again while a worker derives it with the first turn: the first result is
+    stale and is not stored; the page ends as the newer correction says."""
+    from scanner_service.station import jobs
+
+    batch_id = drop(station_env, redis_conn, "backs", {"1.jpg": "scan_0006.jpg"})  # a blank back: no OCR needed
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    assert client.patch(f"/api/batches/{batch_id}/pages/1", json={"turn": 90}, headers=operator).status_code == 200
+    real = jobs.process_page_image
+    turns = []
+
+    def meanwhile(*args: object, **kw: object) -> object:  # fault injection: the second person's PATCH
+        choices = kw["choices"]
+        turns.append(getattr(choices, "turn", None))
+        if len(turns) == 1:
+            reply = client.patch(f"/api/batches/{batch_id}/pages/1", json={"turn": 270}, headers=operator)
+            assert reply.status_code == 200 and reply.json()["version"] == 3
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs, "process_page_image", meanwhile)
+    run_queue(redis_conn)
+    assert turns == [90, 270], "derived again with the newer turn"
+    detail = client.get(f"/api/batches/{batch_id}", headers=operator).json()
+    [only] = detail["page_list"]
+    assert (only["state"], only["version"], only["details"]["turn"]) == ("done", 3, 270)
+    assert [h["after"] for h in only["history"]] == [{"turn": 90}, {"turn": 270}]
