@@ -30,6 +30,8 @@ from scanner_service.archive.fixity import audit
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Item, Role
 from scanner_service.settings import Settings
+from scanner_service.station import queue as q
+from scanner_service.station.watcher import Watcher
 from tests.conftest import SAMPLE
 from tests.test_archive import bearer, scan
 from tests.test_pipeline import run_queue
@@ -113,10 +115,13 @@ def test_a_filed_items_pages_are_corrected_undone_excluded_reordered_moved_and_w
         assert refused.status_code == status, (role, fonds)
 
     # Turned by hand: answered at once, derived by the job from the master.
-    turned = client.patch(f"{URL}/pages/1", json={"turn": 180}, headers={**operator, "If-Match": '"1"'})
+    row_id = first["etag"].strip('"').split(".")[0]
+    assert first["etag"] == f'"{row_id}.1"'
+    turned = client.patch(f"{URL}/pages/1", json={"turn": 180}, headers={**operator, "If-Match": first["etag"]})
     assert turned.status_code == 200, turned.text
-    assert (turned.json()["state"], turned.json()["version"], turned.headers["etag"]) == ("queued", 2, '"2"')
-    stale = client.patch(f"{URL}/pages/1", json={"blank": True}, headers={**operator, "If-Match": '"1"'})
+    assert (turned.json()["state"], turned.json()["version"]) == ("queued", 2)
+    assert turned.headers["etag"] == turned.json()["etag"] == f'"{row_id}.2"'
+    stale = client.patch(f"{URL}/pages/1", json={"blank": True}, headers={**operator, "If-Match": first["etag"]})
     assert stale.status_code == 409 and stale.json()["reason"] == "stale_version"
     master = (_folder(settings) / f"{CODE}-0001.jpg").read_bytes()
     run_queue(redis_conn)
@@ -129,7 +134,7 @@ def test_a_filed_items_pages_are_corrected_undone_excluded_reordered_moved_and_w
     _clean(settings)
 
     # Undo: back to the station's decision; the page reads the right way again.
-    undone = client.post(f"{URL}/pages/1/undo", headers={**operator, "If-Match": '"2"'})
+    undone = client.post(f"{URL}/pages/1/undo", headers={**operator, "If-Match": f'"{row_id}.2"'})
     assert undone.status_code == 200 and undone.json()["state"] == "queued"
     run_queue(redis_conn)
     page = client.get(f"{URL}/pages/1", headers=operator).json()
@@ -318,4 +323,96 @@ def test_a_correction_made_while_the_job_derives_the_page_wins(
     assert [(h["who"], h["action"]) for h in page["history"]] == [("operator C015", "page"), ("乙", "undo")]
     assert "江永" in _pdftext(settings, page=1), "the stale, upside-down derivation never reached the PDF"
     assert client.get(URL, headers=operator).json()["version"] == 2, "one change: the stale one was undone"
+    _clean(settings)
+
+
+READER_FIELDS = {"page", "pdf_page", "state", "text_url", "hocr_url", "image_url", "thumbnail_url"}
+
+
+def test_a_change_lands_on_the_page_seen_a_lost_job_is_queued_again_and_a_bad_crop_fails_its_page_only(
+    station_env: Settings, redis_conn: redis.Redis, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = station_env
+    _file(settings, redis_conn)
+    operator, archivist = bearer(settings, "operator", "C015"), bearer(settings, "archivist", "C015")
+    assert client.put(URL, json={"open_status": "开放"}, headers=archivist).status_code == 200
+    assert client.put(OTHER_URL, json={"title": "合同"}, headers=archivist).status_code == 200
+    seen = client.get(URL, headers=operator)
+    item_etag, [one, two] = seen.headers["etag"], seen.json()["page_list"]
+    assert item_etag == '"v1"'
+
+    # Someone else puts page 2 first: what the person saw as page 1 is page 2 now.
+    assert client.post(f"{URL}/order", json={"pages": [2, 1]}, headers={**operator, "If-Match": item_etag}).is_success
+    on_page_1 = client.patch(f"{URL}/pages/1", json={"turn": 90}, headers={**operator, "If-Match": one["etag"]})
+    assert (on_page_1.status_code, on_page_1.json()["reason"]) == (409, "stale_version"), "not the page seen"
+    for path, body in (("order", {"pages": [2, 1]}), ("move", {"pages": [1], "to": OTHER})):
+        stale = client.post(f"{URL}/{path}", json=body, headers={**operator, "If-Match": item_etag})
+        assert (stale.status_code, stale.json().get("reason")) == (409, "stale_version"), (path, stale.text)
+    for tag in (item_etag, one["etag"], '"1"'):  # the item before the order, the page seen, a bare version
+        stale = client.post(f"{URL}/pages/1/withdraw", headers={**operator, "If-Match": tag})
+        assert (stale.status_code, stale.json()["reason"]) == (409, "stale_version"), tag
+    now = client.get(URL, headers=operator)
+    assert now.headers["etag"] == '"v2"' and [p["etag"] for p in now.json()["page_list"]] == [two["etag"], one["etag"]]
+    assert now.json()["pages_filed"] == 2, "nothing was withdrawn"
+
+    # Refused in the request: a crop that is not a box, an OCR engine the station does not have.
+    assert client.patch(f"{URL}/pages/1", json={"crop": [500, 500, 10, 10]}, headers=operator).status_code == 422
+    assert client.post(f"{URL}/pages/1/rerun", json={"engine": "nope"}, headers=operator).status_code == 422
+
+    # A reader sees the pages, not who corrected what, the notes, nor the station's decisions.
+    assert client.patch(f"{URL}/pages/1", json={"note": "第二页放错"}, headers=operator).is_success
+    reader = bearer(settings, "reader", "C015")
+    as_reader = client.get(URL, headers=reader).json()["page_list"]
+    assert [set(p) for p in as_reader] == [READER_FIELDS, READER_FIELDS]
+    assert set(client.get(f"{URL}/pages/1", headers=reader).json()) == READER_FIELDS
+    assert client.get(f"{URL}/pages/1", headers=operator).json()["history"][-1]["note"] is None
+    assert client.get(f"{URL}/pages/1", headers=operator).json()["correction"] == {"note": "第二页放错"}
+
+    # A page turned while its move is staged: the move is refused in its transaction, nothing moves.
+    person = Caller("乙", Role.operator, ("C015",))
+
+    def turn_meanwhile(reached: str, code_key: str) -> None:
+        if reached == steps.STAGE_PDF and code_key == str(ac.parse(CODE)):
+            steps.hook = None
+            item_corrections.correct_page(settings, person, CODE, 2, {"turn": 180})
+
+    monkeypatch.setattr(steps, "hook", turn_meanwhile)
+    moved = client.post(f"{URL}/move", json={"pages": [2], "to": OTHER}, headers=operator)
+    monkeypatch.setattr(steps, "hook", None)
+    assert (moved.status_code, moved.json()["reason"]) == (409, "page_queued")
+    assert client.get(URL, headers=operator).json()["pages_filed"] == 2
+    assert client.get(OTHER_URL, headers=operator).json()["pages_filed"] == 0
+    _clean(settings)
+
+    # The turn was committed but its job never queued (the API stopped in between): the next call on
+    # the item queued it, even one refused. Lost again (Redis lost its data): the same correction sent
+    # again queues it, once however often it is sent.
+    with session_scope(settings.effective_database_url) as session:
+        item_id = session.query(Item).filter(Item.archival_code == CODE).one().id
+    assert q.item_job_active(redis_conn, item_id)
+    redis_conn.flushdb()
+    for _ in range(2):
+        again = client.patch(f"{URL}/pages/2", json={"turn": 180}, headers=operator)
+        assert again.json()["state"] == "queued"
+    assert q.item_job_active(redis_conn, item_id) and q.get_queue(redis_conn).count == 1
+    # Lost once more: the watcher's sweep queues it.
+    redis_conn.flushdb()
+    Watcher(settings, redis_conn).sweep()
+    assert q.item_job_active(redis_conn, item_id)
+
+    # A crop with nothing of the master in it fails that page only; the turned page is derived.
+    item_corrections.correct_page(settings, person, CODE, 1, {"crop": [100_000, 100_000, 100_010, 100_010]})
+    run_queue(redis_conn)
+    bad, turned = client.get(URL, headers=operator).json()["page_list"]
+    assert (bad["state"], bad["details"]["error_code"]) == ("failed", "bad_crop"), bad
+    assert "holds nothing of the page" in bad["details"]["error"]
+    assert (turned["state"], turned["details"]["turn_from"]) == ("done", "person")
+    assert "江永" not in _pdftext(settings, page=2), "the contract (page 2 now) was turned upside down"
+    _clean(settings)
+
+    # With the item's ETag as it is now, the withdrawal is made.
+    fresh = client.get(URL, headers=operator).headers["etag"]
+    gone = client.post(f"{URL}/pages/1/withdraw", headers={**operator, "If-Match": fresh})
+    assert gone.status_code == 200 and gone.json()["pages_filed"] == 1
+    assert gone.headers["etag"] != fresh
     _clean(settings)

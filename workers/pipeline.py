@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from ocr_models.base import OcrEngine, PageText
+from workers.errors import ConfigError
 from workers.stages.blank import detect_blank
 from workers.stages.border import crop_border, sheet_angle
 from workers.stages.compress import usage_image
@@ -44,7 +45,9 @@ class Choices:
 
     ``turn``: the whole clockwise quarter-turn that makes the page upright (the station's turn with the
     person's added); ``skew_deg``: the fine angle to straighten by; ``crop``: a box ``(x0, y0, x1, y1)``
-    on the master (before any turn), ``None`` for no crop at all; ``blank``: whether the page is blank.
+    on the master (before any turn; cut to the master's edges, and refused with :class:`ConfigError`
+    ``bad_crop`` if nothing of the master is in it), ``None`` for no crop at all; ``blank``: whether
+    the page is blank.
     """
 
     turn: int | None = None
@@ -77,8 +80,7 @@ def straighten(
     if image.mode not in ("L", "RGB"):
         image = image.convert("L" if image.mode in ("1", "I;16", "I", "F") else "RGB")
     if isinstance(choices.crop, tuple):
-        x0, y0, x1, y1 = choices.crop
-        image = image.crop((max(0, x0), max(0, y0), min(image.width, x1), min(image.height, y1)))
+        image = image.crop(_crop_box(choices.crop, image.width, image.height))
     if choices.turn is None:
         orientation = detect_orientation(image, reader, dpi)
     else:
@@ -106,6 +108,20 @@ def straighten(
         "turn_from": "station" if choices.turn is None else "person",
     }
     return image, orientation, notes
+
+
+def _crop_box(crop: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
+    """A person's crop box cut to the master (a box reaching past an edge stops at it); ConfigError
+    (``bad_crop``) for a box with nothing of the master in it."""
+    x0, y0, x1, y1 = crop
+    box = (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise ConfigError(
+            f"The crop {list(crop)} holds nothing of the page (the master is {width}×{height} px; a crop is "
+            "[x0, y0, x1, y1] on it, with x0 < x1 and y0 < y1). Crop the page again, or undo the crop.",
+            reason_code="bad_crop",
+        )
+    return box
 
 
 def _skew_source(skew: Any, angle: float | None) -> str | None:

@@ -298,7 +298,9 @@ class ItemPage(Base):
     correction: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="What a person decided; see Page")
     version: Mapped[int] = mapped_column(Integer, default=1, doc="Goes up at every correction (If-Match)")
     state: Mapped[str] = mapped_column(
-        String(20), default="done", doc="done, or queued / processing while a correction is derived again"
+        String(20),
+        default="done",
+        doc="done; queued while a correction is derived again; failed if it could not be (why: details.error)",
     )
     filed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -295,20 +295,34 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
             batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
 
 
+ITEM_PAGES_META = "pages"  # the job's meta: [[row id, version], …] of the pages its last round took
+
+
 def derive_item_pages(item_id: int) -> str:
     """Derive a filed item's queued pages again from their masters, with the people's corrections
-    (:func:`scanner_service.archive.corrections.item.derive_pending`): one journaled change of the item."""
-    from scanner_service.archive.corrections.item import derive_pending
+    (:func:`scanner_service.archive.corrections.item.derive_pending`): one journaled change of the item.
+    The pages each round takes are kept in the job's meta, for :func:`item_pages_failed_for_good`."""
+    from scanner_service.archive.corrections.item import PageTag, derive_pending
 
-    return derive_pending(build_settings(), item_id)
+    job = get_current_job()
+
+    def reading(pages: list[PageTag]) -> None:
+        if job is not None:
+            job.meta[ITEM_PAGES_META] = [[p.row_id, p.version] for p in pages]
+            job.save_meta()
+
+    return derive_pending(build_settings(), item_id, reading=reading)
 
 
 def item_pages_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
-    """RQ failure callback: when the derivation job of an item has no retries left, its queued pages
-    say so (state failed, with the reason); a rerun or undo of the page queues it again."""
+    """RQ failure callback: when the derivation job of an item has no retries left, the pages it was
+    deriving say so (state failed, with the reason), each only if still queued at the version the job
+    read: a page corrected since is left queued for its newer derivation. A correction of a failed
+    page (a rerun, an undo) queues it again."""
     if job.should_retry:
         return
-    from scanner_service.archive.corrections.item import fail_pending
+    from scanner_service.archive.corrections.item import PageTag, fail_pending
 
     reason = f"{exc_type.__name__}: {exc}" if exc_type is not None else "the worker stopped while deriving it"
-    fail_pending(build_settings(), int(job.args[0]), f"The page could not be derived again: {reason}")
+    pages = [PageTag(int(row_id), int(version)) for row_id, version in job.get_meta().get(ITEM_PAGES_META, [])]
+    fail_pending(build_settings(), pages, f"The page could not be derived again: {reason}")

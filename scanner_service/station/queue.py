@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import uuid
 from collections.abc import Collection
 
 import redis
@@ -92,26 +91,43 @@ def enqueue_assembly(queue: Queue, settings: Settings, batch_id: int, *, at_fron
     )
 
 
-def item_job_id(item_id: int) -> str:
-    return f"item-pages-{item_id}"
+def item_job_ids(item_id: int) -> tuple[str, str]:
+    """The two fixed ids of an item's derivation job: one may run while the other waits."""
+    return f"item-pages-{item_id}", f"item-pages-{item_id}-next"
+
+
+WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def _status(connection: redis.Redis, job_id: str) -> JobStatus | None:
+    try:
+        return Job.fetch(job_id, connection=connection).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def item_job_active(connection: redis.Redis, item_id: int) -> bool:
+    """True if a derivation job of the item is waiting, running or scheduled for a retry."""
+    return any(_status(connection, job_id) in ACTIVE for job_id in item_job_ids(item_id))
 
 
 def enqueue_item_pages(queue: Queue, settings: Settings, item_id: int) -> None:
     """Queue, at the FRONT of the queue (a person is waiting), the job that derives a filed item's
-    corrected pages again. One waiting job per item is enough (it takes every queued page when it
-    starts); while one runs, another is queued, for the pages corrected after it read them."""
-    base = item_job_id(item_id)
-    try:
-        status = Job.fetch(base, connection=queue.connection).get_status()
-    except NoSuchJobError:
-        status = None
-    if status == JobStatus.QUEUED:
+    queued pages again. Idempotent: a job that waits (or waits for a retry) takes every queued page when
+    it starts, so nothing is queued then; while one runs, the other id is queued, for the pages
+    corrected after the running one read them. With both running, nothing is queued: the running ones
+    read again after a conflict, and the watcher's sweep queues the job once none is active."""
+    ids = item_job_ids(item_id)
+    statuses = [_status(queue.connection, job_id) for job_id in ids]
+    if any(status in WAITING for status in statuses):
         return
-    job_id = base if status not in ACTIVE else f"{base}-{uuid.uuid4().hex[:8]}"
+    free = [job_id for job_id, status in zip(ids, statuses, strict=True) if status not in ACTIVE]
+    if not free:
+        return
     queue.enqueue(
         "scanner_service.station.jobs.derive_item_pages",
         item_id,
-        job_id=job_id,
+        job_id=free[0],
         at_front=True,
         job_timeout=max(settings.page_timeout, 1800),
         retry=Retry(max=2, interval=[10, 60]),

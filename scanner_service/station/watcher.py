@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from scanner_service.archive import filing
 from scanner_service.archive.batches import claim_assembly
+from scanner_service.archive.corrections import item as item_corrections
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.layout import stored_path
 from scanner_service.archive.models import Batch, BatchState, Page, PageState, as_utc
@@ -196,6 +197,7 @@ class Watcher:
         for batch_id in receiving:
             self._resume(batch_id)
         self._requeue_lost_pages()
+        self._requeue_lost_item_pages()
         self._ensure_assembly()
         for code, outcome in filing.recover_journals(self.settings, wait=False):
             log.warning("filing of %s cut off by a crash: %s", code, outcome)
@@ -237,6 +239,17 @@ class Watcher:
             if still_open:
                 log.warning("page %s had no job (lost with Redis?); queued again", page_id)
                 q.enqueue_page(self.queue, self.settings, page_id)
+
+    def _requeue_lost_item_pages(self) -> None:
+        """A filed item with pages queued for derivation and no active job (lost with Redis, or the
+        API stopped between the correction's commit and queuing the job): its job is queued again."""
+        url = self.settings.effective_database_url
+        with session_scope(url) as session:
+            items = item_corrections.items_with_queued_pages(session)
+        for item_id in items:
+            if not q.item_job_active(self.connection, item_id):
+                log.warning("item %s had queued pages and no job (lost with Redis?); queued again", item_id)
+                q.enqueue_item_pages(self.queue, self.settings, item_id)
 
     def _ensure_assembly(self) -> None:
         url = self.settings.effective_database_url

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import redis
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ocr_models.registry import ENGINES
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.files import (
     IfNoneMatch,
@@ -47,6 +52,7 @@ from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 from workers.hocr import render_hocr
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/items", tags=["items"])
 
 PurposeQuery = Annotated[
@@ -69,24 +75,41 @@ class HistoryEntry(BaseModel):
     note: str | None
 
 
+STAFF_ONLY = "Staff only (admin, archivist, operator); absent for a reader"
+
+
 class ItemPagePublic(BaseModel):
+    """A page of an item. A reader gets its number, place in the PDF, state and URLs; staff get also
+    what the station and people decided about it, and its history (which may name other items)."""
+
     page: int = Field(description="The page's serial in the item (its master's number)")
     pdf_page: int | None = Field(description="Its page number in the item PDF; null if left out (excluded)")
-    master: str
-    flags: list[str]
-    confidence: float | None
-    batch_id: int | None
-    batch_page: int | None
     state: str = Field(description="done; queued while a correction is derived again; failed if it could not be")
-    version: int = Field(description="Goes up at every correction; send it as If-Match")
-    decision: dict[str, Any] | None = Field(description="The station's own decision (blank, flags, details)")
-    correction: dict[str, Any] = Field(description="What a person decided; {} = the station's decision stands")
-    details: dict[str, Any] = Field(description="What the last derivation of the page did (turn, skew, crop, …)")
-    history: list[HistoryEntry]
     text_url: str
     hocr_url: str
     image_url: str
     thumbnail_url: str
+    master: str | None = Field(default=None, description=STAFF_ONLY)
+    flags: list[str] | None = Field(default=None, description=STAFF_ONLY)
+    confidence: float | None = Field(default=None, description=STAFF_ONLY)
+    batch_id: int | None = Field(default=None, description=STAFF_ONLY)
+    batch_page: int | None = Field(default=None, description=STAFF_ONLY)
+    version: int | None = Field(default=None, description="Goes up at every correction. " + STAFF_ONLY)
+    etag: str | None = Field(
+        default=None,
+        description='The page\'s ETag, "<page id>.<version>": send it as If-Match to correct, rerun, undo or '
+        "withdraw this page. " + STAFF_ONLY,
+    )
+    decision: dict[str, Any] | None = Field(
+        default=None, description="The station's own decision (blank, flags, details). " + STAFF_ONLY
+    )
+    correction: dict[str, Any] | None = Field(
+        default=None, description="What a person decided; {} = the station's decision stands. " + STAFF_ONLY
+    )
+    details: dict[str, Any] | None = Field(
+        default=None, description="What the last derivation of the page did (turn, skew, crop, …). " + STAFF_ONLY
+    )
+    history: list[HistoryEntry] | None = Field(default=None, description=STAFF_ONLY)
 
 
 class PageCorrection(BaseModel):
@@ -99,15 +122,37 @@ class PageCorrection(BaseModel):
     blank: bool | None = None
     excluded: bool | None = Field(default=None, description="Left out of the item PDF; the master is kept")
     crop: list[Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(
-        default=None, min_length=4, max_length=4, description="[x0, y0, x1, y1] on the master; null: no crop"
+        default=None,
+        min_length=4,
+        max_length=4,
+        description="[x0, y0, x1, y1] in pixels on the master (before any turn), x0 < x1 and y0 < y1; "
+        "null: no crop. A box with nothing of the master in it fails the page's derivation (state failed).",
     )
     note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
+
+    @model_validator(mode="after")
+    def _crop_is_a_box(self) -> PageCorrection:
+        if self.crop is not None:
+            x0, y0, x1, y1 = self.crop
+            if not (x0 < x1 and y0 < y1):
+                raise ValueError(f"crop {self.crop} is not a box [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        return self
 
 
 class RerunRequest(BaseModel):
     engine: str | None = Field(
-        default=None, max_length=40, pattern=NO_NUL, description="OCR engine; default the station's"
+        default=None,
+        max_length=40,
+        pattern=NO_NUL,
+        description=f"OCR engine ({', '.join(ENGINES)}); default the station's",
     )
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, engine: str | None) -> str | None:
+        if engine is not None and engine not in ENGINES:
+            raise ValueError(f"unknown OCR engine {engine!r}; known: {', '.join(ENGINES)}")
+        return engine
 
 
 class OrderRequest(BaseModel):
@@ -246,29 +291,50 @@ def public(item: Item) -> dict[str, Any]:
     }
 
 
+def _is_staff(token: Caller) -> bool:
+    return token.role in access.STAFF
+
+
 def _page_public(
-    item: Item, row: ItemPage, history: list[Correction], pdf_page: dict[int, int | None]
+    item: Item, row: ItemPage, history: list[Correction] | None, pdf_page: dict[int, int | None]
 ) -> ItemPagePublic:
+    """The page as the API shows it; ``history`` None: as a reader sees it (no staff-only fields)."""
     base = f"{item_url(item)}/pages/{row.serial}"
-    return ItemPagePublic(
+    public = ItemPagePublic(
         page=row.serial,
         pdf_page=pdf_page.get(row.id),
-        master=row.master_name,
-        flags=list(row.flags or []),
-        confidence=row.confidence,
-        batch_id=row.batch_id,
-        batch_page=row.batch_seq,
         state=row.state,
-        version=row.version,
-        decision=row.decision,
-        correction=dict(row.correction or {}),
-        details=dict(row.details or {}),
-        history=[HistoryEntry(**history_entry(entry)) for entry in history],
         text_url=f"{base}/text",
         hocr_url=f"{base}/hocr",
         image_url=f"{base}/image",
         thumbnail_url=f"{base}/thumbnail",
     )
+    if history is None:
+        return public
+    return public.model_copy(
+        update={
+            "master": row.master_name,
+            "flags": list(row.flags or []),
+            "confidence": row.confidence,
+            "batch_id": row.batch_id,
+            "batch_page": row.batch_seq,
+            "version": row.version,
+            "etag": _page_etag(row),
+            "decision": row.decision,
+            "correction": dict(row.correction or {}),
+            "details": dict(row.details or {}),
+            "history": [HistoryEntry(**history_entry(entry)) for entry in history],
+        }
+    )
+
+
+def _page_etag(row: ItemPage) -> str:
+    return item_corrections.PageTag.of(row).etag()
+
+
+def item_etag(item: Item) -> str:
+    """The item's ETag, ``"v<version>"``: the If-Match of a new order, a withdrawal or a move."""
+    return f'"v{item.version}"'
 
 
 @router.get(
@@ -308,19 +374,25 @@ def list_items(
 @router.get(
     "/{code}",
     response_model=ItemDetail,
-    summary="One item: description (DA/T 18) and its pages",
+    response_model_exclude_unset=True,  # a reader's pages leave out the staff-only fields
+    summary='One item: description (DA/T 18) and its pages; ETag "v<version>", the If-Match of order, '
+    "withdraw and move",
     responses=error_responses(401, 404, 422),
 )
-def get_item(code: CodePath, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
+def get_item(code: CodePath, response: Response, session: SessionDep, token: CurrentToken) -> dict[str, Any]:
     item = access.visible_item(session, token, code)
-    return _detail(session, item)
+    response.headers["ETag"] = item_etag(item)
+    return _detail(session, item, token)
 
 
-def _detail(session: Session, item: Item) -> dict[str, Any]:
+def _detail(session: Session, item: Item, token: Caller) -> dict[str, Any]:
+    """The item and its pages; the pages' staff-only fields (history, decision, …) for staff only."""
     rows = list(item.pages)
-    history = item_corrections.histories(session, rows)
+    staff = _is_staff(token)
+    history = item_corrections.histories(session, rows) if staff else {}
     numbers = filing.pdf_page_numbers(item)
-    return {**public(item), "page_list": [_page_public(item, row, history[row.id], numbers) for row in rows]}
+    pages = [_page_public(item, row, history[row.id] if staff else None, numbers) for row in rows]
+    return {**public(item), "page_list": pages}
 
 
 @router.put(
@@ -341,7 +413,7 @@ def put_item(
     with filing.item_lock(settings, str(parsed)):
         item = describe_item(session, parsed, values, written=code, actor=token.name, settings=settings)
     session.flush()
-    return _detail(session, item)
+    return _detail(session, item, token)
 
 
 @router.post(
@@ -574,7 +646,30 @@ def grant(code: CodePath, body: GrantRequest, session: SessionDep, token: Curren
 CORRECTION_ERRORS = error_responses(401, 403, 404, 409, 422)
 IfMatch = Annotated[
     str | None,
-    Header(max_length=40, description="The page's version (its ETag) the correction was made on; stale: 409"),
+    Header(
+        max_length=60,
+        description='The page\'s ETag, "<page id>.<version>" (GET …/pages/{page}, or "etag" in the item\'s page '
+        "list), the correction was made on: another page at that number now, or an older version, answers 409 "
+        "stale_version. * or none: not checked.",
+    ),
+]
+ItemIfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=60,
+        description='The item\'s ETag, "v<version>" (GET /api/items/{code}), the change was made on: an item '
+        "changed since (its page numbers may name other pages now) answers 409 stale_version. * or none: not checked.",
+    ),
+]
+WithdrawIfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        max_length=60,
+        description='The page\'s ETag ("<page id>.<version>") or the item\'s ("v<version>") the withdrawal was '
+        "decided on; stale: 409 stale_version. * or none: not checked.",
+    ),
 ]
 
 
@@ -584,46 +679,92 @@ def _corrector(session: Session, token: Caller, code: str) -> Item:
     return access.visible_item(session, token, code)
 
 
-def _version(if_match: str | None) -> int | None:
+def _opaque(if_match: str | None) -> str | None:
+    """The entity tag sent (without W/ and quotes); None for none or *."""
     if if_match is None or if_match.strip() == "*":
         return None
-    digits = if_match.strip().removeprefix("W/").strip('"')
-    if not digits.isdigit():
+    return if_match.strip().removeprefix("W/").strip('"')
+
+
+def _page_tag(if_match: str | None) -> item_corrections.PageTag | None:
+    """A page's If-Match: its ETag, "<page id>.<version>" (the bare version alone is not accepted: the
+    page a number names can change)."""
+    tag = _opaque(if_match)
+    if tag is None:
+        return None
+    row_id, _, version = tag.partition(".")
+    if not (row_id.isdigit() and version.isdigit()):
         raise Conflict(
-            f"If-Match {if_match!r} is not a page version (send the page's ETag).", reason_code="stale_version"
+            f'If-Match {if_match!r} is not a page\'s ETag ("<page id>.<version>"): send the ETag of the page '
+            "as you saw it.",
+            reason_code="stale_version",
         )
-    return int(digits)
+    return item_corrections.PageTag(int(row_id), int(version))
 
 
-def _page_answer(session: Session, response: Response, item_id: int, row_id: int | None) -> ItemPagePublic:
+def _item_version(if_match: str | None) -> int | None:
+    """An item's If-Match: its ETag, "v<version>"."""
+    tag = _opaque(if_match)
+    if tag is None:
+        return None
+    if not (tag.startswith("v") and tag[1:].isdigit()):
+        raise Conflict(
+            f'If-Match {if_match!r} is not an item\'s ETag ("v<version>"): send the ETag of the item as you saw it.',
+            reason_code="stale_version",
+        )
+    return int(tag[1:])
+
+
+def _page_answer(
+    session: Session, response: Response, token: Caller, item_id: int, row_id: int | None
+) -> ItemPagePublic:
     session.expire_all()
     item = session.get(Item, item_id)
     row = session.get(ItemPage, row_id) if row_id is not None else None
     if item is None or row is None:
         raise NotFound("The page is gone (withdrawn or moved meanwhile).")
-    history = item_corrections.histories(session, [row])[row.id]
-    response.headers["ETag"] = f'"{row.version}"'
+    history = item_corrections.histories(session, [row])[row.id] if _is_staff(token) else None
+    response.headers["ETag"] = _page_etag(row)
     return _page_public(item, row, history, filing.pdf_page_numbers(item))
 
 
-def _queue_derivation(settings: Settings, outcome: item_corrections.Outcome) -> None:
-    if outcome.queued:
+@contextlib.contextmanager
+def _then_queue(settings: Settings, session: Session, item_id: int) -> Iterator[None]:
+    """After the correction (made or refused), queue the item's derivation job if a page is queued."""
+    try:
+        yield
+    finally:
+        _queue_derivation(settings, session, item_id)
+
+
+def _queue_derivation(settings: Settings, session: Session, item_id: int) -> None:
+    """Queue the item's derivation job if any of its pages is queued, whatever this call changed or
+    refused: a call retried after the job was lost (Redis down, the API stopped after the commit)
+    queues it again. Queuing twice is harmless (fixed job ids). Redis unreachable: the correction stands and the
+    watcher's sweep queues the job once Redis is back."""
+    session.expire_all()
+    if not item_corrections.has_queued_pages(session, item_id):
+        return
+    try:
         connection = q.connect(settings)
         try:
-            q.enqueue_item_pages(q.get_queue(connection), settings, outcome.item_id)
+            q.enqueue_item_pages(q.get_queue(connection), settings, item_id)
         finally:
             connection.close()
+    except redis.RedisError:
+        log.warning("item %s: its derivation job could not be queued now; the watcher will queue it", item_id)
 
 
 @router.get(
     "/{code}/pages/{page}",
     response_model=ItemPagePublic,
+    response_model_exclude_unset=True,  # a reader gets no staff-only fields
     summary="One page: the station's decision, the person's correction, version (ETag), state, history",
     responses=PAGE_ERRORS,
 )
 def get_page(code: CodePath, page: PageNoPath, response: Response, session: SessionDep, token: CurrentToken) -> Any:
     item, row = _page(session, token, code, page)
-    return _page_answer(session, response, item.id, row.id)
+    return _page_answer(session, response, token, item.id, row.id)
 
 
 @router.patch(
@@ -646,11 +787,11 @@ def patch_page(
 ) -> Any:
     item = _corrector(session, token, code)
     patch = body.model_dump(exclude_unset=True)
-    outcome = item_corrections.correct_page(
-        settings, token, item.archival_code, page, patch, if_match=_version(if_match)
-    )
-    _queue_derivation(settings, outcome)
-    return _page_answer(session, response, outcome.item_id, outcome.row_id)
+    with _then_queue(settings, session, item.id):
+        outcome = item_corrections.correct_page(
+            settings, token, item.archival_code, page, patch, if_match=_page_tag(if_match)
+        )
+    return _page_answer(session, response, token, outcome.item_id, outcome.row_id)
 
 
 @router.post(
@@ -671,11 +812,18 @@ def rerun_page(
 ) -> Any:
     item = _corrector(session, token, code)
     engine = body.engine if body is not None else None
-    outcome = item_corrections.correct_page(
-        settings, token, item.archival_code, page, {}, if_match=_version(if_match), action="rerun", rerun_engine=engine
-    )
-    _queue_derivation(settings, outcome)
-    return _page_answer(session, response, outcome.item_id, outcome.row_id)
+    with _then_queue(settings, session, item.id):
+        outcome = item_corrections.correct_page(
+            settings,
+            token,
+            item.archival_code,
+            page,
+            {},
+            if_match=_page_tag(if_match),
+            action="rerun",
+            rerun_engine=engine,
+        )
+    return _page_answer(session, response, token, outcome.item_id, outcome.row_id)
 
 
 @router.post(
@@ -694,11 +842,11 @@ def undo_page(
     if_match: IfMatch = None,
 ) -> Any:
     item = _corrector(session, token, code)
-    outcome = item_corrections.correct_page(
-        settings, token, item.archival_code, page, {}, if_match=_version(if_match), action="undo"
-    )
-    _queue_derivation(settings, outcome)
-    return _page_answer(session, response, outcome.item_id, outcome.row_id)
+    with _then_queue(settings, session, item.id):
+        outcome = item_corrections.correct_page(
+            settings, token, item.archival_code, page, {}, if_match=_page_tag(if_match), action="undo"
+        )
+    return _page_answer(session, response, token, outcome.item_id, outcome.row_id)
 
 
 @router.post(
@@ -708,11 +856,20 @@ def undo_page(
     responses=CORRECTION_ERRORS,
 )
 def order_pages(
-    code: CodePath, body: OrderRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+    code: CodePath,
+    body: OrderRequest,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    if_match: ItemIfMatch = None,
 ) -> Any:
     item = _corrector(session, token, code)
-    item_id = item_corrections.reorder(settings, token, item.archival_code, body.pages, note=body.note)
-    return _item_answer(session, item_id)
+    with _then_queue(settings, session, item.id):
+        item_id = item_corrections.reorder(
+            settings, token, item.archival_code, body.pages, note=body.note, item_version=_item_version(if_match)
+        )
+    return _item_answer(session, response, token, item_id)
 
 
 @router.post(
@@ -724,15 +881,23 @@ def order_pages(
 def withdraw_page(
     code: CodePath,
     page: PageNoPath,
+    response: Response,
     settings: SettingsDep,
     session: SessionDep,
     token: CurrentToken,
     body: WithdrawRequest | None = None,
+    if_match: WithdrawIfMatch = None,
 ) -> Any:
     item = _corrector(session, token, code)
     note = body.note if body is not None else None
-    item_id = item_corrections.withdraw(settings, token, item.archival_code, page, note=note)
-    return _item_answer(session, item_id)
+    tag = _opaque(if_match)
+    page_tag = _page_tag(if_match) if tag is not None and not tag.startswith("v") else None
+    item_version = _item_version(if_match) if page_tag is None else None
+    with _then_queue(settings, session, item.id):
+        item_id = item_corrections.withdraw(
+            settings, token, item.archival_code, page, note=note, if_match=page_tag, item_version=item_version
+        )
+    return _item_answer(session, response, token, item_id)
 
 
 @router.post(
@@ -742,19 +907,36 @@ def withdraw_page(
     responses=CORRECTION_ERRORS,
 )
 def move_pages(
-    code: CodePath, body: MoveRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
+    code: CodePath,
+    body: MoveRequest,
+    response: Response,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    if_match: ItemIfMatch = None,
 ) -> Any:
     item = _corrector(session, token, code)
     target = _corrector(session, token, body.to)
-    source_id, target_id = item_corrections.move_pages(
-        settings, token, item.archival_code, body.pages, target.archival_code, at=body.at, note=body.note
-    )
-    return {"source": _item_answer(session, source_id), "target": _item_answer(session, target_id)}
+    with _then_queue(settings, session, item.id):
+        source_id, target_id = item_corrections.move_pages(
+            settings,
+            token,
+            item.archival_code,
+            body.pages,
+            target.archival_code,
+            at=body.at,
+            note=body.note,
+            item_version=_item_version(if_match),
+        )
+    target_answer = _item_answer(session, Response(), token, target_id)
+    return {"source": _item_answer(session, response, token, source_id), "target": target_answer}
 
 
-def _item_answer(session: Session, item_id: int) -> dict[str, Any]:
+def _item_answer(session: Session, response: Response, token: Caller, item_id: int) -> dict[str, Any]:
+    """The item after a change, with its new ETag."""
     session.expire_all()
     item = session.get(Item, item_id)
     if item is None:
         raise NotFound("The item is gone.")
-    return _detail(session, item)
+    response.headers["ETag"] = item_etag(item)
+    return _detail(session, item, token)

@@ -6,20 +6,31 @@ Where each runs:
 
 - A correction that changes the page's image or text (turn, skew_deg, crop, blank; a rerun; an undo of
   one of these) is recorded at once (the page's correction, its version + 1, state ``queued``, its
-  history row) and derived by an RQ job (:func:`derive_pending`, queued at the front by the station):
-  OCR never runs in the API process. The job derives every queued page of the item from its MASTER and
-  makes one journaled change (:mod:`scanner_service.archive.filing.rework`): new files, the PDF rebuilt
-  once, item.json, fixity records, search, the item's version + 1 and an ``item_pages_changed`` event.
-  A page corrected again while the job ran has a newer version: the job's change is refused as stale
-  and the job derives the page again with the newer correction, so a stale result never wins.
+  history row) and derived by an RQ job (:func:`derive_pending`). OCR never runs in the API process:
+  the API route queues the job (at the front of the queue) after the correction commits, after ANY
+  call on the item that finds a page queued (so a retry queues a job that was lost), and the
+  watcher's sweep queues it for an item with queued pages and no active job. The job derives every
+  queued page of the item from its MASTER and makes one journaled change
+  (:mod:`scanner_service.archive.filing.rework`): new files, the PDF rebuilt once, item.json, fixity
+  records, search, the item's version + 1 and an ``item_pages_changed`` event. A page corrected again
+  while the job ran has a newer version: the job's change is refused as stale and the job derives the
+  page again with the newer correction, so a stale result never wins. A page that cannot be derived
+  (a crop with nothing of its master in it, …) is marked failed with its reason; the others go on.
 - What needs no OCR is made at once, in the request, as one journaled change: excluded (the PDF is
-  rebuilt without the page), order, withdraw, move. A note alone changes only the catalogue.
+  rebuilt without the page), order (action ``reorder``), withdraw, move. A note alone changes only the
+  catalogue.
+
+Pages are named by their serial, which an order, a withdrawal or a move changes: a page's ETag,
+``"<row id>.<version>"`` (:class:`PageTag`), names the page row itself, so a correction sent with it
+never lands on another page; an order, withdrawal or move may be sent with the item's version, and is
+refused (409 ``stale_version``) if the item changed since.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,25 +43,45 @@ from scanner_service.archive import filing
 from scanner_service.archive.access import Caller
 from scanner_service.archive.corrections import choices_of, merged, needs_derivation, record_correction
 from scanner_service.archive.db import session_scope
-from scanner_service.archive.filing.rework import Derivation, PageEdit, Rework, rework_item
+from scanner_service.archive.filing.rework import QUEUED, Derivation, PageEdit, Rework, rework_item
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Correction, Item, ItemPage
 from scanner_service.archive.sidecar import PageSidecar
-from scanner_service.exceptions import Conflict, NotFound, ScanstationError
+from scanner_service.exceptions import ConfigError, Conflict, NotFound, ScanstationError
 from scanner_service.settings import Settings
 from workers.pipeline import Choices, process_page_image, save_usage_image
 
-QUEUED, DONE, FAILED = "queued", "done", "failed"
+DONE, FAILED = "done", "failed"
+REORDER = "reorder"  # the action of a new page order (Correction.action, the item_pages_changed event)
+log = logging.getLogger(__name__)
 MAX_ROUNDS = 5  # a job derives again at most this many times when its pages keep being corrected meanwhile
 
 
 @dataclass
 class Outcome:
-    """What a correction did: the item and page rows, and whether a derivation job must be queued."""
+    """What a correction did: the item and page rows, and whether the page is queued for derivation
+    after it (then its job must be queued, even if this call changed nothing: a retry after the job
+    was lost queues it again)."""
 
     item_id: int
     row_id: int | None
     queued: bool
+
+
+@dataclass(frozen=True)
+class PageTag:
+    """The page a person saw, as its ETag names it (``"<row_id>.<version>"``): the page row, which
+    stays the same page whatever its serial becomes, and its version then."""
+
+    row_id: int
+    version: int
+
+    def etag(self) -> str:
+        return f'"{self.row_id}.{self.version}"'
+
+    @classmethod
+    def of(cls, row: ItemPage) -> PageTag:
+        return cls(row.id, row.version)
 
 
 def _find(session: Session, code: str, serial: int) -> tuple[Item, ItemPage]:
@@ -63,11 +94,20 @@ def _find(session: Session, code: str, serial: int) -> tuple[Item, ItemPage]:
     return item, row
 
 
-def _check_match(row: ItemPage, if_match: int | None) -> None:
-    if if_match is not None and if_match != row.version:
+def _check_match(row: ItemPage, if_match: PageTag | None) -> None:
+    """Refuse (409 ``stale_version``) a change made on another page, or on an older version of it."""
+    if if_match is None:
+        return
+    if if_match.row_id != row.id:
         raise Conflict(
-            f"Page {row.serial} is at version {row.version}, not {if_match}: someone changed it meanwhile. "
-            "Reload the page and correct it again.",
+            f"Page {row.serial} is not the page you saw: the item's pages were reordered, moved or withdrawn "
+            "meanwhile. Reload the item and correct the page again.",
+            reason_code="stale_version",
+        )
+    if if_match.version != row.version:
+        raise Conflict(
+            f"Page {row.serial} is at version {row.version}, not {if_match.version}: someone changed it "
+            "meanwhile. Reload the page and correct it again.",
             reason_code="stale_version",
         )
 
@@ -90,7 +130,7 @@ def correct_page(
     serial: int,
     patch: Mapping[str, Any],
     *,
-    if_match: int | None = None,
+    if_match: PageTag | None = None,
     action: str = "page",
     rerun_engine: str | None = None,
 ) -> Outcome:
@@ -98,17 +138,23 @@ def correct_page(
 
     ``action="undo"`` drops the whole correction (back to the station's decision); ``"rerun"`` derives
     the page again as it is (with ``rerun_engine`` if given). Sending the same patch again changes
-    nothing (safe to retry); a stale ``if_match`` is refused (409 ``stale_version``)."""
+    nothing (safe to retry); an ``if_match`` naming another page row (the serial now names another
+    page) or an older version is refused (409 ``stale_version``)."""
     if rerun_engine is not None and rerun_engine not in ENGINES:
-        raise Conflict(f"Unknown OCR engine {rerun_engine!r}; known: {', '.join(ENGINES)}.", reason_code="bad_engine")
+        # The API refuses it in its request model (422); this guards every other caller.
+        known = ", ".join(ENGINES)
+        raise ConfigError(f"Unknown OCR engine {rerun_engine!r}; known: {known}.", reason_code="bad_engine")
     with session_scope(settings.effective_database_url) as session:
         item, row = _find(session, code, serial)
         _check_match(row, if_match)
         before = dict(row.correction or {})
         after = {} if action == "undo" else merged(before, patch)
         rerun = action == "rerun" or row.state == FAILED  # a page that failed is tried again by any correction
+        was_queued = row.state == QUEUED
         if after == before and not rerun:
-            return Outcome(item.id, row.id, queued=False)  # nothing to change: a retry, or nothing sent
+            # Nothing to change (a retry, or nothing sent); a queued page's job is queued again all the
+            # same, in case the first call stopped before queuing it.
+            return Outcome(item.id, row.id, queued=was_queued)
         if needs_derivation(before, after) or rerun:
             details = dict(row.details or {})
             details.pop("rerun_engine", None)
@@ -120,7 +166,7 @@ def correct_page(
         if bool(before.get("excluded")) == bool(after.get("excluded")):
             _compare_and_set(session, row, correction=after)  # a note (or accepted flags): the files stay
             record_correction(session, caller, action, before=before, after=after, **_history_kwargs(item, row))
-            return Outcome(item.id, row.id, queued=False)
+            return Outcome(item.id, row.id, queued=was_queued)
         item_id, row_id, version, written = item.id, row.id, row.version, item.archival_code
 
     def record(session: Session, item: Item, rows: dict[int, ItemPage]) -> None:
@@ -128,7 +174,7 @@ def correct_page(
 
     edit = PageEdit(row_id, version, correction=after, bump=True)
     rework_item(settings, Rework(written, action, caller.name, edits=[edit], record=record))
-    return Outcome(item_id, row_id, queued=False)
+    return Outcome(item_id, row_id, queued=was_queued)
 
 
 def _compare_and_set(session: Session, row: ItemPage, **values: Any) -> None:
@@ -147,9 +193,18 @@ def _compare_and_set(session: Session, row: ItemPage, **values: Any) -> None:
     session.expire(row)
 
 
-def reorder(settings: Settings, caller: Caller, code: str, serials: Sequence[int], *, note: str | None = None) -> int:
+def reorder(
+    settings: Settings,
+    caller: Caller,
+    code: str,
+    serials: Sequence[int],
+    *,
+    note: str | None = None,
+    item_version: int | None = None,
+) -> int:
     """Put the item's pages in the order ``serials`` (each page once, by its serial now); the masters
-    are renamed to their new serials. Returns the item id."""
+    are renamed to their new serials. Refused (409 ``stale_version``) if the item is no longer at
+    ``item_version`` (the serials the person saw may name other pages now). Returns the item id."""
     with session_scope(settings.effective_database_url) as session:
         item = filing.find_item(session, code)
         if item is None:
@@ -167,7 +222,7 @@ def reorder(settings: Settings, caller: Caller, code: str, serials: Sequence[int
         record_correction(
             session,
             caller,
-            "order",
+            REORDER,
             before={"pages": sorted(serials)},
             after={"pages": list(serials)},
             item_id=item.id,
@@ -177,15 +232,30 @@ def reorder(settings: Settings, caller: Caller, code: str, serials: Sequence[int
         )
 
     if list(serials) != sorted(serials):
-        rework_item(settings, Rework(written, "order", caller.name, order=order, record=record))
+        rework = Rework(written, REORDER, caller.name, order=order, record=record, item_version=item_version)
+        rework_item(settings, rework)
     return item_id
 
 
-def withdraw(settings: Settings, caller: Caller, code: str, serial: int, *, note: str | None = None) -> int:
-    """Take page ``serial`` out of the item; its master is kept under ``withdrawn/``. Returns the item id."""
+def withdraw(
+    settings: Settings,
+    caller: Caller,
+    code: str,
+    serial: int,
+    *,
+    note: str | None = None,
+    if_match: PageTag | None = None,
+    item_version: int | None = None,
+) -> int:
+    """Take page ``serial`` out of the item; its master is kept under ``withdrawn/``. Refused (409
+    ``stale_version``) if the page is not the one ``if_match`` names at that version, or the item is no
+    longer at ``item_version``. Returns the item id."""
     with session_scope(settings.effective_database_url) as session:
         item, row = _find(session, code, serial)
+        _check_match(row, if_match)
         row_id, written = row.id, item.archival_code
+        # An edit that changes nothing: the page's version is checked again in the change's transaction.
+        edits = [PageEdit(row.id, row.version)] if if_match is not None else []
         before = _page_record(item, row)
         item_id = item.id
 
@@ -194,7 +264,10 @@ def withdraw(settings: Settings, caller: Caller, code: str, serial: int, *, note
             session, caller, "withdraw", before=before, after={}, note=note, **_history_kwargs(item, rows[row_id])
         )
 
-    rework_item(settings, Rework(written, "withdraw", caller.name, withdraw=[row_id], record=record))
+    rework = Rework(
+        written, "withdraw", caller.name, edits=edits, withdraw=[row_id], record=record, item_version=item_version
+    )
+    rework_item(settings, rework)
     return item_id
 
 
@@ -217,10 +290,12 @@ def move_pages(
     *,
     at: int | None = None,
     note: str | None = None,
+    item_version: int | None = None,
 ) -> tuple[int, int]:
     """Move pages ``serials`` (in that order) to the item ``to``, before its page ``at`` (None: at its
     end): both items change in one journaled change (see :mod:`scanner_service.archive.filing.rework`).
-    Returns (this item's id, the other's)."""
+    Refused (409 ``stale_version``) if this item is no longer at ``item_version``, and (409
+    ``page_queued``) while a page to move is queued for derivation. Returns (this item's id, the other's)."""
     with session_scope(settings.effective_database_url) as session:
         item = filing.find_item(session, code)
         dest = filing.find_item(session, to)
@@ -232,11 +307,6 @@ def move_pages(
             raise Conflict(
                 f"{item.archival_code} has pages 1…{len(rows)}: name each page to move once ({missing or 'none'}).",
                 reason_code="bad_pages",
-            )
-        busy = [s for s in serials if rows[s].state == QUEUED]
-        if busy:
-            raise Conflict(
-                f"Pages {busy} are being derived again; move them once that is done.", reason_code="page_queued"
             )
         row_ids = [rows[s].id for s in serials]
         befores = {rows[s].id: _page_record(item, rows[s]) for s in serials}
@@ -250,19 +320,36 @@ def move_pages(
                 session, caller, "move", before=befores[row_id], after=after, note=note, **_history_kwargs(item, row)
             )
 
-    rework_item(settings, Rework(written, "move", caller.name, move=row_ids, move_to=target, move_at=at, record=record))
+    rework = Rework(
+        written,
+        "move",
+        caller.name,
+        move=row_ids,
+        move_to=target,
+        move_at=at,
+        record=record,
+        item_version=item_version,
+    )
+    rework_item(settings, rework)  # refuses pages queued for derivation, in its transaction
     return ids
 
 
 # ---- the job: derive the item's queued pages from their masters -------------------------------------
 
 
-def derive_pending(settings: Settings, item_id: int) -> str:
+def derive_pending(settings: Settings, item_id: int, *, reading: Callable[[list[PageTag]], None] | None = None) -> str:
     """Derive every queued page of the item again from its master, with its correction, in one
-    journaled change. Runs in a worker (OCR). Safe to run twice: a page not queued is left alone."""
+    journaled change, and again while pages are queued (at most :data:`MAX_ROUNDS` rounds). Runs in a
+    worker (OCR). Safe to run twice: a page not queued is left alone.
+
+    A page that cannot be derived (a crop off its master, an image that cannot be read, any error of
+    its own) is marked failed with the reason, at the version read; the others go on. ``reading`` is
+    told the pages (and versions) each round takes, so that a job failed for good marks only those
+    (:func:`fail_pending`)."""
     cache: dict[tuple[int, int], Derivation] = {}
     work_root = Layout.of(settings).spool
     work_root.mkdir(parents=True, exist_ok=True)
+    result = "nothing queued"
     with tempfile.TemporaryDirectory(prefix=".derive-", dir=work_root) as work:
         for _ in range(MAX_ROUNDS):
             with session_scope(settings.effective_database_url) as session:
@@ -271,32 +358,38 @@ def derive_pending(settings: Settings, item_id: int) -> str:
                     return "gone"
                 folder = Layout.of(settings).archive / item.folder
                 pending = [
-                    (r.id, r.version, dict(r.correction or {}), r.decision, folder / r.master_name, r.details)
+                    (PageTag.of(r), dict(r.correction or {}), r.decision, folder / r.master_name, r.details)
                     for r in item.pages
                     if r.state == QUEUED
                 ]
                 written = item.archival_code
             if not pending:
-                return "nothing queued"
+                return result
+            if reading is not None:
+                reading([tag for tag, *_ in pending])
             edits = []
-            for row_id, version, correction, decision, master, details in pending:
-                if (row_id, version) not in cache:
+            for tag, correction, decision, master, details in pending:
+                key = (tag.row_id, tag.version)
+                if key not in cache:
                     engine = (details or {}).get("rerun_engine") or settings.ocr_engine
                     try:
-                        cache[(row_id, version)] = _derive(settings, master, decision, correction, engine, Path(work))
-                    except ScanstationError as err:
-                        _failed(settings, row_id, version, err)
+                        cache[key] = _derive(settings, master, decision, correction, engine, Path(work))
+                    except Exception as err:  # noqa: BLE001 - one page's failure never fails the others
+                        _page_failed(settings, tag, err)
                         continue
-                edits.append(PageEdit(row_id, version, derived=cache[(row_id, version)], state=DONE))
+                edits.append(PageEdit(tag.row_id, tag.version, derived=cache[key], state=DONE))
             if not edits:
-                return "failed"
+                result = "failed" if result == "nothing queued" else result
+                continue
             try:
                 rework_item(settings, Rework(written, "derive", "station", edits=edits))
             except Conflict as err:
                 if err.reason_code in ("stale_version", "item_changed"):
                     continue  # corrected again meanwhile: derive those pages again, with the newer correction
                 raise
-            return "derived"
+            except NotFound:
+                continue  # a page was withdrawn or moved meanwhile (or the item is gone): read again
+            result = "derived"  # then read again: pages corrected meanwhile are derived by this job too
     return "still being corrected"
 
 
@@ -334,22 +427,52 @@ def _derive(
     )
 
 
-def _failed(settings: Settings, row_id: int, version: int, err: ScanstationError) -> None:
-    """A page that cannot be derived: it keeps its files, and says why (a rerun or undo tries again)."""
-    with session_scope(settings.effective_database_url) as session:
-        row = session.get(ItemPage, row_id)
-        if row is not None and row.version == version:
-            row.state = FAILED
-            row.details = {**(row.details or {}), "error": err.message, "error_code": err.reason_code}
+def _page_failed(settings: Settings, tag: PageTag, err: Exception) -> None:
+    if isinstance(err, ScanstationError):
+        message, code = err.message, err.reason_code
+    else:
+        log.exception("page row %s could not be derived again", tag.row_id)
+        message, code = f"{type(err).__name__}: {err}", "derivation_failed"
+    mark_failed(settings, [tag], message, code)
 
 
-def fail_pending(settings: Settings, item_id: int, reason: str) -> None:
-    """The item's queued pages could not be derived (the job failed for good): they keep their files
-    and say why."""
+def mark_failed(settings: Settings, pages: Sequence[PageTag], reason: str, reason_code: str) -> int:
+    """Mark these pages failed with the reason (they keep their files; a rerun or undo tries again),
+    each only if it is still queued at the version given: a page corrected since is left to its newer
+    derivation. One compare-and-set ``UPDATE`` per page. Returns how many were marked."""
+    marked = 0
     with session_scope(settings.effective_database_url) as session:
-        for row in session.scalars(select(ItemPage).where(ItemPage.item_id == item_id, ItemPage.state == QUEUED)):
-            row.state = FAILED
-            row.details = {**(row.details or {}), "error": reason, "error_code": "derivation_failed"}
+        for tag in pages:
+            row = session.get(ItemPage, tag.row_id)
+            if row is None:
+                continue
+            details = {**(row.details or {}), "error": reason, "error_code": reason_code}
+            done = session.execute(
+                update(ItemPage)
+                .where(ItemPage.id == tag.row_id, ItemPage.version == tag.version, ItemPage.state == QUEUED)
+                .values(state=FAILED, details=details)
+                .execution_options(synchronize_session=False)
+            )
+            marked += done.rowcount  # type: ignore[attr-defined]
+    return marked
+
+
+def fail_pending(settings: Settings, pages: Sequence[PageTag], reason: str) -> int:
+    """An item's derivation job failed for good while deriving ``pages`` (the pages and versions it
+    read last): those still queued at that version are marked failed with the reason; a page
+    corrected since stays queued for its own derivation. Returns how many were marked."""
+    return mark_failed(settings, pages, reason, "derivation_failed")
+
+
+def has_queued_pages(session: Session, item_id: int) -> bool:
+    """Whether a page of the item waits for its derivation (its job must then be queued)."""
+    found = session.scalar(select(ItemPage.id).where(ItemPage.item_id == item_id, ItemPage.state == QUEUED).limit(1))
+    return found is not None
+
+
+def items_with_queued_pages(session: Session) -> list[int]:
+    """The items with a page waiting for its derivation."""
+    return list(session.scalars(select(ItemPage.item_id).where(ItemPage.state == QUEUED).distinct()))
 
 
 # ---- what the API shows --------------------------------------------------------------------------

@@ -20,13 +20,15 @@ a crash — the item ends as it was or fully filed, and the catalogue and the fo
 :func:`recover_journals` must run when the station starts, to resolve filings a crash cut off.
 
 Modules: :mod:`.items` (the item, its lock, description and page files), :mod:`.masters`,
-:mod:`.order` (pages and modes), :mod:`.journal`, :mod:`.files` (one filing), :mod:`.plan` (a
+:mod:`.order` (pages and modes), :mod:`.journal`, :mod:`.change` (what a filing and a rework do alike),
+:mod:`.files` (one filing), :mod:`.plan` (a
 finished batch filed on its own), :mod:`.steps` (the steps, and the hook tests inject faults by),
 :mod:`.rework` (a change of a filed item's pages that files none: corrections, order, withdraw,
 move; journaled like a filing).
 """
 
-from scanner_service.archive.filing.files import THUMB_SIZE, FilingResult, file_batch
+from scanner_service.archive.filing.change import THUMB_SIZE
+from scanner_service.archive.filing.files import FilingResult, file_batch
 from scanner_service.archive.filing.items import (
     batch_fonds,
     describe,

@@ -20,7 +20,7 @@ What is guaranteed against which fault:
 - a crash at any step (SIGKILL, power loss): the journal left behind is finished or undone by
   :func:`~scanner_service.archive.filing.journal.recover_journals` at the next start (or by the next filing
   of the item), as the catalogue's marker (the item's new version) says;
-- a failure after the commit (removing the staging folder): the item is fully filed; the leftovers
+- a failure after the commit (rechange the staging folder): the item is fully filed; the leftovers
   are removed by recovery;
 - the archive disk full or read-only: :class:`DiskFull` / :class:`ReadOnlyStorage`, saying what to
   do; if the disk turned read-only midway so the moves cannot be undone, :class:`FilingInterrupted`
@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import logging
 import shutil
 import sqlite3
 import uuid
@@ -48,7 +47,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -56,18 +54,30 @@ from sqlalchemy.orm import Session
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.filing import journal, steps
+from scanner_service.archive.filing.change import (
+    abort,
+    check_planned,
+    error_reason,
+    filed_pdf_page,
+    finish,
+    make_moves,
+    settle_item,
+    take_write_lock,
+    thumbnail,
+    write_item_pdf,
+)
 from scanner_service.archive.filing.items import (
     DESCRIPTION,
     check_may_create,
     description_text,
     ensure_item,
+    excluded_by,
     fonds_style,
+    is_excluded,
     item_folder,
     item_lock,
     key_of,
-    page_check,
     record_file,
-    reindex_item,
     station_decision,
 )
 from scanner_service.archive.filing.masters import write_master
@@ -86,22 +96,15 @@ from scanner_service.archive.models import (
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import (
     CatalogueBusy,
-    Conflict,
     DiskFull,
-    FilingInterrupted,
     NotFound,
     ReadOnlyStorage,
-    ScanstationError,
 )
 from scanner_service.settings import Settings
 from workers import durable
 from workers.durable import Digest
-from workers.pdfa import PdfPage, build_pdfa
+from workers.pdfa import PdfPage
 from workers.pipeline import PageFlag
-
-log = logging.getLogger(__name__)
-
-THUMB_SIZE = 320  # px, longest side
 
 
 @dataclass
@@ -216,9 +219,9 @@ def file_batch(
             _stage(settings, plan, entry)
             result = _commit(settings, plan, entry, keep)
         except BaseException as err:
-            _abort(settings, entry, err)
+            abort(settings, entry, err)
             raise
-        _finish(settings, entry)
+        finish(settings, entry)
     return result
 
 
@@ -269,9 +272,7 @@ def _plan(
         else:
             # The style the item was created in, whatever its fonds says now.
             written, folder, style = item.archival_code, item.folder, ac.style_of(item.archival_code)
-            existing = [
-                _Existing(row.id, row.master_name, bool((row.correction or {}).get("excluded"))) for row in item.pages
-            ]
+            existing = [_Existing(row.id, row.master_name, is_excluded(row)) for row in item.pages]
             version, expected, title, author = item.version, item.expected_pages, item.title, item.author
         if check_count and mode is FilingMode.new and expected not in (None, len(new_pages)):
             raise FilingRefused(
@@ -324,15 +325,6 @@ def _plan(
 # ---- 2. staging: everything slow, before the transaction -------------------------------------------
 
 
-def _thumbnail(usage: Path, target: Path) -> Digest:
-    with Image.open(usage) as im:
-        small = im.convert("L" if im.mode in ("1", "L") else "RGB")
-    small.thumbnail((THUMB_SIZE, THUMB_SIZE))
-    with durable.atomic_path(target) as tmp:
-        small.save(tmp, "JPEG", quality=80)
-    return durable.sha256_of(target)
-
-
 def _stage(settings: Settings, plan: _Plan, entry: journal.Journal) -> None:
     """New masters, usage images, thumbnails and the item's PDF/A (in the planned order), in staging."""
     staging = Layout.of(settings).archive / entry.staging
@@ -343,23 +335,19 @@ def _stage(settings: Settings, plan: _Plan, entry: journal.Journal) -> None:
         usage = staging / "pages" / f"{page.seq:04d}{page.image.suffix}"
         page.staged["usage"] = usage, durable.copy_file(page.image, usage)
         thumb = staging / "pages" / f"{page.seq:04d}-thumb.jpg"
-        page.staged["thumbnail"] = thumb, _thumbnail(usage, thumb)
+        page.staged["thumbnail"] = thumb, thumbnail(usage, thumb)
         steps.reached(steps.STAGE_PAGE, plan.code_key)
     filed_pages = Layout.of(settings).archive / plan.folder / "pages"
     pdf_pages = []
     for slot in plan.order:
-        if slot.excluded if isinstance(slot, _Existing) else slot.correction.get("excluded"):
+        if slot.excluded if isinstance(slot, _Existing) else excluded_by(slot.correction):
             continue  # a person left it out of the PDF; its master is kept
         if isinstance(slot, _Existing):
-            path = filed_pages / f"{key_of(slot.row_id)}.json"
-            filed = PageSidecar.read(path)
-            pdf_pages.append(PdfPage(image=filed.image_path(path), dpi=filed.dpi, text=filed.text))
+            pdf_pages.append(filed_pdf_page(filed_pages, slot.row_id))
         else:
             pdf_pages.append(PdfPage(image=slot.staged["usage"][0], dpi=slot.sidecar.dpi, text=slot.sidecar.text))
     pdf = staging / "item.pdf"
-    with durable.atomic_path(pdf) as tmp:
-        build_pdfa(pdf_pages, tmp, title=f"{plan.written} {plan.title}".strip(), author=plan.author)
-    plan.pdf = durable.sha256_of(pdf)
+    plan.pdf = write_item_pdf(pdf_pages, pdf, written=plan.written, title=plan.title, author=plan.author)
     steps.reached(steps.STAGE_PDF, plan.code_key)
 
 
@@ -405,26 +393,17 @@ def _commit(settings: Settings, plan: _Plan, entry: journal.Journal, keep: str) 
     return result
 
 
-def _take_write_lock(session: Session) -> None:
-    """On SQLite, take the write lock now (waiting up to the busy timeout), not at the first write: a
-    transaction that reads first cannot wait for the lock and fails at once if another writer
-    committed meanwhile."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def _lock_item(session: Session, plan: _Plan) -> tuple[Item, Batch]:
     """The item (created if new) and the batch, locked, after checking the plan still holds."""
-    _take_write_lock(session)
+    take_write_lock(session)
     item = session.scalar(select(Item).where(Item.code_key == plan.code_key))
-    if item is not None and session.get_bind().dialect.name == "postgresql":
-        session.refresh(item, with_for_update=True)
-    now = (item.version, [row.id for row in item.pages]) if item else (0, [])
-    if now != (plan.version, [e.row_id for e in plan.existing]):
-        raise Conflict(
-            f"{plan.written} changed while this filing was prepared; nothing was filed. File the batch again.",
-            reason_code="item_changed",
-        )
+    check_planned(
+        session,
+        item,
+        plan.version,
+        [e.row_id for e in plan.existing],
+        f"{plan.written} changed while this filing was prepared; nothing was filed. File the batch again.",
+    )
     _refuse_filed_twice(session, plan.batch_id, [p.seq for p in plan.incoming])
     if item is None:
         item = ensure_item(session, plan.code, may_create=plan.may_create)
@@ -507,15 +486,8 @@ def _update_item(session: Session, plan: _Plan, item: Item, batch: Batch, change
     """The item's own fields (its new version is the journal's commit marker), search, the event."""
     version = plan.version + 1
     assert plan.pdf is not None
-    item.pdf_name = plan.pdf_name
-    item.pdf_sha256, item.pdf_size = plan.pdf
-    item.pages_filed = len(plan.order)
-    item.version = version
     item.filed_at = datetime.now(UTC)
-    item.page_check = page_check(item)
-    session.flush()
-    session.refresh(item)
-    reindex_item(session, item)
+    settle_item(session, item, version=version, pdf_name=plan.pdf_name, pdf=plan.pdf)
     filed_seqs = [page.seq for _, page in change.new_rows]
     session.execute(
         delete(SearchEntry).where(SearchEntry.batch_id == plan.batch_id, SearchEntry.page_no.in_(filed_seqs))
@@ -580,51 +552,7 @@ def _move_files(settings: Settings, plan: _Plan, entry: journal.Journal, change:
         (staging / "item.pdf", folder / plan.pdf_name, False),
         (staging / DESCRIPTION, folder / DESCRIPTION, False),
     ]
-    journal.plan_moves(settings, entry, moves)
-    steps.reached(steps.JOURNAL, plan.code_key)
-    for step in entry.moves:
-        journal.move(settings, entry, step)
-        steps.reached(steps.MOVE_ASIDE if step.aside else steps.MOVE_IN, plan.code_key)
-    journal.sync(settings, entry)
-    steps.reached(steps.MOVED, plan.code_key)
-
-
-# ---- the end: cleaning up, or undoing ------------------------------------------------------------
-
-
-def _finish(settings: Settings, entry: journal.Journal) -> None:
-    """After the commit: the filing stands whatever happens here; leftovers go at the next recovery."""
-    try:
-        steps.reached(steps.COMMITTED, entry.code_key)
-        journal.mark_committed(settings, entry)
-        steps.reached(steps.CLEANUP, entry.code_key)
-        journal.finish(settings, entry)
-    except Exception:  # noqa: BLE001 - the item is filed; what is left is removed by recover_journals
-        log.exception("%s: filed, but its staging folder and journal are left for recovery", entry.archival_code)
-
-
-def _abort(settings: Settings, entry: journal.Journal, cause: BaseException) -> None:
-    """Undo (or, if the catalogue did commit after all, finish) a filing that raised."""
-    try:
-        outcome = journal.resolve(settings, entry)
-    except Exception as err:
-        log.exception("%s: a failed filing could not be undone yet", entry.archival_code)
-        raise FilingInterrupted(
-            f"Filing {entry.archival_code} stopped midway ({_reason(cause)}) and could not be undone yet "
-            f"({_reason(err)}). The catalogue shows the item as it was; its files are put back from the "
-            "filing's journal at the next start of the station, or when this item is next filed — the "
-            "archive folder must be writable for that."
-        ) from cause
-    if outcome == "finished":
-        log.warning("%s: the catalogue committed before the error; the filing is complete", entry.archival_code)
-
-
-def _reason(err: BaseException) -> str:
-    if isinstance(err, ScanstationError):
-        return err.message
-    if isinstance(err, OSError) and err.strerror:
-        return f"{err.strerror}: {err.filename}" if err.filename else err.strerror
-    return f"{type(err).__name__}: {err}"
+    make_moves(settings, entry, moves)
 
 
 @contextlib.contextmanager
@@ -645,7 +573,7 @@ def _storage_errors(settings: Settings, code_key: str, batch_id: int) -> Iterato
             ) from err
         if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise ReadOnlyStorage(
-                f"The archive folder {archive} cannot be written ({_reason(err)}): {code_key} was not filed, "
+                f"The archive folder {archive} cannot be written ({error_reason(err)}): {code_key} was not filed, "
                 "and nothing of this filing was kept. Check the disk (a disk with errors is often remounted "
                 f"read-only) and the folder's permissions, then file batch {batch_id} again."
             ) from err

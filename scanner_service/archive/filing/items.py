@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -161,7 +161,12 @@ def key_of(row_id: int) -> str:
 
 def is_excluded(row: ItemPage) -> bool:
     """A person left the page out of the item's PDF (its master and files are kept)."""
-    return bool((row.correction or {}).get("excluded"))
+    return excluded_by(row.correction)
+
+
+def excluded_by(correction: Mapping[str, Any] | None) -> bool:
+    """The correction ``correction`` leaves its page out of the item's PDF."""
+    return bool((correction or {}).get("excluded"))
 
 
 def pdf_page_numbers(item: Item) -> dict[int, int | None]:

@@ -16,8 +16,12 @@ recovery has run (:func:`~scanner_service.archive.filing.journal.recover_journal
   ONE journal, kept under the source item and naming the target (``also``), lists the moves of both
   folders. So a move is never half made: after a fault both items are as they were, or both changed;
   recovery of either item resolves the journal (taking both items' locks).
-- Every page edit carries the page version it was made on: if the page changed since, the whole change
-  is refused (:class:`Conflict` ``stale_version``) and nothing changes.
+- Every page edit carries the page version it was made on, and a change may carry the item version it
+  was made on (``item_version``: the serials a person named are the pages they saw): if the page or the
+  item changed since, the whole change is refused (:class:`Conflict` ``stale_version``) and nothing
+  changes. Both are checked again in the transaction, with the item locked.
+- A page queued for derivation (state ``queued``) is never moved to another item (409 ``page_queued``,
+  checked in the transaction too): its derivation job is the job of the item it is in.
 """
 
 from __future__ import annotations
@@ -36,15 +40,25 @@ from scanner_service.archive import archival_code as ac
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.events import record_event
 from scanner_service.archive.filing import journal, steps
-from scanner_service.archive.filing.files import _abort, _finish, _take_write_lock, _thumbnail
+from scanner_service.archive.filing.change import (
+    abort,
+    check_planned,
+    filed_pdf_page,
+    finish,
+    make_moves,
+    settle_item,
+    take_write_lock,
+    thumbnail,
+    write_item_pdf,
+)
 from scanner_service.archive.filing.items import (
     DESCRIPTION,
     description_text,
+    excluded_by,
+    is_excluded,
     item_lock,
     key_of,
-    page_check,
     record_file,
-    reindex_item,
 )
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ArchiveFile, EventKind, FileKind, Item, ItemPage
@@ -53,7 +67,7 @@ from scanner_service.exceptions import Conflict, NotFound
 from scanner_service.settings import Settings
 from workers import durable
 from workers.durable import Digest
-from workers.pdfa import PdfPage, build_pdfa
+from workers.pdfa import PdfPage
 
 
 @dataclass
@@ -100,6 +114,10 @@ class Rework:
     move_to: str | None = None
     move_at: int | None = None
     record: Record | None = None
+    item_version: int | None = None  # the item's version the change was made on (None: not checked)
+
+
+QUEUED = "queued"  # ItemPage.state of a page waiting for its derivation job
 
 
 @dataclass
@@ -176,9 +194,9 @@ def rework_item(settings: Settings, rework: Rework) -> ReworkResult:
             staged = _stage(settings, rework, entry, side, other, files)
             result = _commit(settings, rework, entry, side, other, files, staged, keep)
         except BaseException as err:
-            _abort(settings, entry, err)
+            abort(settings, entry, err)
             raise
-        _finish(settings, entry)
+        finish(settings, entry)
     return result
 
 
@@ -211,7 +229,9 @@ def _plan(
         item = session.scalar(select(Item).where(Item.code_key == key))
         if item is None or not item.pages:
             raise NotFound(f"No filed item {rework.code}.")
+        _check_item_version(item, rework)
         rows = {r.id: r for r in item.pages}
+        _refuse_queued_moves(rows, rework)
         named = [e.row_id for e in rework.edits] + rework.withdraw + rework.move + (rework.order or [])
         unknown = [r for r in named if r not in rows]
         if unknown:
@@ -231,7 +251,7 @@ def _plan(
         def excluded_after(row: ItemPage) -> bool:
             edit = edits.get(row.id)
             correction = edit.correction if edit is not None and edit.correction is not None else row.correction
-            return bool((correction or {}).get("excluded"))
+            return excluded_by(correction)
 
         side = _side(session, item, order, {r for r in order if excluded_after(rows[r])}, "a")
         other = None
@@ -249,11 +269,26 @@ def _plan(
                     reason_code="bad_position",
                 )
             new_order = there[: at - 1] + rework.move + there[at - 1 :]
-            excl = {r.id for r in dest.pages if (r.correction or {}).get("excluded")}
+            excl = {r.id for r in dest.pages if is_excluded(r)}
             excl |= {r.id for r in moved_rows if excluded_after(r)}
             other = _side(session, dest, new_order, excl, "b")
         files = {row.id: _row_files(settings, item, row) for row in item.pages}
     return side, other, files
+
+
+def _check_item_version(item: Item, rework: Rework) -> None:
+    if rework.item_version is not None and item.version != rework.item_version:
+        raise Conflict(
+            f"{item.archival_code} is at version {item.version}, not {rework.item_version}: its pages were "
+            "changed meanwhile, so the page numbers sent may name other pages now. Reload the item and try again.",
+            reason_code="stale_version",
+        )
+
+
+def _refuse_queued_moves(rows: dict[int, ItemPage], rework: Rework) -> None:
+    busy = sorted(rows[r].serial for r in rework.move if r in rows and rows[r].state == QUEUED)
+    if busy:
+        raise Conflict(f"Pages {busy} are being derived again; move them once that is done.", reason_code="page_queued")
 
 
 def _row_files(settings: Settings, item: Item, row: ItemPage) -> _RowFiles:
@@ -294,7 +329,7 @@ def _stage(
         digest = durable.copy_file(edit.derived.usage, usage)
         thumb = staging / "pages" / f"{key}-thumb.jpg"
         sidecar = PageSidecar(image=usage.name, dpi=edit.derived.sidecar.dpi, text=edit.derived.sidecar.text)
-        staged[edit.row_id] = _Staged((usage, digest), (thumb, _thumbnail(usage, thumb)), sidecar)
+        staged[edit.row_id] = _Staged((usage, digest), (thumb, thumbnail(usage, thumb)), sidecar)
         steps.reached(steps.STAGE_PAGE, side.code_key)
     for s in (side, other):
         if s is None:
@@ -307,15 +342,10 @@ def _stage(
                 page = staged[row_id]
                 pdf_pages.append(PdfPage(image=page.usage[0], dpi=page.sidecar.dpi, text=page.sidecar.text))
                 continue
-            folder = archive / (side.folder if row_id in files else s.folder) / "pages"
-            path = folder / (files[row_id].sidecar if row_id in files else f"{key_of(row_id)}.json")
-            filed = PageSidecar.read(path)
-            pdf_pages.append(PdfPage(image=filed.image_path(path), dpi=filed.dpi, text=filed.text))
+            pdf_pages.append(filed_pdf_page(archive / (side.folder if row_id in files else s.folder) / "pages", row_id))
         if pdf_pages:
             pdf = staging / s.tag / "item.pdf"
-            with durable.atomic_path(pdf) as tmp:
-                build_pdfa(pdf_pages, tmp, title=f"{s.written} {s.title}".strip(), author=s.author)
-            s.pdf = durable.sha256_of(pdf)
+            s.pdf = write_item_pdf(pdf_pages, pdf, written=s.written, title=s.title, author=s.author)
     steps.reached(steps.STAGE_PDF, side.code_key)
     return staged
 
@@ -325,13 +355,10 @@ def _stage(
 
 def _lock(session: Session, s: _Side) -> Item:
     item = session.get(Item, s.item_id)
-    if item is not None and session.get_bind().dialect.name == "postgresql":
-        session.refresh(item, with_for_update=True)
-    if item is None or (item.version, [r.id for r in item.pages]) != (s.version, s.rows_before):
-        raise Conflict(
-            f"{s.written} changed while this change was prepared; nothing was changed. Reload it and try again.",
-            reason_code="item_changed",
-        )
+    refusal = f"{s.written} changed while this change was prepared; nothing was changed. Reload it and try again."
+    if item is None:
+        raise Conflict(refusal, reason_code="item_changed")
+    check_planned(session, item, s.version, s.rows_before, refusal)
     return item
 
 
@@ -362,17 +389,20 @@ def _commit(
     archive = Layout.of(settings).archive
     staging = archive / entry.staging
     with session_scope(settings.effective_database_url) as session:
-        _take_write_lock(session)
+        take_write_lock(session)
         item = _lock(session, side)
+        _check_item_version(item, rework)
         dest = _lock(session, other) if other is not None else None
         rows = {r.id: r for r in item.pages}
         _check_versions(session, rows, rework)
+        _refuse_queued_moves(rows, rework)
         _edit_rows(rows, rework, staged)
         if rework.record is not None:
             rework.record(session, item, rows)
         changed = sorted({e.row_id for e in rework.edits} | set(rework.withdraw) | set(rework.move))
         serials = {r.id: r.serial for r in rows.values()}
         renamed = _place(session, rows, side, other, rework)
+        _record_withdrawn(session, side, files, keep, rework)  # first: a renamed master may take its name
         _record_masters(session, archive, renamed)
         moves = _record_files(session, side, other, files, staged, keep, rework)
         moves = [(r.before, f"park:{i}{Path(r.before).suffix}") for i, r in enumerate(renamed)] + moves
@@ -468,6 +498,17 @@ def _record_masters(session: Session, archive: Path, renamed: list[_Renamed]) ->
         record_file(session, r.after, FileKind.master, r.item_id, carried[r.after])
 
 
+def _record_withdrawn(session: Session, side: _Side, files: dict[int, _RowFiles], keep: str, rework: Rework) -> None:
+    """A withdrawn master's record goes with it to ``keep`` (kind ``withdrawn``), before any renamed
+    master's record takes its old name."""
+    for row_id in rework.withdraw:
+        name = files[row_id].master
+        master = session.scalar(select(ArchiveFile).where(ArchiveFile.path == str(Path(side.folder, name))))
+        if master is not None:
+            master.path, master.kind = str(Path(keep, name)), FileKind.withdrawn
+    session.flush()
+
+
 def _record_files(
     session: Session,
     side: _Side,
@@ -486,9 +527,6 @@ def _record_files(
 
     for row_id in rework.withdraw:
         f = files[row_id]
-        master = record(Path(side.folder, f.master))
-        if master is not None:
-            master.path, master.kind = str(Path(keep, f.master)), FileKind.withdrawn
         moves.append((str(Path(side.folder, f.master)), str(Path(keep, f.master))))
         for name in (f.usage, f.sidecar, f.thumbnail):  # derived files: made again from the master if wanted
             _forget(session, record(pages_a / name))
@@ -529,14 +567,7 @@ def _forget(session: Session, rec: ArchiveFile | None) -> None:
 
 def _update_item(session: Session, item: Item, s: _Side, rework: Rework, pages: list[int]) -> None:
     """The item's own fields (its new version is the journal's commit marker), search, the event."""
-    item.version = s.version + 1
-    item.pdf_name = s.pdf_name if s.pdf is not None else None
-    item.pdf_sha256, item.pdf_size = s.pdf if s.pdf is not None else (None, None)
-    session.flush()
-    session.refresh(item)
-    item.pages_filed = len(item.pages)
-    item.page_check = page_check(item)
-    reindex_item(session, item)
+    settle_item(session, item, version=s.version + 1, pdf_name=s.pdf_name, pdf=s.pdf)
     record_event(
         session,
         EventKind.item_pages_changed,
@@ -596,10 +627,4 @@ def _move(
         if s.pdf is not None:
             planned.append((staging / s.tag / "item.pdf", archive / s.folder / s.pdf_name, False))
         planned.append((staging / s.tag / DESCRIPTION, archive / s.folder / DESCRIPTION, False))
-    journal.plan_moves(settings, entry, planned)
-    steps.reached(steps.JOURNAL, side.code_key)
-    for step in entry.moves:
-        journal.move(settings, entry, step)
-        steps.reached(steps.MOVE_ASIDE if step.aside else steps.MOVE_IN, side.code_key)
-    journal.sync(settings, entry)
-    steps.reached(steps.MOVED, side.code_key)
+    make_moves(settings, entry, planned)
