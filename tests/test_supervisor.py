@@ -70,7 +70,10 @@ def _leads_group(pid: int) -> bool:
 
 def _holders(port: int) -> str:
     """The processes listening on ``port`` as `ss` sees them (for a failure message)."""
-    found = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True)
+    try:
+        found = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return "ss not installed"
     return found.stdout.strip() or "no listener"
 
 
