@@ -342,3 +342,38 @@ def test_a_correction_made_while_the_page_is_derived_wins(
     [only] = detail["page_list"]
     assert (only["state"], only["version"], only["details"]["turn"]) == ("done", 3, 270)
     assert [h["after"] for h in only["history"]] == [{"turn": 90}, {"turn": 270}]
+
+
+@pytest.mark.slow
+def test_a_correction_made_just_after_the_result_is_stored_is_not_lost(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person corrects the page right after the worker stored its result, while its job still runs (so
+    the correction queues no job of its own): the page is derived again with it, not left as it was."""
+    from scanner_service.station import jobs
+
+    batch_id = drop(station_env, redis_conn, "late", {"1.jpg": "scan_0006.jpg"})  # a blank back
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}/pages/1"
+    assert client.patch(url, json={"turn": 90}, headers=operator).status_code == 200
+    real = jobs.claim_assembly
+    patched = []
+
+    def meanwhile(*args: object, **kw: object) -> bool:  # fault injection: the PATCH lands in the job's last moment
+        if not patched:
+            reply = client.patch(url, json={"blank": False}, headers=operator)
+            patched.append(reply.json())
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs, "claim_assembly", meanwhile)
+    run_queue(redis_conn)
+    assert patched and patched[0]["version"] == 3
+    [only] = client.get(f"/api/batches/{batch_id}", headers=operator).json()["page_list"]
+    assert (only["state"], only["version"], only["blank"], only["correction"]) == (
+        "done",
+        3,
+        False,
+        {"turn": 90, "blank": False},
+    ), "the late correction was derived"
+    assert q.get_queue(redis_conn).job_ids == []
