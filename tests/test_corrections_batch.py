@@ -377,3 +377,39 @@ def test_a_correction_made_just_after_the_result_is_stored_is_not_lost(
         {"turn": 90, "blank": False},
     ), "the late correction was derived"
     assert q.get_queue(redis_conn).job_ids == []
+
+
+@pytest.mark.slow
+def test_a_page_usable_after_filing_is_filed_not_claimed(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A blank accepted and filed without, then found to carry writing: the batch is not filed while the
+    page is derived again, then goes to review saying the page is not in the item (the report names the
+    pages really in it), and files into it by hand."""
+    batch_id = drop(station_env, redis_conn, CODE, {"1.jpg": "scan_0004.jpg", "2.jpg": "scan_0006.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    assert client.post(f"{url}/accept", json={}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    item_url = "/api/items/" + quote(CODE)
+    assert client.get(item_url, headers=operator).json()["pages_filed"] == 1
+    assert client.patch(f"{url}/pages/2", json={"blank": False}, headers=operator).json()["state"] == "queued"
+    for how, body in (
+        ("file", {"archival_code": CODE, "mode": "append"}),
+        ("split", {"items": [{"archival_code": CODE, "seqs": [1]}]}),
+    ):
+        busy = client.post(f"{url}/{how}", json=body, headers=operator)
+        assert busy.status_code == 409 and busy.json()["reason"] == "batch_busy", busy.text
+        assert "page(s) 2" in busy.json()["detail"]
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "needs_review"
+    assert [(i["archival_code"], i["batch_pages"]) for i in detail["filing"]["items"]] == [(CODE, [1])]
+    [problem] = detail["filing"]["problems"]
+    assert problem["code"] == "partly_filed" and problem["page"] == 2 and "mode append" in problem["message"]
+    assert client.post(f"{url}/accept", json={}, headers=operator).status_code == 200  # its flags, looked at
+    run_queue(redis_conn)
+    assert [p["code"] for p in client.get(url, headers=operator).json()["filing"]["problems"]] == ["partly_filed"]
+    filed = client.post(f"{url}/file", json={"archival_code": CODE, "mode": "append"}, headers=operator)
+    assert filed.status_code == 200, filed.text
+    assert filed.json()["state"] == "done" and filed.json()["filing"]["by_hand"][0]["batch_pages"] == [2]
+    assert client.get(item_url, headers=operator).json()["pages_filed"] == 2

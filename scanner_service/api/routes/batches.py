@@ -422,6 +422,7 @@ def file_batch_pages(
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
     batch_corrections.refuse_discarded(batch)
+    batch_corrections.refuse_busy(batch, "file")
     seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(session, batch)
     for seq in seqs:
         batch_corrections.page_of(batch, seq)
@@ -444,6 +445,7 @@ def split_batch(
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
     batch_corrections.refuse_discarded(batch)
+    batch_corrections.refuse_busy(batch, "split")
     every = [seq for part in body.items for seq in part.seqs]
     twice = sorted({s for s in every if every.count(s) > 1})
     if twice:

@@ -335,6 +335,18 @@ def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
         )
 
 
+def refuse_busy(batch: Batch, what: str) -> None:
+    """409 ``batch_busy`` while the batch is received or a page of it is (re)derived: filing or discarding
+    it then would leave that page out, or quarantine what a worker reads."""
+    busy = [p.seq for p in batch.pages if p.state in (PageState.queued, PageState.processing)]
+    if busy or batch.state == BatchState.receiving:
+        pages = f" (page(s) {', '.join(map(str, busy))} queued or processing)" if busy else ""
+        raise Conflict(
+            f"Batch {batch.id} is still being processed{pages}; {what} it once its pages are done.",
+            reason_code="batch_busy",
+        )
+
+
 def filing_seqs(session: Session, batch: Batch) -> list[int]:
     """The pages a filing takes by default: every usable page not filed yet, in the batch's order."""
     filed = _filed_in(session, batch.id, [p.seq for p in batch.pages])
@@ -379,13 +391,7 @@ def discard(
     if batch.state == BatchState.discarded:
         return False
     refuse_filed(session, batch, [p.seq for p in batch.pages])
-    if (
-        any(p.state in (PageState.queued, PageState.processing) for p in batch.pages)
-        or batch.state == BatchState.receiving
-    ):
-        raise Conflict(
-            f"Batch {batch.id} is still being processed; discard it once its pages are done.", reason_code="batch_busy"
-        )
+    refuse_busy(batch, "discard")
     before = {"state": batch.state.value}
     for original in batch.originals:
         if not original.quarantined:
@@ -418,6 +424,7 @@ __all__ = [
     "page_of",
     "parse_version",
     "record_filed",
+    "refuse_busy",
     "refuse_filed",
     "refuse_open",
     "reorder",
