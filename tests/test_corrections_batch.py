@@ -413,3 +413,44 @@ def test_a_page_usable_after_filing_is_filed_not_claimed(station_env: Settings, 
     assert filed.status_code == 200, filed.text
     assert filed.json()["state"] == "done" and filed.json()["filing"]["by_hand"][0]["batch_pages"] == [2]
     assert client.get(item_url, headers=operator).json()["pages_filed"] == 2
+
+
+@pytest.mark.slow
+def test_a_correction_whose_queueing_failed_is_not_stuck(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """Redis down when a correction is committed (the answer is an error): the same request again queues
+    what the first left undone; and if nobody retries, the watcher's sweep does."""
+    batch_id = drop(station_env, redis_conn, "backs", {"1.jpg": "scan_0006.jpg", "2.jpg": "scan_0006.jpg"})
+    operator = bearer(station_env, "operator", "C015")
+    client = TestClient(create_app(station_env))
+    # Fault injection: the API's Redis is a closed port.
+    down = TestClient(
+        create_app(station_env.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})),
+        raise_server_exceptions=False,
+    )
+    url = f"/api/batches/{batch_id}"
+    queue = q.get_queue(redis_conn)
+    assert down.patch(f"{url}/pages/1", json={"note": "torn"}, headers=operator).status_code == 500
+    assert client.patch(f"{url}/pages/1", json={"note": "torn"}, headers=operator).json()["version"] == 2
+    assert queue.job_ids == [q.assembly_job_id(batch_id)], "the retry queued the assembly the first claimed"
+    run_queue(redis_conn)
+
+    assert down.patch(f"{url}/pages/2", json={"note": "torn too"}, headers=operator).status_code == 500
+    assert down.patch(f"{url}/pages/1", json={"blank": False}, headers=operator).status_code == 500
+    assert queue.job_ids == []
+    Watcher(station_env, redis_conn).sweep()
+    assert queue.job_ids == [q.page_job_id(_page_id(station_env, batch_id, 1))]
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert [(p["state"], p["blank"], p["correction"].get("note")) for p in detail["page_list"]] == [
+        ("done", False, "torn"),
+        ("done", True, "torn too"),
+    ]
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and batch.state == BatchState.needs_review and not batch.assembly_queued
+    Watcher(station_env, redis_conn).sweep()
+    assert queue.job_ids == [], "a settled batch is not assembled again"
+
+    assert down.patch(f"{url}/pages/2", json={"note": "torn, 2"}, headers=operator).status_code == 500
+    Watcher(station_env, redis_conn).sweep()
+    assert queue.job_ids == [q.assembly_job_id(batch_id)], "a claimed assembly of a settled batch, queued"

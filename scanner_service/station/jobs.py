@@ -309,6 +309,7 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         else:
             batch.state = settled_state(batch)
         batch.finished_at = datetime.now(UTC)
+        batch.assembly_queued = False  # the claim is spent: set again only when an assembly is due again
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
     return "assembled", seen
 

@@ -244,16 +244,25 @@ def _page_views(session: Session, batch: Batch, pages: list[Page] | None = None)
     ]
 
 
-def _follow(settings: Settings, batch_id: int, follow: batch_corrections.Followup) -> None:
-    """After the commit: derive the pages again at the front of the queue, or rebuild the batch PDF."""
-    if not follow.derive and not follow.assemble:
+def _follow(settings: Settings, session: Session, batch_id: int, follow: batch_corrections.Followup) -> None:
+    """After the commit: derive the pages again at the front of the queue, or rebuild the batch PDF.
+
+    What an earlier request left undone (its queueing failed after its commit, Redis being down) is
+    done too, even if this request changed nothing: pages left queued, an assembly claimed but not queued.
+    """
+    waiting = session.scalars(select(Page.id).where(Page.batch_id == batch_id, Page.state == PageState.queued)).all()
+    claimed = bool(session.scalar(select(Batch.assembly_queued).where(Batch.id == batch_id)))
+    session.rollback()  # nothing to write: the reads' transaction ends before Redis is asked
+    derive = list(dict.fromkeys([*follow.derive, *waiting]))
+    if not derive and not follow.assemble and not claimed:
         return
+    url = settings.effective_database_url
     connection = q.connect(settings)
     try:
         queue = q.get_queue(connection)
-        for page_id in follow.derive:
+        for page_id in derive:
             q.enqueue_page(queue, settings, page_id, at_front=True)
-        if not follow.derive and claim_assembly(settings.effective_database_url, batch_id):
+        if not derive and claim_assembly(url, batch_id, reclaim=True):
             q.enqueue_assembly(queue, settings, batch_id, at_front=True)
     finally:
         connection.close()
@@ -268,7 +277,7 @@ def _page_answer(
     response: Response,
 ) -> PagePublic:
     session.commit()
-    _follow(settings, batch.id, follow)
+    _follow(settings, session, batch.id, follow)
     session.refresh(batch)
     session.refresh(page)
     [view] = _page_views(session, batch, [page])
@@ -351,7 +360,7 @@ def _batch_answer(
 ) -> dict[str, Any]:
     session.commit()
     if follow is not None:
-        _follow(settings, batch.id, follow)
+        _follow(settings, session, batch.id, follow)
     session.refresh(batch)
     return _detail(session, batch)
 
