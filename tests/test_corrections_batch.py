@@ -454,3 +454,33 @@ def test_a_correction_whose_queueing_failed_is_not_stuck(station_env: Settings, 
     assert down.patch(f"{url}/pages/2", json={"note": "torn, 2"}, headers=operator).status_code == 500
     Watcher(station_env, redis_conn).sweep()
     assert queue.job_ids == [q.assembly_job_id(batch_id)], "a claimed assembly of a settled batch, queued"
+
+
+@pytest.mark.slow
+def test_a_batch_is_not_discarded_while_it_is_assembled(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discard while the assembly runs (it files the batch) is refused; the batch ends as the assembly
+    settles it, never discarded-then-undone."""
+    from scanner_service.archive import filing
+
+    batch_id = drop(station_env, redis_conn, "backs", {"1.jpg": "scan_0006.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    assert client.patch(f"{url}/pages/1", json={"note": "torn"}, headers=operator).status_code == 200
+    refused = client.post(f"{url}/discard", json={}, headers=operator)
+    assert refused.status_code == 409 and refused.json()["reason"] == "batch_busy", "its assembly is queued"
+    real, answers = filing.auto_file, []
+
+    def meanwhile(*args: object, **kw: object) -> object:  # fault injection: a discard while it files
+        answers.append(client.post(f"{url}/discard", json={}, headers=operator).json().get("reason"))
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(filing, "auto_file", meanwhile)
+    run_queue(redis_conn)
+    assert answers == ["batch_busy"]
+    assert client.get(url, headers=operator).json()["state"] == "needs_review"
+    monkeypatch.setattr(filing, "auto_file", real)
+    gone = client.post(f"{url}/discard", json={}, headers=operator)
+    assert gone.status_code == 200 and gone.json()["state"] == "discarded", "once assembled, it may be discarded"

@@ -296,6 +296,9 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
+        if batch.state == BatchState.discarded:  # discarded meanwhile: it stays so, and out of search
+            batch.assembly_queued = False
+            return "discarded", None
         batch.filing = report
         filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
         if excluded:

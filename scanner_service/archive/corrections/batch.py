@@ -392,6 +392,11 @@ def discard(
         return False
     refuse_filed(session, batch, [p.seq for p in batch.pages])
     refuse_busy(batch, "discard")
+    if batch.assembly_queued:  # the assembly files the batch: it would file what is being discarded
+        raise Conflict(
+            f"Batch {batch.id}'s PDF is being assembled (and filed if nothing is open); discard it once that is done.",
+            reason_code="batch_busy",
+        )
     before = {"state": batch.state.value}
     for original in batch.originals:
         if not original.quarantined:
