@@ -484,3 +484,30 @@ def test_a_batch_is_not_discarded_while_it_is_assembled(
     monkeypatch.setattr(filing, "auto_file", real)
     gone = client.post(f"{url}/discard", json={}, headers=operator)
     assert gone.status_code == 200 and gone.json()["state"] == "discarded", "once assembled, it may be discarded"
+
+
+def test_the_station_decision_is_never_overwritten_by_a_correction(catalogue_url: str) -> None:
+    """A page's first run stores the station's decision after a person read the page and before their
+    correction is written: the decision stays. A turn before the page has a decision is refused."""
+    from sqlalchemy import update
+
+    from scanner_service.archive.db import migrate
+
+    migrate(catalogue_url)
+    batch_id = _bare_batch(catalogue_url)
+    with session_scope(catalogue_url) as session:
+        session.execute(update(Page).where(Page.batch_id == batch_id).values(state=PageState.queued))
+    person = Caller("one", Role.operator)
+    decided = {"blank": True, "flags": ["blank"], "details": {"turn": 90}, "confidence": None}
+    with session_scope(catalogue_url) as api:
+        batch = api.get(Batch, batch_id)
+        assert batch is not None and batch.pages[0].decision is None  # read while the page is queued
+        with pytest.raises(Conflict) as refused:
+            batch_corrections.correct_page(api, person, batch, 1, {"turn": 90}, if_match=None)
+        assert refused.value.reason_code == "not_processed" and "not been processed yet" in refused.value.message
+        with session_scope(catalogue_url) as worker:  # the first run commits meanwhile
+            worker.execute(update(Page).where(Page.batch_id == batch_id).values(state=PageState.done, decision=decided))
+        batch_corrections.correct_page(api, person, batch, 1, {"note": "torn"}, if_match=None)
+    with session_scope(catalogue_url) as session:
+        row = session.query(Page).filter(Page.batch_id == batch_id).one()
+        assert (row.decision, row.correction) == (decided, {"note": "torn"}), "the station's decision kept"

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from ocr_models.registry import build_engine
 from scanner_service.archive import corrections, filing
-from scanner_service.archive.batches import FINAL, claim_assembly, in_order, is_excluded, usable
+from scanner_service.archive.batches import FINAL, claim_assembly, in_order, is_excluded, no_decision, usable
 from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.events import record_stage
@@ -145,7 +145,7 @@ def _derive_page(settings: Settings, page_id: int) -> str:
             decision = {k: result[k] for k in ("blank", "flags", "details", "confidence")}
             session.execute(
                 update(Page)
-                .where(Page.id == page_id, Page.decision.is_(None))
+                .where(Page.id == page_id, no_decision())
                 .values(decision=decision)
                 .execution_options(synchronize_session=False)
             )

@@ -23,9 +23,10 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from scanner_service.archive.access import Caller
-from scanner_service.archive.batches import in_order, is_excluded, usable
+from scanner_service.archive.batches import in_order, is_excluded, no_decision, usable
 from scanner_service.archive.corrections import (
     merged,
     needs_derivation,
@@ -126,15 +127,43 @@ def parse_version(if_match: str | None) -> int | None:
 # ---- writing one page ----------------------------------------------------------------------------
 
 
-def _keep_station_decision(page: Page) -> None:
-    """A page processed before decisions were kept: its present state is the station's decision."""
+def _keep_station_decision(session: Session, page: Page) -> None:
+    """A page processed before decisions were kept: its present state is the station's decision.
+
+    Written only where no decision is (``decision IS NULL``) and the page is still as read: a decision
+    the worker stored meanwhile is never overwritten (the API never writes ``decision`` otherwise)."""
     if page.decision is None and page.state == PageState.done and not page.correction:
-        page.decision = station_decision(page)
+        decision = station_decision(page)
+        result = session.execute(
+            update(Page)
+            .where(Page.id == page.id, Page.version == page.version, no_decision())
+            .values(decision=decision)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            set_committed_value(page, "decision", decision)  # the page stays as read: its version is compared
+
+
+def _refuse_turn_without_decision(page: Page, patch: Mapping[str, Any]) -> None:
+    """409 ``not_processed``: a turn is added to the station's own turn, which this page has not (yet)."""
+    if not patch.get("turn") or page.decision is not None:
+        return
+    if page.state in (PageState.queued, PageState.processing):
+        why = "it has not been processed yet; turn it once it is done"
+    else:
+        why = (
+            "the station's own decision was not kept (it was first derived with a person's choices): undo it "
+            f"(POST /api/batches/{page.batch_id}/pages/{page.seq}/undo), then turn it"
+        )
+    raise Conflict(
+        f"Page {page.seq} of batch {page.batch_id}: a turn is added to the station's own turn, but {why}.",
+        reason_code="not_processed",
+    )
 
 
 def _write(session: Session, page: Page, seen: int, correction: dict[str, Any], *, derive: bool) -> None:
     """Compare-and-set: the new correction and version, only if the page is still at version ``seen``."""
-    values: dict[str, Any] = {"correction": correction, "version": Page.version + 1, "decision": page.decision}
+    values: dict[str, Any] = {"correction": correction, "version": Page.version + 1}  # never ``decision``
     if derive:
         values.update(state=PageState.queued, error=None, error_code=None)
     result = session.execute(
@@ -207,7 +236,7 @@ def _page_to_change(session: Session, batch: Batch, seq: int) -> Page:
     refuse_discarded(batch)
     page = page_of(batch, seq)
     refuse_filed(session, batch, [seq])
-    _keep_station_decision(page)
+    _keep_station_decision(session, page)
     return page
 
 
@@ -216,6 +245,7 @@ def correct_page(
 ) -> tuple[Page, Followup]:
     """Apply a person's ``patch`` (turn, skew_deg, crop, blank, excluded, note) to a page."""
     page = _page_to_change(session, batch, seq)
+    _refuse_turn_without_decision(page, patch)
     after = merged(page.correction or {}, patch)
     follow = _change_page(session, caller, batch, page, after, "page", if_match=if_match, note=patch.get("note"))
     return page, follow
@@ -296,7 +326,7 @@ def accept(session: Session, caller: Caller, batch: Batch, *, note: str | None, 
         flags = open_flags(page.flags or [], page.correction or {})
         if not flags:
             continue
-        _keep_station_decision(page)
+        _keep_station_decision(session, page)
         before = dict(page.correction or {})
         after = merged(before, {"accepted": [*before.get("accepted", []), *flags]})
         if note:
