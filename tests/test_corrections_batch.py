@@ -511,3 +511,26 @@ def test_the_station_decision_is_never_overwritten_by_a_correction(catalogue_url
     with session_scope(catalogue_url) as session:
         row = session.query(Page).filter(Page.batch_id == batch_id).one()
         assert (row.decision, row.correction) == (decided, {"note": "torn"}), "the station's decision kept"
+
+
+@pytest.mark.slow
+def test_a_page_count_off_is_accepted(station_env: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
+    """An item filed with fewer pages than its 页数 sends the batch to review; a person who checked the
+    paper accepts it and the batch is done; the history says who."""
+    catalogue = tmp_path / "目录.csv"
+    catalogue.write_text(f"序号,档号,题名,页数\n1,{CODE},农村土地承包经营权合同,2\n", encoding="utf-8")
+    assert cli(["catalogue", "import", str(catalogue), "--data", str(station_env.data)]) == 0
+    batch_id = drop(station_env, redis_conn, CODE, {"1.jpg": "scan_0004.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "needs_review" and detail["filing"]["items"][0]["page_check"] == "missing_pages"
+    accepted = client.post(f"{url}/accept", json={"note": "page 2 is lost, see the register"}, headers=operator)
+    assert accepted.status_code == 200
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "done", detail["filing"]
+    assert [(h["action"], h["after"], h["note"]) for h in detail["history"]] == [
+        ("accept", {"page_checks": {CODE: "missing_pages"}}, "page 2 is lost, see the register")
+    ]

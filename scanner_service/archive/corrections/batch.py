@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from scanner_service.archive.access import Caller
@@ -34,7 +34,7 @@ from scanner_service.archive.corrections import (
     record_correction,
 )
 from scanner_service.archive.filing import batch_fonds
-from scanner_service.archive.filing.items import station_decision
+from scanner_service.archive.filing.items import find_item, station_decision
 from scanner_service.archive.models import Batch, BatchState, Item, ItemPage, Original, Page, PageState, SearchEntry
 from scanner_service.exceptions import Conflict, NotFound
 
@@ -72,18 +72,36 @@ def open_pages(batch: Batch) -> dict[int, list[str]]:
 
 def settled_state(batch: Batch) -> BatchState:
     """``needs_review`` while anything wants a person: open flags, failed pages not left out, filing
-    problems, a page count off, an error of the batch not reviewed; else ``done``."""
+    problems, a page count off (as its item says now) or an error of the batch not accepted; else ``done``."""
     report = batch.filing or {}
     failed = [p for p in batch.pages if p.state == PageState.failed and not is_excluded(p)]
-    reviewed = (report.get("reviewed") or {}).get("error")
+    reviewed = report.get("reviewed") or {}
+    accepted = reviewed.get("page_checks") or {}
     unsettled = (
         open_pages(batch)
         or failed
         or report.get("problems")
-        or (batch.error and batch.error != reviewed)
-        or any(entry.get("page_check") for entry in [*report.get("items", []), *report.get("by_hand", [])])
+        or (batch.error and batch.error != reviewed.get("error"))
+        or any(accepted.get(code) != check for code, check in page_checks(batch).items())
     )
     return BatchState.needs_review if unsettled else BatchState.done
+
+
+def page_checks(batch: Batch) -> dict[str, str]:
+    """The items this batch was filed into whose page count is off against 页数, as each item says now
+    (档号 → ``missing_pages`` or ``extra_pages``): the report's entries are what it was at filing time."""
+    report = batch.filing or {}
+    codes = sorted(
+        {e["archival_code"] for e in [*report.get("items", []), *report.get("by_hand", [])] if e.get("page_check")}
+    )
+    session = object_session(batch)
+    found = {}
+    for code in codes:
+        item = find_item(session, code) if session is not None else None
+        check = item.page_check if item is not None else None
+        if check:
+            found[code] = check
+    return found
 
 
 def _filed_in(session: Session, batch_id: int, seqs: Iterable[int]) -> dict[int, tuple[str, int]]:
@@ -334,23 +352,33 @@ def accept(session: Session, caller: Caller, batch: Batch, *, note: str | None, 
         follow.assemble |= _change_page(
             session, caller, batch, page, after, "accept", if_match=None, note=note
         ).assemble
-    report = dict(batch.filing or {})
-    if batch.error and (seqs is None) and (report.get("reviewed") or {}).get("error") != batch.error:
-        report["reviewed"] = {"error": batch.error, "by": caller.name, "note": note}
-        batch.filing = report
-        record_correction(
-            session,
-            caller,
-            "accept",
-            before={},
-            after={"error": batch.error},
-            batch_id=batch.id,
-            fonds=batch_fonds(batch),
-            note=note,
-        )
-        _reopen(batch, derive=False)
-        follow.assemble = True
+    if seqs is None:
+        follow.assemble |= _review_batch(session, caller, batch, note)
     return follow
+
+
+def _review_batch(session: Session, caller: Caller, batch: Batch, note: str | None) -> bool:
+    """The batch's own error and its items' page counts off, looked at and accepted as they are (in the
+    report's ``reviewed``, and the history); True if anything was not accepted before."""
+    report = dict(batch.filing or {})
+    reviewed = dict(report.get("reviewed") or {})
+    after: dict[str, Any] = {}
+    if batch.error and reviewed.get("error") != batch.error:
+        reviewed["error"] = after["error"] = batch.error
+    accepted = dict(reviewed.get("page_checks") or {})
+    checks = {code: check for code, check in page_checks(batch).items() if accepted.get(code) != check}
+    if checks:
+        reviewed["page_checks"] = {**accepted, **checks}
+        after["page_checks"] = checks
+    if not after:
+        return False
+    report["reviewed"] = {**reviewed, "by": caller.name, "note": note}
+    batch.filing = report
+    record_correction(
+        session, caller, "accept", before={}, after=after, batch_id=batch.id, fonds=batch_fonds(batch), note=note
+    )
+    _reopen(batch, derive=False)
+    return True
 
 
 def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
@@ -456,6 +484,7 @@ __all__ = [
     "discard",
     "filing_seqs",
     "open_pages",
+    "page_checks",
     "page_of",
     "parse_version",
     "record_filed",
