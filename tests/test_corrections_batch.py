@@ -534,3 +534,36 @@ def test_a_page_count_off_is_accepted(station_env: Settings, redis_conn: redis.R
     assert [(h["action"], h["after"], h["note"]) for h in detail["history"]] == [
         ("accept", {"page_checks": {CODE: "missing_pages"}}, "page 2 is lost, see the register")
     ]
+
+
+@pytest.mark.slow
+def test_a_batch_is_filed_only_by_who_may_work_in_its_fonds(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A box with no 档号 of its own whose sheets name C015 items: an operator of C016 sees it (a batch of
+    no fonds) but may not accept, file or discard it. Filing into an item takes the batch rules too."""
+    box = drop(station_env, redis_conn, "box-8", {"1.jpg": "scan_0006.jpg"})
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, box)
+        assert batch is not None
+        batch.filing = {**batch.filing, "proposed": [{"archival_code": CODE, "batch_pages": [1]}]}  # as sheets say
+    client = TestClient(create_app(station_env))
+    other = bearer(station_env, "operator", "C016")
+    url = f"/api/batches/{box}"
+    assert client.get(url, headers=other).status_code == 200
+    for how, body in (
+        ("accept", {}),
+        ("discard", {}),
+        ("file", {"archival_code": "C016-WS·2013-Y-BGS-0001"}),
+        ("split", {"items": [{"archival_code": "C016-WS·2013-Y-BGS-0001", "seqs": [1]}]}),
+    ):
+        refused = client.post(f"{url}/{how}", json=body, headers=other)
+        assert refused.status_code == 403 and "C015" in refused.json()["detail"], (how, refused.text)
+    assert client.get(url, headers=other).json()["state"] == "needs_review", "nothing was done"
+
+    ours = drop(station_env, redis_conn, CODE, {"1.jpg": "scan_0004.jpg", "2.jpg": "scan_0006.jpg"})  # blank open
+    unseen = client.post(
+        "/api/items/" + quote("C016-WS·2013-Y-BGS-0001") + "/pages", json={"batch_id": ours}, headers=other
+    )
+    assert unseen.status_code == 404 and unseen.json()["detail"] == f"No batch {ours}."
+    operator = bearer(station_env, "operator", "C015")
+    waiting = client.post("/api/items/" + quote(CODE) + "/pages", json={"batch_id": ours}, headers=operator)
+    assert waiting.status_code == 409 and waiting.json()["reason"] == "open_flags", waiting.text

@@ -389,6 +389,7 @@ def accept_flags(
     batch_id: BatchIdPath, body: AcceptRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
+    batch_corrections.require_named_fonds(token, batch)  # accepting files the batch where it says
     follow = batch_corrections.accept(session, token, batch, note=body.note, seqs=body.seqs)
     return _batch_answer(session, settings, batch, follow)
 
@@ -430,13 +431,8 @@ def file_batch_pages(
     batch_id: BatchIdPath, body: BatchFileRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
-    batch_corrections.refuse_discarded(batch)
-    batch_corrections.refuse_busy(batch, "file")
-    seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(session, batch)
-    for seq in seqs:
-        batch_corrections.page_of(batch, seq)
-    # By default the whole batch is filed: every page must have been looked at (a blank left out too).
-    batch_corrections.refuse_open(batch, seqs if body.seqs is not None else [p.seq for p in batch.pages])
+    batch_corrections.require_named_fonds(token, batch)
+    seqs = batch_corrections.pages_for_filing(session, batch, body.seqs)
     session.commit()
     entry = _file(settings, token, batch, body.archival_code, seqs, mode=body.mode, at=body.at, replace=body.replace)
     batch = _settle_filed(session, token, batch_id, [entry], "file")
@@ -453,6 +449,7 @@ def split_batch(
     batch_id: BatchIdPath, body: SplitRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
+    batch_corrections.require_named_fonds(token, batch)
     batch_corrections.refuse_discarded(batch)
     batch_corrections.refuse_busy(batch, "split")
     every = [seq for part in body.items for seq in part.seqs]
@@ -489,6 +486,7 @@ def discard_batch(
     batch_id: BatchIdPath, body: DiscardRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
+    batch_corrections.require_named_fonds(token, batch)
     reason = f"Discarded by {token.name}" + (f": {body.note}" if body.note else ".")
 
     def set_aside(original: Original) -> None:

@@ -25,7 +25,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from scanner_service.archive.access import Caller
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive.access import Caller, require_fonds
 from scanner_service.archive.batches import in_order, is_excluded, no_decision, usable
 from scanner_service.archive.corrections import (
     merged,
@@ -405,6 +406,46 @@ def refuse_busy(batch: Batch, what: str) -> None:
         )
 
 
+def pages_for_filing(session: Session, batch: Batch, seqs: Sequence[int] | None) -> list[int]:
+    """The batch pages a filing by hand takes (``POST /api/batches/{id}/file``, ``…/split`` and
+    ``POST /api/items/{档号}/pages``), or why it may not: the named pages, else every usable page not
+    filed yet in the batch's order (excluded ones left out). Refused (409) while the batch is discarded
+    or a page is derived, and while a page to file (by default: any page) has flags not looked at."""
+    refuse_discarded(batch)
+    refuse_busy(batch, "file")
+    chosen = list(seqs) if seqs is not None else filing_seqs(session, batch)
+    for seq in chosen:
+        page_of(batch, seq)
+    # By default the whole batch is filed: every page must have been looked at (a blank left out too).
+    refuse_open(batch, chosen if seqs is not None else [p.seq for p in batch.pages])
+    return chosen
+
+
+def named_fonds(batch: Batch) -> list[str]:
+    """Every fonds the batch is filed into or would be: its 档号, its folder's, the items of its filing
+    report and proposal, the 档号 its separator sheets print."""
+    report = batch.filing or {}
+    codes = [batch.archival_code, report.get("target")]
+    for key in ("items", "by_hand", "proposed"):
+        codes += [entry.get("archival_code") for entry in report.get(key) or []]
+    codes += [((p.details or {}).get("separator") or {}).get("archival_code") for p in batch.pages]
+    found = set()
+    for code in codes:
+        if code:
+            try:
+                found.add(ac.parse(code).fonds)
+            except ac.InvalidArchivalCode:
+                continue  # a sheet's unreadable print files nothing
+    return sorted(found)
+
+
+def require_named_fonds(caller: Caller, batch: Batch) -> None:
+    """403 unless the caller may work in every fonds the batch files into (:func:`named_fonds`): a
+    batch split at separator sheets has no fonds of its own, and its sheets may name another's items."""
+    for fonds in named_fonds(batch):
+        require_fonds(caller, fonds)
+
+
 def filing_seqs(session: Session, batch: Batch) -> list[int]:
     """The pages a filing takes by default: every usable page not filed yet, in the batch's order."""
     filed = _filed_in(session, batch.id, [p.seq for p in batch.pages])
@@ -485,12 +526,15 @@ __all__ = [
     "filing_seqs",
     "open_pages",
     "page_checks",
+    "named_fonds",
     "page_of",
+    "pages_for_filing",
     "parse_version",
     "record_filed",
     "refuse_busy",
     "refuse_filed",
     "refuse_open",
+    "require_named_fonds",
     "reorder",
     "rerun",
     "settled_state",
