@@ -392,7 +392,8 @@ def test_a_page_usable_after_filing_is_filed_not_claimed(station_env: Settings, 
     run_queue(redis_conn)
     item_url = "/api/items/" + quote(CODE)
     assert client.get(item_url, headers=operator).json()["pages_filed"] == 1
-    assert client.patch(f"{url}/pages/2", json={"blank": False}, headers=operator).json()["state"] == "queued"
+    cleared = client.patch(f"{url}/pages/2", json={"blank": False, "note": "writing on it"}, headers=operator)
+    assert cleared.json()["state"] == "queued"
     for how, body in (
         ("file", {"archival_code": CODE, "mode": "append"}),
         ("split", {"items": [{"archival_code": CODE, "seqs": [1]}]}),
@@ -406,7 +407,10 @@ def test_a_page_usable_after_filing_is_filed_not_claimed(station_env: Settings, 
     assert [(i["archival_code"], i["batch_pages"]) for i in detail["filing"]["items"]] == [(CODE, [1])]
     [problem] = detail["filing"]["problems"]
     assert problem["code"] == "partly_filed" and problem["page"] == 2 and "mode append" in problem["message"]
-    assert client.post(f"{url}/accept", json={}, headers=operator).status_code == 200  # its flags, looked at
+    accepted = client.post(f"{url}/accept", json={"note": "read it"}, headers=operator)  # its flags, looked at
+    assert accepted.status_code == 200
+    assert page(accepted.json(), 2)["correction"]["note"] == "writing on it", "the page's own note kept"
+    assert [(h["action"], h["note"]) for h in page(accepted.json(), 2)["history"]][-1] == ("accept", "read it")
     run_queue(redis_conn)
     assert [p["code"] for p in client.get(url, headers=operator).json()["filing"]["problems"]] == ["partly_filed"]
     filed = client.post(f"{url}/file", json={"archival_code": CODE, "mode": "append"}, headers=operator)
@@ -567,3 +571,13 @@ def test_a_batch_is_filed_only_by_who_may_work_in_its_fonds(station_env: Setting
     operator = bearer(station_env, "operator", "C015")
     waiting = client.post("/api/items/" + quote(CODE) + "/pages", json={"batch_id": ours}, headers=operator)
     assert waiting.status_code == 409 and waiting.json()["reason"] == "open_flags", waiting.text
+
+    # A page left out is not found in search (the batch's index says so, wherever it is rebuilt).
+    def found() -> list[tuple[int, int]]:
+        hits = client.get("/api/search", params={"q": "东部风景"}, headers=operator).json()["hits"]
+        return [(h["batch_id"], h["page"]) for h in hits]
+
+    assert found() == [(ours, 1)]
+    assert client.patch(f"/api/batches/{ours}/pages/1", json={"excluded": True}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    assert found() == []

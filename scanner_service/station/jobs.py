@@ -11,17 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rq import get_current_job
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ocr_models.registry import build_engine
 from scanner_service.archive import corrections, filing
-from scanner_service.archive.batches import FINAL, claim_assembly, in_order, is_excluded, no_decision, usable
+from scanner_service.archive.batches import FINAL, claim_assembly, in_order, no_decision, usable
 from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.events import record_stage
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import Batch, BatchState, Page, PageState, SearchEntry
+from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
 from scanner_service.settings import Settings, build_settings
@@ -269,7 +269,6 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         seen = _fingerprint(batch)
         ordered = in_order(batch.pages)
         seqs = [p.seq for p in ordered if usable(p)]
-        excluded = [p.seq for p in ordered if is_excluded(p)]
         all_failed = all(p.state == PageState.failed for p in batch.pages)
         waiting = any(corrections.open_flags(p.flags or [], p.correction or {}) for p in batch.pages)
         name = batch.name
@@ -301,10 +300,6 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
             return "discarded", None
         batch.filing = report
         filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
-        if excluded:
-            session.execute(
-                delete(SearchEntry).where(SearchEntry.batch_id == batch_id, SearchEntry.page_no.in_(excluded))
-            )
         if not pdf_pages and all_failed:
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi import Path as PathParam
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
@@ -42,7 +42,7 @@ from scanner_service.api.schemas import (
 from scanner_service.archive import access, corrections, filing
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
-from scanner_service.archive.batches import claim_assembly, in_order, is_excluded
+from scanner_service.archive.batches import claim_assembly, in_order
 from scanner_service.archive.corrections import batch as batch_corrections
 from scanner_service.archive.corrections import history_entry
 from scanner_service.archive.filing import batch_fonds
@@ -56,7 +56,6 @@ from scanner_service.archive.models import (
     Page,
     PageState,
     Role,
-    SearchEntry,
 )
 from scanner_service.exceptions import Conflict, NotFound, UnusableInput
 from scanner_service.settings import Settings
@@ -415,9 +414,6 @@ def _settle_filed(session: Session, token: Caller, batch_id: int, entries: list[
     if entries:
         batch_corrections.record_filed(session, token, batch, entries, action)
     filing.index_batch(session, batch)
-    excluded = [p.seq for p in batch.pages if is_excluded(p)]
-    if excluded:
-        session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id, SearchEntry.page_no.in_(excluded)))
     return batch
 
 

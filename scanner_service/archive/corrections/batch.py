@@ -347,9 +347,7 @@ def accept(session: Session, caller: Caller, batch: Batch, *, note: str | None, 
             continue
         _keep_station_decision(session, page)
         before = dict(page.correction or {})
-        after = merged(before, {"accepted": [*before.get("accepted", []), *flags]})
-        if note:
-            after["note"] = note
+        after = merged(before, {"accepted": [*before.get("accepted", []), *flags]})  # the page's note kept
         follow.assemble |= _change_page(
             session, caller, batch, page, after, "accept", if_match=None, note=note
         ).assemble
