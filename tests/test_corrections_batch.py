@@ -581,3 +581,26 @@ def test_a_batch_is_filed_only_by_who_may_work_in_its_fonds(station_env: Setting
     assert client.patch(f"/api/batches/{ours}/pages/1", json={"excluded": True}, headers=operator).status_code == 200
     run_queue(redis_conn)
     assert found() == []
+
+
+def test_an_assembly_failed_for_good_is_not_queued_again_by_the_sweep(
+    station_env: Settings, redis_conn: redis.Redis
+) -> None:
+    """The watcher queues a claimed assembly with no job, but not one that failed for good (it says why)."""
+    from types import SimpleNamespace
+
+    from scanner_service.station import jobs
+
+    batch_id = _bare_batch(station_env.effective_database_url)
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.assembly_queued = True
+    jobs.assembly_failed_for_good(
+        SimpleNamespace(should_retry=False, args=[batch_id]), None, None, OSError("disk"), None
+    )
+    Watcher(station_env, redis_conn).sweep()
+    assert q.get_queue(redis_conn).job_ids == []
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and batch.state == BatchState.failed and "disk" in (batch.error or "")

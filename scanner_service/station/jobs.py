@@ -321,6 +321,7 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
         batch = session.get(Batch, int(job.args[0]))
         if batch is not None:
             batch.state = BatchState.failed
+            batch.assembly_queued = False  # not retried by the watcher: a person reruns or discards it
             batch.error_code = "assembly_failed"
             batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
 
