@@ -50,8 +50,11 @@ def process_page(page_id: int) -> str:
         outcome = _derive_page(settings, page_id)
         # A correction committed after our result (while this job still ran, so it queued no job of
         # its own) left the page queued: it is derived again here, not left waiting.
-        if outcome != STALE and not _queued_again(settings.effective_database_url, page_id):
-            return outcome
+        if outcome == STALE or (
+            outcome in ("done", "failed") and _queued_again(settings.effective_database_url, page_id)
+        ):
+            continue
+        return outcome
     raise TransientError(f"Page {page_id} was corrected {MAX_RUNS} times while being processed; it is tried again.")
 
 
