@@ -342,3 +342,265 @@ def test_a_correction_made_while_the_page_is_derived_wins(
     [only] = detail["page_list"]
     assert (only["state"], only["version"], only["details"]["turn"]) == ("done", 3, 270)
     assert [h["after"] for h in only["history"]] == [{"turn": 90}, {"turn": 270}]
+
+
+@pytest.mark.slow
+def test_a_correction_made_just_after_the_result_is_stored_is_not_lost(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person corrects the page right after the worker stored its result, while its job still runs (so
+    the correction queues no job of its own): the page is derived again with it, not left as it was."""
+    from scanner_service.station import jobs
+
+    batch_id = drop(station_env, redis_conn, "late", {"1.jpg": "scan_0006.jpg"})  # a blank back
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}/pages/1"
+    assert client.patch(url, json={"turn": 90}, headers=operator).status_code == 200
+    real = jobs.claim_assembly
+    patched = []
+
+    def meanwhile(*args: object, **kw: object) -> bool:  # fault injection: the PATCH lands in the job's last moment
+        if not patched:
+            reply = client.patch(url, json={"blank": False}, headers=operator)
+            patched.append(reply.json())
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(jobs, "claim_assembly", meanwhile)
+    run_queue(redis_conn)
+    assert patched and patched[0]["version"] == 3
+    [only] = client.get(f"/api/batches/{batch_id}", headers=operator).json()["page_list"]
+    assert (only["state"], only["version"], only["blank"], only["correction"]) == (
+        "done",
+        3,
+        False,
+        {"turn": 90, "blank": False},
+    ), "the late correction was derived"
+    assert q.get_queue(redis_conn).job_ids == []
+
+
+@pytest.mark.slow
+def test_a_page_usable_after_filing_is_filed_not_claimed(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A blank accepted and filed without, then found to carry writing: the batch is not filed while the
+    page is derived again, then goes to review saying the page is not in the item (the report names the
+    pages really in it), and files into it by hand."""
+    batch_id = drop(station_env, redis_conn, CODE, {"1.jpg": "scan_0004.jpg", "2.jpg": "scan_0006.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    assert client.post(f"{url}/accept", json={}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    item_url = "/api/items/" + quote(CODE)
+    assert client.get(item_url, headers=operator).json()["pages_filed"] == 1
+    cleared = client.patch(f"{url}/pages/2", json={"blank": False, "note": "writing on it"}, headers=operator)
+    assert cleared.json()["state"] == "queued"
+    for how, body in (
+        ("file", {"archival_code": CODE, "mode": "append"}),
+        ("split", {"items": [{"archival_code": CODE, "seqs": [1]}]}),
+    ):
+        busy = client.post(f"{url}/{how}", json=body, headers=operator)
+        assert busy.status_code == 409 and busy.json()["reason"] == "batch_busy", busy.text
+        assert "page(s) 2" in busy.json()["detail"]
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "needs_review"
+    assert [(i["archival_code"], i["batch_pages"]) for i in detail["filing"]["items"]] == [(CODE, [1])]
+    [problem] = detail["filing"]["problems"]
+    assert problem["code"] == "partly_filed" and problem["page"] == 2 and "mode append" in problem["message"]
+    accepted = client.post(f"{url}/accept", json={"note": "read it"}, headers=operator)  # its flags, looked at
+    assert accepted.status_code == 200
+    assert page(accepted.json(), 2)["correction"]["note"] == "writing on it", "the page's own note kept"
+    assert [(h["action"], h["note"]) for h in page(accepted.json(), 2)["history"]][-1] == ("accept", "read it")
+    run_queue(redis_conn)
+    assert [p["code"] for p in client.get(url, headers=operator).json()["filing"]["problems"]] == ["partly_filed"]
+    filed = client.post(f"{url}/file", json={"archival_code": CODE, "mode": "append"}, headers=operator)
+    assert filed.status_code == 200, filed.text
+    assert filed.json()["state"] == "done" and filed.json()["filing"]["by_hand"][0]["batch_pages"] == [2]
+    assert client.get(item_url, headers=operator).json()["pages_filed"] == 2
+
+
+@pytest.mark.slow
+def test_a_correction_whose_queueing_failed_is_not_stuck(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """Redis down when a correction is committed (the answer is an error): the same request again queues
+    what the first left undone; and if nobody retries, the watcher's sweep does."""
+    batch_id = drop(station_env, redis_conn, "backs", {"1.jpg": "scan_0006.jpg", "2.jpg": "scan_0006.jpg"})
+    operator = bearer(station_env, "operator", "C015")
+    client = TestClient(create_app(station_env))
+    # Fault injection: the API's Redis is a closed port.
+    down = TestClient(
+        create_app(station_env.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"})),
+        raise_server_exceptions=False,
+    )
+    url = f"/api/batches/{batch_id}"
+    queue = q.get_queue(redis_conn)
+    assert down.patch(f"{url}/pages/1", json={"note": "torn"}, headers=operator).status_code == 500
+    assert client.patch(f"{url}/pages/1", json={"note": "torn"}, headers=operator).json()["version"] == 2
+    assert queue.job_ids == [q.assembly_job_id(batch_id)], "the retry queued the assembly the first claimed"
+    run_queue(redis_conn)
+
+    assert down.patch(f"{url}/pages/2", json={"note": "torn too"}, headers=operator).status_code == 500
+    assert down.patch(f"{url}/pages/1", json={"blank": False}, headers=operator).status_code == 500
+    assert queue.job_ids == []
+    Watcher(station_env, redis_conn).sweep()
+    assert queue.job_ids == [q.page_job_id(_page_id(station_env, batch_id, 1))]
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert [(p["state"], p["blank"], p["correction"].get("note")) for p in detail["page_list"]] == [
+        ("done", False, "torn"),
+        ("done", True, "torn too"),
+    ]
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and batch.state == BatchState.needs_review and not batch.assembly_queued
+    Watcher(station_env, redis_conn).sweep()
+    assert queue.job_ids == [], "a settled batch is not assembled again"
+
+    assert down.patch(f"{url}/pages/2", json={"note": "torn, 2"}, headers=operator).status_code == 500
+    Watcher(station_env, redis_conn).sweep()
+    assert queue.job_ids == [q.assembly_job_id(batch_id)], "a claimed assembly of a settled batch, queued"
+
+
+@pytest.mark.slow
+def test_a_batch_is_not_discarded_while_it_is_assembled(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discard while the assembly runs (it files the batch) is refused; the batch ends as the assembly
+    settles it, never discarded-then-undone."""
+    from scanner_service.archive import filing
+
+    batch_id = drop(station_env, redis_conn, "backs", {"1.jpg": "scan_0006.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    assert client.patch(f"{url}/pages/1", json={"note": "torn"}, headers=operator).status_code == 200
+    refused = client.post(f"{url}/discard", json={}, headers=operator)
+    assert refused.status_code == 409 and refused.json()["reason"] == "batch_busy", "its assembly is queued"
+    real, answers = filing.auto_file, []
+
+    def meanwhile(*args: object, **kw: object) -> object:  # fault injection: a discard while it files
+        answers.append(client.post(f"{url}/discard", json={}, headers=operator).json().get("reason"))
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(filing, "auto_file", meanwhile)
+    run_queue(redis_conn)
+    assert answers == ["batch_busy"]
+    assert client.get(url, headers=operator).json()["state"] == "needs_review"
+    monkeypatch.setattr(filing, "auto_file", real)
+    gone = client.post(f"{url}/discard", json={}, headers=operator)
+    assert gone.status_code == 200 and gone.json()["state"] == "discarded", "once assembled, it may be discarded"
+
+
+def test_the_station_decision_is_never_overwritten_by_a_correction(catalogue_url: str) -> None:
+    """A page's first run stores the station's decision after a person read the page and before their
+    correction is written: the decision stays. A turn before the page has a decision is refused."""
+    from sqlalchemy import update
+
+    from scanner_service.archive.db import migrate
+
+    migrate(catalogue_url)
+    batch_id = _bare_batch(catalogue_url)
+    with session_scope(catalogue_url) as session:
+        session.execute(update(Page).where(Page.batch_id == batch_id).values(state=PageState.queued))
+    person = Caller("one", Role.operator)
+    decided = {"blank": True, "flags": ["blank"], "details": {"turn": 90}, "confidence": None}
+    with session_scope(catalogue_url) as api:
+        batch = api.get(Batch, batch_id)
+        assert batch is not None and batch.pages[0].decision is None  # read while the page is queued
+        with pytest.raises(Conflict) as refused:
+            batch_corrections.correct_page(api, person, batch, 1, {"turn": 90}, if_match=None)
+        assert refused.value.reason_code == "not_processed" and "not been processed yet" in refused.value.message
+        with session_scope(catalogue_url) as worker:  # the first run commits meanwhile
+            worker.execute(update(Page).where(Page.batch_id == batch_id).values(state=PageState.done, decision=decided))
+        batch_corrections.correct_page(api, person, batch, 1, {"note": "torn"}, if_match=None)
+    with session_scope(catalogue_url) as session:
+        row = session.query(Page).filter(Page.batch_id == batch_id).one()
+        assert (row.decision, row.correction) == (decided, {"note": "torn"}), "the station's decision kept"
+
+
+@pytest.mark.slow
+def test_a_page_count_off_is_accepted(station_env: Settings, redis_conn: redis.Redis, tmp_path: Path) -> None:
+    """An item filed with fewer pages than its 页数 sends the batch to review; a person who checked the
+    paper accepts it and the batch is done; the history says who."""
+    catalogue = tmp_path / "目录.csv"
+    catalogue.write_text(f"序号,档号,题名,页数\n1,{CODE},农村土地承包经营权合同,2\n", encoding="utf-8")
+    assert cli(["catalogue", "import", str(catalogue), "--data", str(station_env.data)]) == 0
+    batch_id = drop(station_env, redis_conn, CODE, {"1.jpg": "scan_0004.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "needs_review" and detail["filing"]["items"][0]["page_check"] == "missing_pages"
+    accepted = client.post(f"{url}/accept", json={"note": "page 2 is lost, see the register"}, headers=operator)
+    assert accepted.status_code == 200
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "done", detail["filing"]
+    assert [(h["action"], h["after"], h["note"]) for h in detail["history"]] == [
+        ("accept", {"page_checks": {CODE: "missing_pages"}}, "page 2 is lost, see the register")
+    ]
+
+
+@pytest.mark.slow
+def test_a_batch_is_filed_only_by_who_may_work_in_its_fonds(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A box with no 档号 of its own whose sheets name C015 items: an operator of C016 sees it (a batch of
+    no fonds) but may not accept, file or discard it. Filing into an item takes the batch rules too."""
+    box = drop(station_env, redis_conn, "box-8", {"1.jpg": "scan_0006.jpg"})
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, box)
+        assert batch is not None
+        batch.filing = {**batch.filing, "proposed": [{"archival_code": CODE, "batch_pages": [1]}]}  # as sheets say
+    client = TestClient(create_app(station_env))
+    other = bearer(station_env, "operator", "C016")
+    url = f"/api/batches/{box}"
+    assert client.get(url, headers=other).status_code == 200
+    for how, body in (
+        ("accept", {}),
+        ("discard", {}),
+        ("file", {"archival_code": "C016-WS·2013-Y-BGS-0001"}),
+        ("split", {"items": [{"archival_code": "C016-WS·2013-Y-BGS-0001", "seqs": [1]}]}),
+    ):
+        refused = client.post(f"{url}/{how}", json=body, headers=other)
+        assert refused.status_code == 403 and "C015" in refused.json()["detail"], (how, refused.text)
+    assert client.get(url, headers=other).json()["state"] == "needs_review", "nothing was done"
+
+    ours = drop(station_env, redis_conn, CODE, {"1.jpg": "scan_0004.jpg", "2.jpg": "scan_0006.jpg"})  # blank open
+    unseen = client.post(
+        "/api/items/" + quote("C016-WS·2013-Y-BGS-0001") + "/pages", json={"batch_id": ours}, headers=other
+    )
+    assert unseen.status_code == 404 and unseen.json()["detail"] == f"No batch {ours}."
+    operator = bearer(station_env, "operator", "C015")
+    waiting = client.post("/api/items/" + quote(CODE) + "/pages", json={"batch_id": ours}, headers=operator)
+    assert waiting.status_code == 409 and waiting.json()["reason"] == "open_flags", waiting.text
+
+    # A page left out is not found in search (the batch's index says so, wherever it is rebuilt).
+    def found() -> list[tuple[int, int]]:
+        hits = client.get("/api/search", params={"q": "东部风景"}, headers=operator).json()["hits"]
+        return [(h["batch_id"], h["page"]) for h in hits]
+
+    assert found() == [(ours, 1)]
+    assert client.patch(f"/api/batches/{ours}/pages/1", json={"excluded": True}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    assert found() == []
+
+
+def test_an_assembly_failed_for_good_is_not_queued_again_by_the_sweep(
+    station_env: Settings, redis_conn: redis.Redis
+) -> None:
+    """The watcher queues a claimed assembly with no job, but not one that failed for good (it says why)."""
+    from types import SimpleNamespace
+
+    from scanner_service.station import jobs
+
+    batch_id = _bare_batch(station_env.effective_database_url)
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.assembly_queued = True
+    jobs.assembly_failed_for_good(
+        SimpleNamespace(should_retry=False, args=[batch_id]), None, None, OSError("disk"), None
+    )
+    Watcher(station_env, redis_conn).sweep()
+    assert q.get_queue(redis_conn).job_ids == []
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and batch.state == BatchState.failed and "disk" in (batch.error or "")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import ColumnElement, String, and_, cast, exists, or_, select, update
 
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import Batch, Page, PageState
@@ -30,6 +30,11 @@ def usable(page: Page) -> bool:
         and "separator" not in (page.flags or [])
         and not is_excluded(page)
     )
+
+
+def no_decision() -> ColumnElement[bool]:
+    """SQL: the page has no station's decision yet (NULL, or a JSON ``null`` an older version wrote)."""
+    return or_(Page.decision.is_(None), cast(Page.decision, String) == "null")
 
 
 def claim_assembly(url: str, batch_id: int, *, reclaim: bool = False) -> bool:

@@ -11,17 +11,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rq import get_current_job
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from ocr_models.registry import build_engine
 from scanner_service.archive import corrections, filing
-from scanner_service.archive.batches import FINAL, claim_assembly, in_order, is_excluded, usable
+from scanner_service.archive.batches import FINAL, claim_assembly, in_order, no_decision, usable
 from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.events import record_stage
-from scanner_service.archive.filing.items import station_decision
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import Batch, BatchState, Page, PageState, SearchEntry
+from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
 from scanner_service.settings import Settings, build_settings
@@ -48,12 +48,22 @@ def process_page(page_id: int) -> str:
     outcome = STALE
     for _ in range(MAX_RUNS):
         outcome = _derive_page(settings, page_id)
-        if outcome != STALE:
-            return outcome
+        # A correction committed after our result (while this job still ran, so it queued no job of
+        # its own) left the page queued: it is derived again here, not left waiting.
+        if outcome == STALE or (
+            outcome in ("done", "failed") and _queued_again(settings.effective_database_url, page_id)
+        ):
+            continue
+        return outcome
     raise TransientError(f"Page {page_id} was corrected {MAX_RUNS} times while being processed; it is tried again.")
 
 
 STALE = "stale"
+
+
+def _queued_again(url: str, page_id: int) -> bool:
+    with session_scope(url) as session:
+        return session.scalar(select(Page.state).where(Page.id == page_id)) == PageState.queued
 
 
 def _derive_page(settings: Settings, page_id: int) -> str:
@@ -88,8 +98,7 @@ def _derive_page(settings: Settings, page_id: int) -> str:
             choices = None
         engine_name = correction.get("engine") or settings.ocr_engine
     if held is not None:
-        _finish_page(settings, page_id, failed=held)
-        return "failed"
+        return "failed" if _finish_page(settings, page_id, failed=held, seen=version) else STALE
     with session_scope(url) as session:
         record_stage(session, page_id, "ocr")
     job = get_current_job()
@@ -111,11 +120,9 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         # The file passed intake's header check but cannot be decoded (a PNG corrupt inside): retrying
         # cannot help. The page fails for good, the original goes to quarantine, the others go on.
         _set_aside_original(settings, page_id, err)
-        _finish_page(settings, page_id, failed=err)
-        return "failed"
+        return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
     except PageFailed as err:
-        _finish_page(settings, page_id, failed=err)
-        return "failed"
+        return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
     if _is_stale(url, page_id, version):
         return STALE
     layout = Layout.of(settings)
@@ -124,22 +131,41 @@ def _derive_page(settings: Settings, page_id: int) -> str:
     image_path = save_usage_image(outcome.image, sidecar.with_suffix(""), jpeg_quality=settings.jpeg_quality)
     fsync_file(image_path)
     PageSidecar(image=image_path.name, dpi=outcome.dpi, text=outcome.text).write(sidecar)
+    result = {
+        "blank": outcome.blank,
+        "flags": [flag.value for flag in outcome.flags],
+        "details": outcome.details,
+        "confidence": round(outcome.text.mean_confidence, 2) if outcome.text.lines else None,
+        "dpi": max(outcome.dpi),
+        "text": outcome.text.text,
+        "error": None,
+        "error_code": None,
+    }
     with session_scope(url) as session:
-        page = session.get(Page, page_id)
-        assert page is not None
-        if page.version != version:
+        if not _store(session, page_id, version, {**result, "state": PageState.done}):
             return STALE  # the files are written again by the next derivation, before the page is final
-        page.blank = outcome.blank
-        page.flags = [flag.value for flag in outcome.flags]
-        page.details = outcome.details
-        page.confidence = round(outcome.text.mean_confidence, 2) if outcome.text.lines else None
-        page.dpi = max(outcome.dpi)
-        page.text = outcome.text.text
-        page.error = page.error_code = None
-        if choices is None and page.decision is None:  # the station's own decision, what undo goes back to
-            page.decision = station_decision(page)
-    _finish_page(settings, page_id)
+        if choices is None:  # the station's own decision, what undo goes back to: set once, by the worker
+            decision = {k: result[k] for k in ("blank", "flags", "details", "confidence")}
+            session.execute(
+                update(Page)
+                .where(Page.id == page_id, no_decision())
+                .values(decision=decision)
+                .execution_options(synchronize_session=False)
+            )
+    _queue_assembly_if_last(settings, batch_id)
     return "done"
+
+
+def _store(session: Session, page_id: int, seen: int, values: dict[str, Any]) -> bool:
+    """Write a derivation's outcome (with its final state) only if no correction came since it started
+    (the page is still at version ``seen``): one statement, so a correction is never overwritten."""
+    result = session.execute(
+        update(Page)
+        .where(Page.id == page_id, Page.version == seen)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def _is_stale(url: str, page_id: int, version: int) -> bool:
@@ -164,23 +190,31 @@ def _set_aside_original(settings: Settings, page_id: int, err: UnusableInput) ->
             intake.set_aside_original(settings, page.batch, original, err)
 
 
-def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError | None = None) -> None:
-    """Mark a page final, then queue the batch's assembly if this was its last open page."""
+def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError, seen: int | None = None) -> bool:
+    """Mark a page failed with its reason (only if still at version ``seen``, when given), then queue the
+    batch's assembly if this was its last open page. False if a newer correction came meanwhile."""
     url = settings.effective_database_url
     with session_scope(url) as session:
         page = session.get(Page, page_id)
         if page is None:
-            return
-        if failed is not None:
-            page.state = PageState.failed
-            page.error = failed.message
-            page.error_code = failed.reason_code
-            page.flags = [*page.flags, PageFlag.failed] if PageFlag.failed not in page.flags else page.flags
-        else:
-            page.state = PageState.done
+            return True
+        flags = list(page.flags or [])
+        values = {
+            "state": PageState.failed,
+            "error": failed.message,
+            "error_code": failed.reason_code,
+            "flags": flags if PageFlag.failed in flags else [*flags, PageFlag.failed.value],
+        }
+        if not _store(session, page_id, page.version if seen is None else seen, values):
+            return False
         batch_id = page.batch_id
+    _queue_assembly_if_last(settings, batch_id)
+    return True
+
+
+def _queue_assembly_if_last(settings: Settings, batch_id: int) -> None:
     # A separate transaction: by now every other page's final state is committed or will see ours.
-    if claim_assembly(url, batch_id):
+    if claim_assembly(settings.effective_database_url, batch_id):
         job = get_current_job()
         # Inside a job, reuse the worker's connection rather than open one per page.
         connection = job.connection if job is not None else q.connect(settings)
@@ -238,7 +272,6 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         seen = _fingerprint(batch)
         ordered = in_order(batch.pages)
         seqs = [p.seq for p in ordered if usable(p)]
-        excluded = [p.seq for p in ordered if is_excluded(p)]
         all_failed = all(p.state == PageState.failed for p in batch.pages)
         waiting = any(corrections.open_flags(p.flags or [], p.correction or {}) for p in batch.pages)
         name = batch.name
@@ -265,12 +298,11 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
     with session_scope(url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
+        if batch.state == BatchState.discarded:  # discarded meanwhile: it stays so, and out of search
+            batch.assembly_queued = False
+            return "discarded", None
         batch.filing = report
         filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
-        if excluded:
-            session.execute(
-                delete(SearchEntry).where(SearchEntry.batch_id == batch_id, SearchEntry.page_no.in_(excluded))
-            )
         if not pdf_pages and all_failed:
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"
@@ -278,6 +310,7 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         else:
             batch.state = settled_state(batch)
         batch.finished_at = datetime.now(UTC)
+        batch.assembly_queued = False  # the claim is spent: set again only when an assembly is due again
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
     return "assembled", seen
 
@@ -291,6 +324,7 @@ def assembly_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any,
         batch = session.get(Batch, int(job.args[0]))
         if batch is not None:
             batch.state = BatchState.failed
+            batch.assembly_queued = False  # not retried by the watcher: a person reruns or discards it
             batch.error_code = "assembly_failed"
             batch.error = f"The batch PDF could not be built: {exc if exc is not None else 'the worker stopped'}"
 

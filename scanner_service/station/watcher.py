@@ -252,22 +252,26 @@ class Watcher:
                 q.enqueue_item_pages(self.queue, self.settings, item_id)
 
     def _ensure_assembly(self) -> None:
+        """Queue the assembly of every batch that waits for one with no job: one being processed whose
+        pages are all final, and one whose assembly was claimed (``assembly_queued``, whatever its state)
+        but never queued or lost with Redis (a correction's queueing failed after its commit)."""
         url = self.settings.effective_database_url
         with session_scope(url) as session:
-            open_batches = session.scalars(
-                select(Batch.id).where(Batch.state.in_([BatchState.queued, BatchState.processing]))
+            due = session.scalars(
+                select(Batch.id).where(
+                    Batch.state != BatchState.discarded,
+                    Batch.state.in_([BatchState.queued, BatchState.processing]) | Batch.assembly_queued.is_(True),
+                )
             ).all()
-        for batch_id in open_batches:
+        for batch_id in due:
             if claim_assembly(url, batch_id, reclaim=True) and not q.job_is_active(
                 self.connection, q.assembly_job_id(batch_id)
             ):
                 with session_scope(url) as session:
                     batch = session.get(Batch, batch_id)
-                    still_open = batch is not None and batch.state in (
-                        BatchState.queued,
-                        BatchState.processing,
-                    )
-                if still_open:
+                    still_due = batch is not None and batch.state != BatchState.discarded
+                if still_due:
+                    log.warning("batch %s waited for an assembly with no job; queued", batch_id)
                     q.enqueue_assembly(self.queue, self.settings, batch_id)
 
     def run(self, stop: threading.Event, sweep_every: float = 5.0) -> None:

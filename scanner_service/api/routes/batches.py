@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi import Path as PathParam
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
@@ -42,7 +42,7 @@ from scanner_service.api.schemas import (
 from scanner_service.archive import access, corrections, filing
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
-from scanner_service.archive.batches import claim_assembly, in_order, is_excluded
+from scanner_service.archive.batches import claim_assembly, in_order
 from scanner_service.archive.corrections import batch as batch_corrections
 from scanner_service.archive.corrections import history_entry
 from scanner_service.archive.filing import batch_fonds
@@ -56,7 +56,6 @@ from scanner_service.archive.models import (
     Page,
     PageState,
     Role,
-    SearchEntry,
 )
 from scanner_service.exceptions import Conflict, NotFound, UnusableInput
 from scanner_service.settings import Settings
@@ -244,16 +243,25 @@ def _page_views(session: Session, batch: Batch, pages: list[Page] | None = None)
     ]
 
 
-def _follow(settings: Settings, batch_id: int, follow: batch_corrections.Followup) -> None:
-    """After the commit: derive the pages again at the front of the queue, or rebuild the batch PDF."""
-    if not follow.derive and not follow.assemble:
+def _follow(settings: Settings, session: Session, batch_id: int, follow: batch_corrections.Followup) -> None:
+    """After the commit: derive the pages again at the front of the queue, or rebuild the batch PDF.
+
+    What an earlier request left undone (its queueing failed after its commit, Redis being down) is
+    done too, even if this request changed nothing: pages left queued, an assembly claimed but not queued.
+    """
+    waiting = session.scalars(select(Page.id).where(Page.batch_id == batch_id, Page.state == PageState.queued)).all()
+    claimed = bool(session.scalar(select(Batch.assembly_queued).where(Batch.id == batch_id)))
+    session.rollback()  # nothing to write: the reads' transaction ends before Redis is asked
+    derive = list(dict.fromkeys([*follow.derive, *waiting]))
+    if not derive and not follow.assemble and not claimed:
         return
+    url = settings.effective_database_url
     connection = q.connect(settings)
     try:
         queue = q.get_queue(connection)
-        for page_id in follow.derive:
+        for page_id in derive:
             q.enqueue_page(queue, settings, page_id, at_front=True)
-        if not follow.derive and claim_assembly(settings.effective_database_url, batch_id):
+        if not derive and claim_assembly(url, batch_id, reclaim=True):
             q.enqueue_assembly(queue, settings, batch_id, at_front=True)
     finally:
         connection.close()
@@ -268,7 +276,7 @@ def _page_answer(
     response: Response,
 ) -> PagePublic:
     session.commit()
-    _follow(settings, batch.id, follow)
+    _follow(settings, session, batch.id, follow)
     session.refresh(batch)
     session.refresh(page)
     [view] = _page_views(session, batch, [page])
@@ -351,7 +359,7 @@ def _batch_answer(
 ) -> dict[str, Any]:
     session.commit()
     if follow is not None:
-        _follow(settings, batch.id, follow)
+        _follow(settings, session, batch.id, follow)
     session.refresh(batch)
     return _detail(session, batch)
 
@@ -380,6 +388,7 @@ def accept_flags(
     batch_id: BatchIdPath, body: AcceptRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
+    batch_corrections.require_named_fonds(token, batch)  # accepting files the batch where it says
     follow = batch_corrections.accept(session, token, batch, note=body.note, seqs=body.seqs)
     return _batch_answer(session, settings, batch, follow)
 
@@ -405,9 +414,6 @@ def _settle_filed(session: Session, token: Caller, batch_id: int, entries: list[
     if entries:
         batch_corrections.record_filed(session, token, batch, entries, action)
     filing.index_batch(session, batch)
-    excluded = [p.seq for p in batch.pages if is_excluded(p)]
-    if excluded:
-        session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id, SearchEntry.page_no.in_(excluded)))
     return batch
 
 
@@ -421,12 +427,8 @@ def file_batch_pages(
     batch_id: BatchIdPath, body: BatchFileRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
-    batch_corrections.refuse_discarded(batch)
-    seqs = list(body.seqs) if body.seqs is not None else batch_corrections.filing_seqs(session, batch)
-    for seq in seqs:
-        batch_corrections.page_of(batch, seq)
-    # By default the whole batch is filed: every page must have been looked at (a blank left out too).
-    batch_corrections.refuse_open(batch, seqs if body.seqs is not None else [p.seq for p in batch.pages])
+    batch_corrections.require_named_fonds(token, batch)
+    seqs = batch_corrections.pages_for_filing(session, batch, body.seqs)
     session.commit()
     entry = _file(settings, token, batch, body.archival_code, seqs, mode=body.mode, at=body.at, replace=body.replace)
     batch = _settle_filed(session, token, batch_id, [entry], "file")
@@ -443,7 +445,9 @@ def split_batch(
     batch_id: BatchIdPath, body: SplitRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
+    batch_corrections.require_named_fonds(token, batch)
     batch_corrections.refuse_discarded(batch)
+    batch_corrections.refuse_busy(batch, "split")
     every = [seq for part in body.items for seq in part.seqs]
     twice = sorted({s for s in every if every.count(s) > 1})
     if twice:
@@ -478,6 +482,7 @@ def discard_batch(
     batch_id: BatchIdPath, body: DiscardRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
+    batch_corrections.require_named_fonds(token, batch)
     reason = f"Discarded by {token.name}" + (f": {body.note}" if body.note else ".")
 
     def set_aside(original: Original) -> None:

@@ -43,10 +43,12 @@ from scanner_service.archive import access, filing, people
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_store import describe_item
+from scanner_service.archive.corrections import batch as batch_corrections
 from scanner_service.archive.corrections import history_entry
 from scanner_service.archive.corrections import item as item_corrections
+from scanner_service.archive.filing import batch_fonds
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import ApiToken, Correction, Grant, Item, ItemPage, Role
+from scanner_service.archive.models import ApiToken, Batch, Correction, Grant, Item, ItemPage, Role
 from scanner_service.exceptions import Conflict, NotFound
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
@@ -428,11 +430,17 @@ def file_pages(
     access.require_role(token, Role.admin, Role.archivist, Role.operator)
     parsed = ac.parse(code)
     access.require_fonds(token, parsed.fonds)
+    batch = session.get(Batch, body.batch_id)
+    if batch is None or not access.may_see_batch(token, batch_fonds(batch)):
+        raise NotFound(f"No batch {body.batch_id}.")
+    # The same rules as POST /api/batches/{id}/file: flags looked at, excluded pages left out by default.
+    seqs = batch_corrections.pages_for_filing(session, batch, body.pages)
+    session.commit()
     result = filing.file_batch(
         settings,
         body.batch_id,
         code,
-        seqs=body.pages,
+        seqs=seqs,
         mode=body.mode,
         replace=body.replace,
         at=body.at,

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from scanner_service.archive.access import Caller
-from scanner_service.archive.batches import in_order, is_excluded, usable
+from scanner_service.archive import archival_code as ac
+from scanner_service.archive.access import Caller, require_fonds
+from scanner_service.archive.batches import in_order, is_excluded, no_decision, usable
 from scanner_service.archive.corrections import (
     merged,
     needs_derivation,
@@ -33,7 +35,7 @@ from scanner_service.archive.corrections import (
     record_correction,
 )
 from scanner_service.archive.filing import batch_fonds
-from scanner_service.archive.filing.items import station_decision
+from scanner_service.archive.filing.items import find_item, station_decision
 from scanner_service.archive.models import Batch, BatchState, Item, ItemPage, Original, Page, PageState, SearchEntry
 from scanner_service.exceptions import Conflict, NotFound
 
@@ -71,18 +73,36 @@ def open_pages(batch: Batch) -> dict[int, list[str]]:
 
 def settled_state(batch: Batch) -> BatchState:
     """``needs_review`` while anything wants a person: open flags, failed pages not left out, filing
-    problems, a page count off, an error of the batch not reviewed; else ``done``."""
+    problems, a page count off (as its item says now) or an error of the batch not accepted; else ``done``."""
     report = batch.filing or {}
     failed = [p for p in batch.pages if p.state == PageState.failed and not is_excluded(p)]
-    reviewed = (report.get("reviewed") or {}).get("error")
+    reviewed = report.get("reviewed") or {}
+    accepted = reviewed.get("page_checks") or {}
     unsettled = (
         open_pages(batch)
         or failed
         or report.get("problems")
-        or (batch.error and batch.error != reviewed)
-        or any(entry.get("page_check") for entry in [*report.get("items", []), *report.get("by_hand", [])])
+        or (batch.error and batch.error != reviewed.get("error"))
+        or any(accepted.get(code) != check for code, check in page_checks(batch).items())
     )
     return BatchState.needs_review if unsettled else BatchState.done
+
+
+def page_checks(batch: Batch) -> dict[str, str]:
+    """The items this batch was filed into whose page count is off against 页数, as each item says now
+    (档号 → ``missing_pages`` or ``extra_pages``): the report's entries are what it was at filing time."""
+    report = batch.filing or {}
+    codes = sorted(
+        {e["archival_code"] for e in [*report.get("items", []), *report.get("by_hand", [])] if e.get("page_check")}
+    )
+    session = object_session(batch)
+    found = {}
+    for code in codes:
+        item = find_item(session, code) if session is not None else None
+        check = item.page_check if item is not None else None
+        if check:
+            found[code] = check
+    return found
 
 
 def _filed_in(session: Session, batch_id: int, seqs: Iterable[int]) -> dict[int, tuple[str, int]]:
@@ -126,15 +146,43 @@ def parse_version(if_match: str | None) -> int | None:
 # ---- writing one page ----------------------------------------------------------------------------
 
 
-def _keep_station_decision(page: Page) -> None:
-    """A page processed before decisions were kept: its present state is the station's decision."""
+def _keep_station_decision(session: Session, page: Page) -> None:
+    """A page processed before decisions were kept: its present state is the station's decision.
+
+    Written only where no decision is (``decision IS NULL``) and the page is still as read: a decision
+    the worker stored meanwhile is never overwritten (the API never writes ``decision`` otherwise)."""
     if page.decision is None and page.state == PageState.done and not page.correction:
-        page.decision = station_decision(page)
+        decision = station_decision(page)
+        result = session.execute(
+            update(Page)
+            .where(Page.id == page.id, Page.version == page.version, no_decision())
+            .values(decision=decision)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            set_committed_value(page, "decision", decision)  # the page stays as read: its version is compared
+
+
+def _refuse_turn_without_decision(page: Page, patch: Mapping[str, Any]) -> None:
+    """409 ``not_processed``: a turn is added to the station's own turn, which this page has not (yet)."""
+    if not patch.get("turn") or page.decision is not None:
+        return
+    if page.state in (PageState.queued, PageState.processing):
+        why = "it has not been processed yet; turn it once it is done"
+    else:
+        why = (
+            "the station's own decision was not kept (it was first derived with a person's choices): undo it "
+            f"(POST /api/batches/{page.batch_id}/pages/{page.seq}/undo), then turn it"
+        )
+    raise Conflict(
+        f"Page {page.seq} of batch {page.batch_id}: a turn is added to the station's own turn, but {why}.",
+        reason_code="not_processed",
+    )
 
 
 def _write(session: Session, page: Page, seen: int, correction: dict[str, Any], *, derive: bool) -> None:
     """Compare-and-set: the new correction and version, only if the page is still at version ``seen``."""
-    values: dict[str, Any] = {"correction": correction, "version": Page.version + 1, "decision": page.decision}
+    values: dict[str, Any] = {"correction": correction, "version": Page.version + 1}  # never ``decision``
     if derive:
         values.update(state=PageState.queued, error=None, error_code=None)
     result = session.execute(
@@ -207,7 +255,7 @@ def _page_to_change(session: Session, batch: Batch, seq: int) -> Page:
     refuse_discarded(batch)
     page = page_of(batch, seq)
     refuse_filed(session, batch, [seq])
-    _keep_station_decision(page)
+    _keep_station_decision(session, page)
     return page
 
 
@@ -216,6 +264,7 @@ def correct_page(
 ) -> tuple[Page, Followup]:
     """Apply a person's ``patch`` (turn, skew_deg, crop, blank, excluded, note) to a page."""
     page = _page_to_change(session, batch, seq)
+    _refuse_turn_without_decision(page, patch)
     after = merged(page.correction or {}, patch)
     follow = _change_page(session, caller, batch, page, after, "page", if_match=if_match, note=patch.get("note"))
     return page, follow
@@ -296,31 +345,39 @@ def accept(session: Session, caller: Caller, batch: Batch, *, note: str | None, 
         flags = open_flags(page.flags or [], page.correction or {})
         if not flags:
             continue
-        _keep_station_decision(page)
+        _keep_station_decision(session, page)
         before = dict(page.correction or {})
-        after = merged(before, {"accepted": [*before.get("accepted", []), *flags]})
-        if note:
-            after["note"] = note
+        after = merged(before, {"accepted": [*before.get("accepted", []), *flags]})  # the page's note kept
         follow.assemble |= _change_page(
             session, caller, batch, page, after, "accept", if_match=None, note=note
         ).assemble
-    report = dict(batch.filing or {})
-    if batch.error and (seqs is None) and (report.get("reviewed") or {}).get("error") != batch.error:
-        report["reviewed"] = {"error": batch.error, "by": caller.name, "note": note}
-        batch.filing = report
-        record_correction(
-            session,
-            caller,
-            "accept",
-            before={},
-            after={"error": batch.error},
-            batch_id=batch.id,
-            fonds=batch_fonds(batch),
-            note=note,
-        )
-        _reopen(batch, derive=False)
-        follow.assemble = True
+    if seqs is None:
+        follow.assemble |= _review_batch(session, caller, batch, note)
     return follow
+
+
+def _review_batch(session: Session, caller: Caller, batch: Batch, note: str | None) -> bool:
+    """The batch's own error and its items' page counts off, looked at and accepted as they are (in the
+    report's ``reviewed``, and the history); True if anything was not accepted before."""
+    report = dict(batch.filing or {})
+    reviewed = dict(report.get("reviewed") or {})
+    after: dict[str, Any] = {}
+    if batch.error and reviewed.get("error") != batch.error:
+        reviewed["error"] = after["error"] = batch.error
+    accepted = dict(reviewed.get("page_checks") or {})
+    checks = {code: check for code, check in page_checks(batch).items() if accepted.get(code) != check}
+    if checks:
+        reviewed["page_checks"] = {**accepted, **checks}
+        after["page_checks"] = checks
+    if not after:
+        return False
+    report["reviewed"] = {**reviewed, "by": caller.name, "note": note}
+    batch.filing = report
+    record_correction(
+        session, caller, "accept", before={}, after=after, batch_id=batch.id, fonds=batch_fonds(batch), note=note
+    )
+    _reopen(batch, derive=False)
+    return True
 
 
 def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
@@ -333,6 +390,58 @@ def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
             f"accept them (POST /api/batches/{batch.id}/accept) first.",
             reason_code="open_flags",
         )
+
+
+def refuse_busy(batch: Batch, what: str) -> None:
+    """409 ``batch_busy`` while the batch is received or a page of it is (re)derived: filing or discarding
+    it then would leave that page out, or quarantine what a worker reads."""
+    busy = [p.seq for p in batch.pages if p.state in (PageState.queued, PageState.processing)]
+    if busy or batch.state == BatchState.receiving:
+        pages = f" (page(s) {', '.join(map(str, busy))} queued or processing)" if busy else ""
+        raise Conflict(
+            f"Batch {batch.id} is still being processed{pages}; {what} it once its pages are done.",
+            reason_code="batch_busy",
+        )
+
+
+def pages_for_filing(session: Session, batch: Batch, seqs: Sequence[int] | None) -> list[int]:
+    """The batch pages a filing by hand takes (``POST /api/batches/{id}/file``, ``…/split`` and
+    ``POST /api/items/{档号}/pages``), or why it may not: the named pages, else every usable page not
+    filed yet in the batch's order (excluded ones left out). Refused (409) while the batch is discarded
+    or a page is derived, and while a page to file (by default: any page) has flags not looked at."""
+    refuse_discarded(batch)
+    refuse_busy(batch, "file")
+    chosen = list(seqs) if seqs is not None else filing_seqs(session, batch)
+    for seq in chosen:
+        page_of(batch, seq)
+    # By default the whole batch is filed: every page must have been looked at (a blank left out too).
+    refuse_open(batch, chosen if seqs is not None else [p.seq for p in batch.pages])
+    return chosen
+
+
+def named_fonds(batch: Batch) -> list[str]:
+    """Every fonds the batch is filed into or would be: its 档号, its folder's, the items of its filing
+    report and proposal, the 档号 its separator sheets print."""
+    report = batch.filing or {}
+    codes = [batch.archival_code, report.get("target")]
+    for key in ("items", "by_hand", "proposed"):
+        codes += [entry.get("archival_code") for entry in report.get(key) or []]
+    codes += [((p.details or {}).get("separator") or {}).get("archival_code") for p in batch.pages]
+    found = set()
+    for code in codes:
+        if code:
+            try:
+                found.add(ac.parse(code).fonds)
+            except ac.InvalidArchivalCode:
+                continue  # a sheet's unreadable print files nothing
+    return sorted(found)
+
+
+def require_named_fonds(caller: Caller, batch: Batch) -> None:
+    """403 unless the caller may work in every fonds the batch files into (:func:`named_fonds`): a
+    batch split at separator sheets has no fonds of its own, and its sheets may name another's items."""
+    for fonds in named_fonds(batch):
+        require_fonds(caller, fonds)
 
 
 def filing_seqs(session: Session, batch: Batch) -> list[int]:
@@ -379,12 +488,11 @@ def discard(
     if batch.state == BatchState.discarded:
         return False
     refuse_filed(session, batch, [p.seq for p in batch.pages])
-    if (
-        any(p.state in (PageState.queued, PageState.processing) for p in batch.pages)
-        or batch.state == BatchState.receiving
-    ):
+    refuse_busy(batch, "discard")
+    if batch.assembly_queued:  # the assembly files the batch: it would file what is being discarded
         raise Conflict(
-            f"Batch {batch.id} is still being processed; discard it once its pages are done.", reason_code="batch_busy"
+            f"Batch {batch.id}'s PDF is being assembled (and filed if nothing is open); discard it once that is done.",
+            reason_code="batch_busy",
         )
     before = {"state": batch.state.value}
     for original in batch.originals:
@@ -415,11 +523,16 @@ __all__ = [
     "discard",
     "filing_seqs",
     "open_pages",
+    "page_checks",
+    "named_fonds",
     "page_of",
+    "pages_for_filing",
     "parse_version",
     "record_filed",
+    "refuse_busy",
     "refuse_filed",
     "refuse_open",
+    "require_named_fonds",
     "reorder",
     "rerun",
     "settled_state",

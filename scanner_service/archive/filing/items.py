@@ -331,9 +331,10 @@ def batch_fonds(batch: Batch) -> str | None:
 
 
 def index_batch(session: Session, batch: Batch) -> None:
-    """Make a finished batch's pages searchable until they are filed (staff only see these)."""
+    """Make a finished batch's pages searchable until they are filed (staff only see these); a page a
+    person left out (excluded) is not found."""
     session.execute(delete(SearchEntry).where(SearchEntry.batch_id == batch.id))
     filed = set(session.scalars(select(ItemPage.batch_seq).where(ItemPage.batch_id == batch.id)))
     for page in batch.pages:
-        if page.text and not page.blank and page.seq not in filed:
+        if page.text and not page.blank and page.seq not in filed and not (page.correction or {}).get("excluded"):
             session.add(search.new_entry(page.text, page_no=page.seq, batch_id=batch.id, fonds=batch_fonds(batch)))

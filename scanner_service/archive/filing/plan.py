@@ -30,6 +30,17 @@ def _filed_entry(code: str, seqs: list[int], pages_filed: int, check: str | None
     return {"archival_code": code, "batch_pages": seqs, "pages_filed": pages_filed, "page_check": check}
 
 
+def _partly_filed(batch_id: int, code: str, missing: list[int]) -> dict[str, Any]:
+    listed = ", ".join(map(str, missing))
+    return _problem(
+        "partly_filed",
+        f"{code} holds this batch's pages filed before; page(s) {listed} became usable since and are not in it: "
+        f"file them into it (POST /api/batches/{batch_id}/file with its 档号 and mode append or insert) "
+        "or leave them out (excluded).",
+        missing[0],
+    )
+
+
 @dataclass
 class _Planned:
     archival_code: str
@@ -84,8 +95,15 @@ def plan_batch(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[
                     )
                 )
             if item is not None and any(row.batch_id == batch_id for row in item.pages):
-                # Filed by an earlier run of this same assembly (a worker died after filing).
-                segment.done = _filed_entry(item.archival_code, seqs, item.pages_filed, item.page_check)
+                # Filed already: by an earlier run of this same assembly (a worker died after filing), or
+                # before a page of the segment became usable (a blank cleared later): then it says so.
+                filed = [r.batch_seq for r in sorted(item.pages, key=lambda r: r.serial) if r.batch_id == batch_id]
+                segment.done = _filed_entry(
+                    item.archival_code, [s for s in filed if s is not None], item.pages_filed, item.page_check
+                )
+                missing = [s for s in seqs if s not in filed]
+                if missing:
+                    problems.append(_partly_filed(batch_id, item.archival_code, missing))
                 continue
             if item is not None and item.pages_filed:
                 problems.append(
@@ -125,6 +143,8 @@ def auto_file(settings: Settings, batch_id: int, *, propose_only: bool = False) 
         return report
     report.pop("proposed", None)
     if problems or propose_only:
+        # What is filed already stays reported as filed (with the pages really in it); the rest is proposed.
+        report["items"] = [s.done for s in segments if s.done is not None]
         report["proposed"] = [{"archival_code": s.archival_code, "batch_pages": s.seqs} for s in segments]
         return report
     for segment in segments:
