@@ -354,6 +354,11 @@ def test_a_change_lands_on_the_page_seen_a_lost_job_is_queued_again_and_a_bad_cr
     now = client.get(URL, headers=operator)
     assert now.headers["etag"] == '"v2"' and [p["etag"] for p in now.json()["page_list"]] == [two["etag"], one["etag"]]
     assert now.json()["pages_filed"] == 2, "nothing was withdrawn"
+    # The contract: the page's version alone, checked against the page now at that number.
+    noted = client.patch(f"{URL}/pages/2", json={"note": "核对"}, headers={**operator, "If-Match": "1"})
+    assert noted.status_code == 200 and noted.json()["version"] == 2, noted.text
+    again = client.patch(f"{URL}/pages/2", json={"note": "再核对"}, headers={**operator, "If-Match": "1"})
+    assert (again.status_code, again.json()["reason"]) == (409, "stale_version")
 
     # Refused in the request: a crop that is not a box, an OCR engine the station does not have.
     assert client.patch(f"{URL}/pages/1", json={"crop": [500, 500, 10, 10]}, headers=operator).status_code == 422

@@ -658,7 +658,8 @@ IfMatch = Annotated[
         max_length=60,
         description='The page\'s ETag, "<page id>.<version>" (GET …/pages/{page}, or "etag" in the item\'s page '
         "list), the correction was made on: another page at that number now, or an older version, answers 409 "
-        "stale_version. * or none: not checked.",
+        'stale_version. The page\'s version alone ("3") is checked against the page now at that number. '
+        "* or none: not checked.",
     ),
 ]
 ItemIfMatch = Annotated[
@@ -694,17 +695,21 @@ def _opaque(if_match: str | None) -> str | None:
     return if_match.strip().removeprefix("W/").strip('"')
 
 
-def _page_tag(if_match: str | None) -> item_corrections.PageTag | None:
-    """A page's If-Match: its ETag, "<page id>.<version>" (the bare version alone is not accepted: the
-    page a number names can change)."""
+def _page_tag(if_match: str | None, *, bare: bool = True) -> item_corrections.PageTag | int | None:
+    """A page's If-Match: its ETag, "<page id>.<version>", which also makes sure the number still names
+    the page seen (pages are reordered, moved, withdrawn); or, where ``bare``, its version alone, "3"
+    (the contract of a correction: checked against the page now at that number). A withdrawal, which
+    takes the page out of the item, needs the ETag."""
     tag = _opaque(if_match)
     if tag is None:
         return None
-    row_id, _, version = tag.partition(".")
+    row_id, dot, version = tag.partition(".")
+    if bare and not dot and row_id.isdigit():
+        return int(row_id)
     if not (row_id.isdigit() and version.isdigit()):
         raise Conflict(
-            f'If-Match {if_match!r} is not a page\'s ETag ("<page id>.<version>"): send the ETag of the page '
-            "as you saw it.",
+            f'If-Match {if_match!r} is neither a page\'s ETag ("<page id>.<version>") nor its version: send the '
+            "ETag of the page as you saw it.",
             reason_code="stale_version",
         )
     return item_corrections.PageTag(int(row_id), int(version))
@@ -899,7 +904,7 @@ def withdraw_page(
     item = _corrector(session, token, code)
     note = body.note if body is not None else None
     tag = _opaque(if_match)
-    page_tag = _page_tag(if_match) if tag is not None and not tag.startswith("v") else None
+    page_tag = _page_tag(if_match, bare=False) if tag is not None and not tag.startswith("v") else None
     item_version = _item_version(if_match) if page_tag is None else None
     with _then_queue(settings, session, item.id):
         item_id = item_corrections.withdraw(

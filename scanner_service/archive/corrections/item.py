@@ -71,7 +71,8 @@ class Outcome:
 @dataclass(frozen=True)
 class PageTag:
     """The page a person saw, as its ETag names it (``"<row_id>.<version>"``): the page row, which
-    stays the same page whatever its serial becomes, and its version then."""
+    stays the same page whatever its serial becomes, and its version then. Where a bare version is
+    taken instead (``If-Match: 3``, an int), it is checked against the page now at that number."""
 
     row_id: int
     version: int
@@ -94,10 +95,12 @@ def _find(session: Session, code: str, serial: int) -> tuple[Item, ItemPage]:
     return item, row
 
 
-def _check_match(row: ItemPage, if_match: PageTag | None) -> None:
+def _check_match(row: ItemPage, if_match: PageTag | int | None) -> None:
     """Refuse (409 ``stale_version``) a change made on another page, or on an older version of it."""
     if if_match is None:
         return
+    if isinstance(if_match, int):
+        if_match = PageTag(row.id, if_match)
     if if_match.row_id != row.id:
         raise Conflict(
             f"Page {row.serial} is not the page you saw: the item's pages were reordered, moved or withdrawn "
@@ -130,7 +133,7 @@ def correct_page(
     serial: int,
     patch: Mapping[str, Any],
     *,
-    if_match: PageTag | None = None,
+    if_match: PageTag | int | None = None,
     action: str = "page",
     rerun_engine: str | None = None,
 ) -> Outcome:
@@ -244,7 +247,7 @@ def withdraw(
     serial: int,
     *,
     note: str | None = None,
-    if_match: PageTag | None = None,
+    if_match: PageTag | int | None = None,
     item_version: int | None = None,
 ) -> int:
     """Take page ``serial`` out of the item; its master is kept under ``withdrawn/``. Refused (409
