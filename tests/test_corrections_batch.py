@@ -604,3 +604,23 @@ def test_an_assembly_failed_for_good_is_not_queued_again_by_the_sweep(
     with session_scope(station_env.effective_database_url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None and batch.state == BatchState.failed and "disk" in (batch.error or "")
+
+
+@pytest.mark.slow
+def test_a_batch_filed_from_its_item_is_written_down_in_the_batch(
+    station_env: Settings, redis_conn: redis.Redis
+) -> None:
+    """POST /api/items/{档号}/pages files as POST /api/batches/{id}/file does: the batch says where its
+    pages went (no stale proposal or problems), is done, and its history has the filing."""
+    batch_id = drop(station_env, redis_conn, "box-9", {"1.jpg": "scan_0004.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    assert client.get(url, headers=operator).json()["filing"]["problems"], "no 档号: filed by hand"
+    filed = client.post(f"/api/items/{quote(CODE)}/pages", json={"batch_id": batch_id}, headers=operator)
+    assert filed.status_code == 200, filed.text
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "done" and detail["archival_code"] == CODE
+    assert detail["filing"]["problems"] == [] and "proposed" not in detail["filing"]
+    assert [(e["archival_code"], e["batch_pages"]) for e in detail["filing"]["by_hand"]] == [(CODE, [1])]
+    assert [(h["action"], h["who"]) for h in detail["history"]] == [("file", "operator C015")]

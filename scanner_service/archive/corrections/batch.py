@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from scanner_service.archive import archival_code as ac
+from scanner_service.archive import filing
 from scanner_service.archive.access import Caller, require_fonds
 from scanner_service.archive.batches import in_order, is_excluded, no_decision, usable
 from scanner_service.archive.corrections import (
@@ -38,6 +39,7 @@ from scanner_service.archive.filing import batch_fonds
 from scanner_service.archive.filing.items import find_item, station_decision
 from scanner_service.archive.models import Batch, BatchState, Item, ItemPage, Original, Page, PageState, SearchEntry
 from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.settings import Settings
 
 ENGINES = ("rapidocr", "tesseract")
 
@@ -450,8 +452,42 @@ def filing_seqs(session: Session, batch: Batch) -> list[int]:
     return [p.seq for p in in_order(batch.pages) if usable(p) and p.seq not in filed]
 
 
+def file_by_hand(
+    session: Session,
+    settings: Settings,
+    caller: Caller,
+    batch_id: int,
+    code: str,
+    seqs: Sequence[int],
+    *,
+    action: str,
+    **how: Any,
+) -> tuple[filing.FilingResult, Batch]:
+    """File the pages ``seqs`` (as :func:`pages_for_filing` chose them, that transaction committed) into
+    the item ``code`` (``how``: mode, at, replace) and write it down in the batch (:func:`record_filed`):
+    its report, its history, its state, its pages in search. The one way a person files a batch's pages
+    (``POST /api/batches/{id}/file``, ``…/split``, ``POST /api/items/{档号}/pages``); 403 unless the
+    caller may work in the item's fonds. The caller commits."""
+    require_fonds(caller, ac.parse(code).fonds)
+    result = filing.file_batch(settings, batch_id, code, seqs=seqs, actor=caller.name, may_create=True, **how)
+    entry = {
+        "archival_code": result.archival_code,
+        "batch_pages": list(seqs),
+        "pages_filed": result.pages_filed,
+        "page_check": result.page_check,
+        "pages": result.serials,
+        "by": caller.name,
+    }
+    session.expire_all()  # the filing wrote in sessions of its own
+    batch = session.get(Batch, batch_id)
+    assert batch is not None
+    record_filed(session, caller, batch, [entry], action)
+    filing.index_batch(session, batch)
+    return result, batch
+
+
 def record_filed(session: Session, caller: Caller, batch: Batch, entries: list[dict[str, Any]], action: str) -> None:
-    """A filing by hand (POST …/file or …/split): in the batch's report, the history, its state."""
+    """A filing by hand (:func:`file_by_hand`): in the batch's report, the history, its state."""
     report = dict(batch.filing or {})
     report["by_hand"] = [*report.get("by_hand", []), *entries]
     report.pop("proposed", None)
@@ -521,6 +557,7 @@ __all__ = [
     "accept",
     "correct_page",
     "discard",
+    "file_by_hand",
     "filing_seqs",
     "open_pages",
     "page_checks",
