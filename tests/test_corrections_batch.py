@@ -624,3 +624,43 @@ def test_a_batch_filed_from_its_item_is_written_down_in_the_batch(
     assert detail["filing"]["problems"] == [] and "proposed" not in detail["filing"]
     assert [(e["archival_code"], e["batch_pages"]) for e in detail["filing"]["by_hand"]] == [(CODE, [1])]
     assert [(h["action"], h["who"]) for h in detail["history"]] == [("file", "operator C015")]
+
+
+def test_an_accept_made_while_the_batch_is_assembled_is_kept(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An accept committed while the assembly files stays in the batch's report and keeps the claim it made
+    (the next assembly, which files the batch); filing it by hand meanwhile is refused (batch_busy)."""
+    from scanner_service.archive import filing
+    from scanner_service.station import jobs
+
+    url_db = station_env.effective_database_url
+    batch_id = _bare_batch(url_db)
+    client = TestClient(create_app(station_env))
+    admin = bearer(station_env, "admin")
+    with session_scope(url_db) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.assembly_queued = True  # claimed: its job runs
+        batch.error = "The scanner jammed on the last sheet."  # for a person to accept
+    real, answers = filing.auto_file, []
+
+    def meanwhile(*args: object, **kw: object) -> object:  # fault injection: people act while it files
+        for path in ("file", "split"):
+            body = {"archival_code": CODE} if path == "file" else {"items": [{"archival_code": CODE, "seqs": [1]}]}
+            answers.append(client.post(f"/api/batches/{batch_id}/{path}", json=body, headers=admin).json()["reason"])
+        report = real(*args, **kw)  # type: ignore[arg-type]
+        accepted = client.post(f"/api/batches/{batch_id}/accept", json={"note": "a back"}, headers=admin)
+        assert accepted.status_code == 200, accepted.text
+        return report
+
+    monkeypatch.setattr(filing, "auto_file", meanwhile)
+    jobs.assemble_batch(batch_id)
+    assert answers == ["batch_busy", "batch_busy"]
+    with session_scope(url_db) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        assert batch.pages[0].correction == {"accepted": ["blank"]}
+        assert batch.filing["reviewed"]["error"] == batch.error and batch.filing["reviewed"]["by"] == "admin all"
+        assert batch.assembly_queued, "the accept's assembly is still due"
+    assert q.get_queue(redis_conn).job_ids == [q.assembly_job_id(batch_id)], "queued by the accept"

@@ -250,7 +250,14 @@ def assemble_batch(batch_id: int) -> str:
             return outcome
         with session_scope(settings.effective_database_url) as session:
             batch = session.get(Batch, batch_id)
-            if batch is None or _fingerprint(batch) == seen or not all(p.state in FINAL for p in batch.pages):
+            # Changed meanwhile: assembled again here, unless the change claimed the next assembly itself
+            # (its request queued it, else the watcher does) or a page of it is derived again.
+            if (
+                batch is None
+                or _fingerprint(batch) == seen
+                or batch.assembly_queued
+                or not all(p.state in FINAL for p in batch.pages)
+            ):
                 return outcome
         log.info("batch %s changed while it was assembled; assembling it again", batch_id)
     return outcome
@@ -258,6 +265,13 @@ def assemble_batch(batch_id: int) -> str:
 
 def _fingerprint(batch: Batch) -> list[tuple[int, int, int | None, str]]:
     return [(p.seq, p.version, p.position, p.state.value) for p in batch.pages]
+
+
+PERSON_KEYS = ("reviewed", "by_hand")  # what people write in a batch's filing report (accept, filing by hand)
+
+
+def _persons(report: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (report or {}).items() if k in PERSON_KEYS}
 
 
 def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[int, int, int | None, str]] | None]:
@@ -270,6 +284,7 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         if batch.state == BatchState.discarded:
             return "discarded", None
         seen = _fingerprint(batch)
+        persons = _persons(batch.filing)
         ordered = in_order(batch.pages)
         seqs = [p.seq for p in ordered if usable(p)]
         all_failed = all(p.state == PageState.failed for p in batch.pages)
@@ -301,16 +316,20 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         if batch.state == BatchState.discarded:  # discarded meanwhile: it stays so, and out of search
             batch.assembly_queued = False
             return "discarded", None
-        batch.filing = report
+        # What people wrote meanwhile (an accept) is the row's, not the copy auto_file read at its start.
+        fresh = _persons(batch.filing)
+        changed = fresh != persons or _fingerprint(batch) != seen
+        batch.filing = {**{k: v for k, v in report.items() if k not in PERSON_KEYS}, **fresh}
         filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
         if not pdf_pages and all_failed:
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"
             batch.error = "Every page failed: " + "; ".join(f"page {p.seq}: {p.error}" for p in batch.pages if p.error)
-        else:
+        elif all(p.state in FINAL for p in batch.pages):  # else a page corrected meanwhile is derived again
             batch.state = settled_state(batch)
         batch.finished_at = datetime.now(UTC)
-        batch.assembly_queued = False  # the claim is spent: set again only when an assembly is due again
+        if not changed:  # the claim is spent: set again only when an assembly is due again
+            batch.assembly_queued = False  # (a change made meanwhile cleared it, and may have claimed the next)
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
     return "assembled", seen
 

@@ -395,13 +395,19 @@ def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
 
 
 def refuse_busy(batch: Batch, what: str) -> None:
-    """409 ``batch_busy`` while the batch is received or a page of it is (re)derived: filing or discarding
-    it then would leave that page out, or quarantine what a worker reads."""
+    """409 ``batch_busy`` while the batch is received, a page of it is (re)derived or its assembly is due
+    or running (``assembly_queued``): filing or discarding it then would leave that page out, quarantine
+    what a worker reads, or be undone by the assembly (which files the batch if nothing is open)."""
     busy = [p.seq for p in batch.pages if p.state in (PageState.queued, PageState.processing)]
     if busy or batch.state == BatchState.receiving:
         pages = f" (page(s) {', '.join(map(str, busy))} queued or processing)" if busy else ""
         raise Conflict(
             f"Batch {batch.id} is still being processed{pages}; {what} it once its pages are done.",
+            reason_code="batch_busy",
+        )
+    if batch.assembly_queued:
+        raise Conflict(
+            f"Batch {batch.id}'s PDF is being assembled (and filed if nothing is open); {what} it once that is done.",
             reason_code="batch_busy",
         )
 
@@ -525,11 +531,6 @@ def discard(
         return False
     refuse_filed(session, batch, [p.seq for p in batch.pages])
     refuse_busy(batch, "discard")
-    if batch.assembly_queued:  # the assembly files the batch: it would file what is being discarded
-        raise Conflict(
-            f"Batch {batch.id}'s PDF is being assembled (and filed if nothing is open); discard it once that is done.",
-            reason_code="batch_busy",
-        )
     before = {"state": batch.state.value}
     for original in batch.originals:
         if not original.quarantined:
