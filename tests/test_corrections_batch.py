@@ -664,3 +664,30 @@ def test_an_accept_made_while_the_batch_is_assembled_is_kept(
         assert batch.filing["reviewed"]["error"] == batch.error and batch.filing["reviewed"]["by"] == "admin all"
         assert batch.assembly_queued, "the accept's assembly is still due"
     assert q.get_queue(redis_conn).job_ids == [q.assembly_job_id(batch_id)], "queued by the accept"
+
+
+def test_a_crop_off_the_page_fails_the_page_at_once(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A batch page cropped to a box with nothing of the page in it fails with the reason (bad_crop),
+    as an item's page does: not retried with back-off, as if the station had a passing fault."""
+    from sqlalchemy import update
+
+    from scanner_service.station import jobs
+
+    url_db = station_env.effective_database_url
+    batch_id = _bare_batch(url_db)
+    page_id = _page_id(station_env, batch_id, 1)
+    master = Layout.of(station_env).original(batch_id, "a.jpg")
+    master.parent.mkdir(parents=True, exist_ok=True)
+    master.write_bytes((SAMPLE / "scan_0006.jpg").read_bytes())
+    decided = {"blank": True, "flags": ["blank"], "details": {"turn": 0}, "confidence": None}
+    with session_scope(url_db) as session:
+        session.execute(
+            update(Page)
+            .where(Page.id == page_id)
+            .values(state=PageState.queued, decision=decided, correction={"crop": [90000, 90000, 90100, 90100]})
+        )
+    assert jobs.process_page(page_id) == "failed"
+    with session_scope(url_db) as session:
+        row = session.get(Page, page_id)
+        assert row is not None and (row.state, row.error_code) == (PageState.failed, "bad_crop")
+        assert "Crop the page again" in (row.error or "")

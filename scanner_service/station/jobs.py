@@ -23,7 +23,7 @@ from scanner_service.archive.events import record_stage
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
-from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
+from scanner_service.exceptions import ConfigError, PageFailed, ScanstationError, TransientError, UnusableInput
 from scanner_service.settings import Settings, build_settings
 from scanner_service.station import intake
 from scanner_service.station import queue as q
@@ -122,6 +122,11 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         _set_aside_original(settings, page_id, err)
         return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
     except PageFailed as err:
+        return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
+    except ConfigError as err:
+        if err.reason_code != "bad_crop":
+            raise
+        # A person's crop with nothing of the page in it: the same crop fails again, retrying cannot help.
         return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
     if _is_stale(url, page_id, version):
         return STALE
