@@ -691,3 +691,36 @@ def test_a_crop_off_the_page_fails_the_page_at_once(station_env: Settings, redis
         row = session.get(Page, page_id)
         assert row is not None and (row.state, row.error_code) == (PageState.failed, "bad_crop")
         assert "Crop the page again" in (row.error or "")
+
+
+def test_a_page_job_failed_for_good_leaves_a_newer_correction_alone(station_env: Settings) -> None:
+    """The page job's failure callback fails the page only at the version its derivation read, and only
+    while it is queued or processing: a correction made since (queued again) or a page done is left alone."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import update
+
+    from scanner_service.station import jobs
+
+    url_db = station_env.effective_database_url
+    batch_id = _bare_batch(url_db)
+    page_id = _page_id(station_env, batch_id, 1)
+
+    def failed_for_good(version: int) -> None:
+        job = SimpleNamespace(should_retry=False, args=[page_id], get_meta=lambda: {"page": [page_id, version]})
+        jobs.page_failed_for_good(job, None, RuntimeError, RuntimeError("the engine crashed"), None)
+
+    def state() -> tuple[PageState, int]:
+        with session_scope(url_db) as session:
+            row = session.get(Page, page_id)
+            assert row is not None
+            return row.state, row.version
+
+    failed_for_good(1)
+    assert state() == (PageState.done, 1), "a page done is not failed"
+    with session_scope(url_db) as session:  # a person corrected it while the job ran: queued at version 2
+        session.execute(update(Page).where(Page.id == page_id).values(state=PageState.queued, version=2))
+    failed_for_good(1)
+    assert state() == (PageState.queued, 2), "the newer correction is derived, not failed"
+    failed_for_good(2)
+    assert state() == (PageState.failed, 2)

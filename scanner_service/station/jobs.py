@@ -59,6 +59,7 @@ def process_page(page_id: int) -> str:
 
 
 STALE = "stale"
+PAGE_META = "page"  # a page job's meta: [page id, version] its last derivation read
 
 
 def _queued_again(url: str, page_id: int) -> bool:
@@ -97,11 +98,14 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         if choices is not None and choices.none:  # only the engine was chosen: the station decides the rest
             choices = None
         engine_name = correction.get("engine") or settings.ocr_engine
+    job = get_current_job()
+    if job is not None:  # what this derivation read, for page_failed_for_good
+        job.meta[PAGE_META] = [page_id, version]
+        job.save_meta()
     if held is not None:
         return "failed" if _finish_page(settings, page_id, failed=held, seen=version) else STALE
     with session_scope(url) as session:
         record_stage(session, page_id, "ocr")
-    job = get_current_job()
     if job is not None:
         job.meta["stage"] = "ocr"
         job.save_meta()
@@ -161,15 +165,14 @@ def _derive_page(settings: Settings, page_id: int) -> str:
     return "done"
 
 
-def _store(session: Session, page_id: int, seen: int, values: dict[str, Any]) -> bool:
+def _store(session: Session, page_id: int, seen: int, values: dict[str, Any], *, open_only: bool = False) -> bool:
     """Write a derivation's outcome (with its final state) only if no correction came since it started
-    (the page is still at version ``seen``): one statement, so a correction is never overwritten."""
-    result = session.execute(
-        update(Page)
-        .where(Page.id == page_id, Page.version == seen)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    (the page is still at version ``seen``; ``open_only``: and still queued or processing): one
+    statement, so a correction is never overwritten."""
+    where = [Page.id == page_id, Page.version == seen]
+    if open_only:
+        where.append(Page.state.in_([PageState.queued, PageState.processing]))
+    result = session.execute(update(Page).where(*where).values(**values).execution_options(synchronize_session=False))
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -195,9 +198,12 @@ def _set_aside_original(settings: Settings, page_id: int, err: UnusableInput) ->
             intake.set_aside_original(settings, page.batch, original, err)
 
 
-def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError, seen: int | None = None) -> bool:
-    """Mark a page failed with its reason (only if still at version ``seen``, when given), then queue the
-    batch's assembly if this was its last open page. False if a newer correction came meanwhile."""
+def _finish_page(
+    settings: Settings, page_id: int, *, failed: ScanstationError, seen: int | None = None, open_only: bool = False
+) -> bool:
+    """Mark a page failed with its reason (only if still at version ``seen``, when given; ``open_only``:
+    and still queued or processing), then queue the batch's assembly if this was its last open page.
+    False if a newer correction came meanwhile (or, ``open_only``, the page is final already)."""
     url = settings.effective_database_url
     with session_scope(url) as session:
         page = session.get(Page, page_id)
@@ -210,7 +216,7 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError, 
             "error_code": failed.reason_code,
             "flags": flags if PageFlag.failed in flags else [*flags, PageFlag.failed.value],
         }
-        if not _store(session, page_id, page.version if seen is None else seen, values):
+        if not _store(session, page_id, page.version if seen is None else seen, values, open_only=open_only):
             return False
         batch_id = page.batch_id
     _queue_assembly_if_last(settings, batch_id)
@@ -227,17 +233,21 @@ def _queue_assembly_if_last(settings: Settings, batch_id: int) -> None:
 
 
 def page_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
-    """RQ failure callback: when a page job has no retries left, the page is failed with its reason."""
+    """RQ failure callback: when a page job has no retries left, the page is failed with its reason, only
+    if still queued or processing at the version the job's last derivation read (else at the version
+    now): a page corrected since is left to its newer derivation."""
     if job.should_retry:
         return
     page_id = int(job.args[0])
+    read = job.get_meta().get(PAGE_META)
+    seen = int(read[1]) if read and int(read[0]) == page_id else None
     if isinstance(exc, ScanstationError):
         err = exc
     elif exc is None or exc_type is None:
         err = TransientError("The worker stopped while working on this page, too many times.")
     else:
         err = TransientError(f"Processing failed after retries: {exc_type.__name__}: {exc}")
-    _finish_page(build_settings(), page_id, failed=err)
+    _finish_page(build_settings(), page_id, failed=err, seen=seen, open_only=True)
 
 
 def assemble_batch(batch_id: int) -> str:
