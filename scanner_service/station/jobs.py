@@ -385,12 +385,18 @@ def derive_item_pages(item_id: int) -> str:
 def item_pages_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
     """RQ failure callback: when the derivation job of an item has no retries left, the pages it was
     deriving say so (state failed, with the reason), each only if still queued at the version the job
-    read: a page corrected since is left queued for its newer derivation. A correction of a failed
-    page (a rerun, an undo) queues it again."""
+    read: a page corrected since is left queued for its newer derivation. A job that failed before it
+    read any page fails every page of the item still queued now (else the watcher queues it again for
+    ever). A correction of a failed page (a rerun, an undo) queues it again."""
     if job.should_retry:
         return
-    from scanner_service.archive.corrections.item import PageTag, fail_pending
+    from scanner_service.archive.corrections.item import PageTag, fail_pending, queued_pages
 
+    settings = build_settings()
     reason = f"{exc_type.__name__}: {exc}" if exc_type is not None else "the worker stopped while deriving it"
-    pages = [PageTag(int(row_id), int(version)) for row_id, version in job.get_meta().get(ITEM_PAGES_META, [])]
-    fail_pending(build_settings(), pages, f"The page could not be derived again: {reason}")
+    read = job.get_meta().get(ITEM_PAGES_META)
+    if read is None:
+        pages = queued_pages(settings, int(job.args[0]))
+    else:
+        pages = [PageTag(int(row_id), int(version)) for row_id, version in read]
+    fail_pending(settings, pages, f"The page could not be derived again: {reason}")
