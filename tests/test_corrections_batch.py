@@ -724,3 +724,24 @@ def test_a_page_job_failed_for_good_leaves_a_newer_correction_alone(station_env:
     assert state() == (PageState.queued, 2), "the newer correction is derived, not failed"
     failed_for_good(2)
     assert state() == (PageState.failed, 2)
+
+
+@pytest.mark.slow
+def test_a_page_split_into_another_item_is_not_reported_missing(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A batch named by its 档号 split by hand (page 2 into another item): once its last flag is accepted,
+    its assembly finds page 2 filed (elsewhere), not missing from its own item."""
+    other = "C015-WS·2013-Y-BGS-0022"
+    batch_id = drop(
+        station_env, redis_conn, CODE, {"1.jpg": "scan_0003.jpg", "2.jpg": "scan_0005.jpg", "3.jpg": "scan_0006.jpg"}
+    )
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    parts = [{"archival_code": CODE, "seqs": [1]}, {"archival_code": other, "seqs": [2]}]
+    split = client.post(f"{url}/split", json={"items": parts}, headers=operator)
+    assert split.status_code == 200, split.text
+    assert client.post(f"{url}/accept", json={"note": "a blank back"}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["filing"]["problems"] == [], detail["filing"]
+    assert detail["state"] == "done"
