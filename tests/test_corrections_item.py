@@ -28,7 +28,7 @@ from scanner_service.archive.db import get_engine, session_scope
 from scanner_service.archive.filing import steps
 from scanner_service.archive.fixity import audit
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Item, Role
+from scanner_service.archive.models import ArchiveFile, Batch, Correction, FileKind, Item, Role
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 from scanner_service.station.watcher import Watcher
@@ -165,6 +165,9 @@ def test_a_filed_items_pages_are_corrected_undone_excluded_reordered_moved_and_w
     assert (_folder(settings) / f"{CODE}-0002.jpg").read_bytes() == master
     assert (_folder(settings) / f"{CODE}-0001.jpg").read_bytes() == (SAMPLE / PAGES[1]).read_bytes()
     assert client.post(f"{URL}/order", json={"pages": [1, 1]}, headers=operator).status_code == 409
+    with session_scope(settings.effective_database_url) as session:
+        last = session.query(Correction).order_by(Correction.id.desc()).first()
+        assert last is not None and last.action == "order", "as a batch's order and the endpoint say"
     _clean(settings)
 
     # Move the land contract to another item (a catalogue entry with no pages yet).

@@ -17,7 +17,7 @@ Where each runs:
   page again with the newer correction, so a stale result never wins. A page that cannot be derived
   (a crop with nothing of its master in it, …) is marked failed with its reason; the others go on.
 - What needs no OCR is made at once, in the request, as one journaled change: excluded (the PDF is
-  rebuilt without the page), order (action ``reorder``), withdraw, move. A note alone changes only the
+  rebuilt without the page), order (action ``order``, as a batch's), withdraw, move. A note alone changes only the
   catalogue.
 
 Pages are named by their serial, which an order, a withdrawal or a move changes: a page's ETag,
@@ -53,7 +53,7 @@ from scanner_service.settings import Settings
 from workers.pipeline import Choices, process_page_image, save_usage_image
 
 DONE, FAILED = "done", "failed"
-REORDER = "reorder"  # the action of a new page order (Correction.action, the item_pages_changed event)
+ORDER = "order"  # the action of a new page order (Correction.action, the item_pages_changed event)
 log = logging.getLogger(__name__)
 NOT_THE_PAGE = (JobTimeoutException, TransientError)  # errors not of a page: they fail (and retry) the job
 MAX_ROUNDS = 5  # a job derives again at most this many times when its pages keep being corrected meanwhile
@@ -224,7 +224,7 @@ def reorder(
         record_correction(
             session,
             caller,
-            REORDER,
+            ORDER,
             before={"pages": sorted(serials)},
             after={"pages": list(serials)},
             item_id=item.id,
@@ -234,7 +234,7 @@ def reorder(
         )
 
     if list(serials) != sorted(serials):
-        rework = Rework(written, REORDER, caller.name, order=order, record=record, item_version=item_version)
+        rework = Rework(written, ORDER, caller.name, order=order, record=record, item_version=item_version)
         rework_item(settings, rework)
     return item_id
 
