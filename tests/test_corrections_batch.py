@@ -227,6 +227,9 @@ def test_a_batch_is_filed_by_hand_split_or_discarded(
     assert twice.status_code == 409 and twice.json()["reason"] == "bad_split"
     assert client.patch(f"{url}/pages/3", json={"excluded": True}, headers=operator).status_code == 200
     second = "C015-WS·2013-Y-BGS-0022"
+    early = client.post(f"{url}/split", json={"items": [{"archival_code": CODE, "seqs": [2]}]}, headers=operator)
+    assert early.status_code == 409 and early.json()["reason"] == "batch_busy", "its assembly (filing) is due"
+    run_queue(redis_conn)
     split = client.post(f"{url}/split", json={"items": [{"archival_code": CODE, "seqs": [2]}]}, headers=operator)
     assert split.status_code == 200, split.text
     assert split.json()["state"] == "done"
@@ -611,12 +614,13 @@ def test_a_batch_filed_from_its_item_is_written_down_in_the_batch(
     station_env: Settings, redis_conn: redis.Redis
 ) -> None:
     """POST /api/items/{档号}/pages files as POST /api/batches/{id}/file does: the batch says where its
-    pages went (no stale proposal or problems), is done, and its history has the filing."""
+    pages went (no stale proposal or problems), takes the 档号, and its history has the filing."""
     batch_id = drop(station_env, redis_conn, "box-9", {"1.jpg": "scan_0004.jpg"})
     client = TestClient(create_app(station_env))
     operator = bearer(station_env, "operator", "C015")
     url = f"/api/batches/{batch_id}"
-    assert client.get(url, headers=operator).json()["filing"]["problems"], "no 档号: filed by hand"
+    before = client.get(url, headers=operator).json()
+    assert before["archival_code"] is None and "by_hand" not in before["filing"], "no 档号: filed by hand"
     filed = client.post(f"/api/items/{quote(CODE)}/pages", json={"batch_id": batch_id}, headers=operator)
     assert filed.status_code == 200, filed.text
     detail = client.get(url, headers=operator).json()
