@@ -227,6 +227,9 @@ def test_a_batch_is_filed_by_hand_split_or_discarded(
     assert twice.status_code == 409 and twice.json()["reason"] == "bad_split"
     assert client.patch(f"{url}/pages/3", json={"excluded": True}, headers=operator).status_code == 200
     second = "C015-WS·2013-Y-BGS-0022"
+    early = client.post(f"{url}/split", json={"items": [{"archival_code": CODE, "seqs": [2]}]}, headers=operator)
+    assert early.status_code == 409 and early.json()["reason"] == "batch_busy", "its assembly (filing) is due"
+    run_queue(redis_conn)
     split = client.post(f"{url}/split", json={"items": [{"archival_code": CODE, "seqs": [2]}]}, headers=operator)
     assert split.status_code == 200, split.text
     assert split.json()["state"] == "done"
@@ -604,3 +607,145 @@ def test_an_assembly_failed_for_good_is_not_queued_again_by_the_sweep(
     with session_scope(station_env.effective_database_url) as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None and batch.state == BatchState.failed and "disk" in (batch.error or "")
+
+
+@pytest.mark.slow
+def test_a_batch_filed_from_its_item_is_written_down_in_the_batch(
+    station_env: Settings, redis_conn: redis.Redis
+) -> None:
+    """POST /api/items/{档号}/pages files as POST /api/batches/{id}/file does: the batch says where its
+    pages went (no stale proposal or problems), takes the 档号, and its history has the filing."""
+    batch_id = drop(station_env, redis_conn, "box-9", {"1.jpg": "scan_0004.jpg"})
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    before = client.get(url, headers=operator).json()
+    assert before["archival_code"] is None and "by_hand" not in before["filing"], "no 档号: filed by hand"
+    filed = client.post(f"/api/items/{quote(CODE)}/pages", json={"batch_id": batch_id}, headers=operator)
+    assert filed.status_code == 200, filed.text
+    detail = client.get(url, headers=operator).json()
+    assert detail["state"] == "done" and detail["archival_code"] == CODE
+    assert detail["filing"]["problems"] == [] and "proposed" not in detail["filing"]
+    assert [(e["archival_code"], e["batch_pages"]) for e in detail["filing"]["by_hand"]] == [(CODE, [1])]
+    assert [(h["action"], h["who"]) for h in detail["history"]] == [("file", "operator C015")]
+
+
+def test_an_accept_made_while_the_batch_is_assembled_is_kept(
+    station_env: Settings, redis_conn: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An accept committed while the assembly files stays in the batch's report and keeps the claim it made
+    (the next assembly, which files the batch); filing it by hand meanwhile is refused (batch_busy)."""
+    from scanner_service.archive import filing
+    from scanner_service.station import jobs
+
+    url_db = station_env.effective_database_url
+    batch_id = _bare_batch(url_db)
+    client = TestClient(create_app(station_env))
+    admin = bearer(station_env, "admin")
+    with session_scope(url_db) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.assembly_queued = True  # claimed: its job runs
+        batch.error = "The scanner jammed on the last sheet."  # for a person to accept
+    real, answers = filing.auto_file, []
+
+    def meanwhile(*args: object, **kw: object) -> object:  # fault injection: people act while it files
+        for path in ("file", "split"):
+            body = {"archival_code": CODE} if path == "file" else {"items": [{"archival_code": CODE, "seqs": [1]}]}
+            answers.append(client.post(f"/api/batches/{batch_id}/{path}", json=body, headers=admin).json()["reason"])
+        report = real(*args, **kw)  # type: ignore[arg-type]
+        accepted = client.post(f"/api/batches/{batch_id}/accept", json={"note": "a back"}, headers=admin)
+        assert accepted.status_code == 200, accepted.text
+        return report
+
+    monkeypatch.setattr(filing, "auto_file", meanwhile)
+    jobs.assemble_batch(batch_id)
+    assert answers == ["batch_busy", "batch_busy"]
+    with session_scope(url_db) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        assert batch.pages[0].correction == {"accepted": ["blank"]}
+        assert batch.filing["reviewed"]["error"] == batch.error and batch.filing["reviewed"]["by"] == "admin all"
+        assert batch.assembly_queued, "the accept's assembly is still due"
+    assert q.get_queue(redis_conn).job_ids == [q.assembly_job_id(batch_id)], "queued by the accept"
+
+
+def test_a_crop_off_the_page_fails_the_page_at_once(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A batch page cropped to a box with nothing of the page in it fails with the reason (bad_crop),
+    as an item's page does: not retried with back-off, as if the station had a passing fault."""
+    from sqlalchemy import update
+
+    from scanner_service.station import jobs
+
+    url_db = station_env.effective_database_url
+    batch_id = _bare_batch(url_db)
+    page_id = _page_id(station_env, batch_id, 1)
+    master = Layout.of(station_env).original(batch_id, "a.jpg")
+    master.parent.mkdir(parents=True, exist_ok=True)
+    master.write_bytes((SAMPLE / "scan_0006.jpg").read_bytes())
+    decided = {"blank": True, "flags": ["blank"], "details": {"turn": 0}, "confidence": None}
+    with session_scope(url_db) as session:
+        session.execute(
+            update(Page)
+            .where(Page.id == page_id)
+            .values(state=PageState.queued, decision=decided, correction={"crop": [90000, 90000, 90100, 90100]})
+        )
+    assert jobs.process_page(page_id) == "failed"
+    with session_scope(url_db) as session:
+        row = session.get(Page, page_id)
+        assert row is not None and (row.state, row.error_code) == (PageState.failed, "bad_crop")
+        assert "Crop the page again" in (row.error or "")
+
+
+def test_a_page_job_failed_for_good_leaves_a_newer_correction_alone(station_env: Settings) -> None:
+    """The page job's failure callback fails the page only at the version its derivation read, and only
+    while it is queued or processing: a correction made since (queued again) or a page done is left alone."""
+    from types import SimpleNamespace
+
+    from sqlalchemy import update
+
+    from scanner_service.station import jobs
+
+    url_db = station_env.effective_database_url
+    batch_id = _bare_batch(url_db)
+    page_id = _page_id(station_env, batch_id, 1)
+
+    def failed_for_good(version: int) -> None:
+        job = SimpleNamespace(should_retry=False, args=[page_id], get_meta=lambda: {"page": [page_id, version]})
+        jobs.page_failed_for_good(job, None, RuntimeError, RuntimeError("the engine crashed"), None)
+
+    def state() -> tuple[PageState, int]:
+        with session_scope(url_db) as session:
+            row = session.get(Page, page_id)
+            assert row is not None
+            return row.state, row.version
+
+    failed_for_good(1)
+    assert state() == (PageState.done, 1), "a page done is not failed"
+    with session_scope(url_db) as session:  # a person corrected it while the job ran: queued at version 2
+        session.execute(update(Page).where(Page.id == page_id).values(state=PageState.queued, version=2))
+    failed_for_good(1)
+    assert state() == (PageState.queued, 2), "the newer correction is derived, not failed"
+    failed_for_good(2)
+    assert state() == (PageState.failed, 2)
+
+
+@pytest.mark.slow
+def test_a_page_split_into_another_item_is_not_reported_missing(station_env: Settings, redis_conn: redis.Redis) -> None:
+    """A batch named by its 档号 split by hand (page 2 into another item): once its last flag is accepted,
+    its assembly finds page 2 filed (elsewhere), not missing from its own item."""
+    other = "C015-WS·2013-Y-BGS-0022"
+    batch_id = drop(
+        station_env, redis_conn, CODE, {"1.jpg": "scan_0003.jpg", "2.jpg": "scan_0005.jpg", "3.jpg": "scan_0006.jpg"}
+    )
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}"
+    parts = [{"archival_code": CODE, "seqs": [1]}, {"archival_code": other, "seqs": [2]}]
+    split = client.post(f"{url}/split", json={"items": parts}, headers=operator)
+    assert split.status_code == 200, split.text
+    assert client.post(f"{url}/accept", json={"note": "a blank back"}, headers=operator).status_code == 200
+    run_queue(redis_conn)
+    detail = client.get(url, headers=operator).json()
+    assert detail["filing"]["problems"] == [], detail["filing"]
+    assert detail["state"] == "done"

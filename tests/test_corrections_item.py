@@ -28,7 +28,7 @@ from scanner_service.archive.db import get_engine, session_scope
 from scanner_service.archive.filing import steps
 from scanner_service.archive.fixity import audit
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import ArchiveFile, Batch, FileKind, Item, Role
+from scanner_service.archive.models import ArchiveFile, Batch, Correction, FileKind, Item, Role
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 from scanner_service.station.watcher import Watcher
@@ -165,6 +165,9 @@ def test_a_filed_items_pages_are_corrected_undone_excluded_reordered_moved_and_w
     assert (_folder(settings) / f"{CODE}-0002.jpg").read_bytes() == master
     assert (_folder(settings) / f"{CODE}-0001.jpg").read_bytes() == (SAMPLE / PAGES[1]).read_bytes()
     assert client.post(f"{URL}/order", json={"pages": [1, 1]}, headers=operator).status_code == 409
+    with session_scope(settings.effective_database_url) as session:
+        last = session.query(Correction).order_by(Correction.id.desc()).first()
+        assert last is not None and last.action == "order", "as a batch's order and the endpoint say"
     _clean(settings)
 
     # Move the land contract to another item (a catalogue entry with no pages yet).
@@ -421,3 +424,64 @@ def test_a_change_lands_on_the_page_seen_a_lost_job_is_queued_again_and_a_bad_cr
     assert gone.status_code == 200 and gone.json()["pages_filed"] == 1
     assert gone.headers["etag"] != fresh
     _clean(settings)
+
+
+def _queued_page(settings: Settings) -> tuple[int, int]:
+    """An item with one page queued for its derivation, written straight into the catalogue (no OCR)."""
+    from scanner_service.archive.catalogue_store import describe_item
+    from scanner_service.archive.models import ItemPage
+
+    with session_scope(settings.effective_database_url) as session:
+        item = describe_item(session, ac.parse(CODE), {"title": "合同"}, written=CODE, actor="test")
+        session.flush()
+        row = ItemPage(item_id=item.id, serial=1, master_name="0001.tif", state="queued", version=3)
+        session.add(row)
+        session.flush()
+        return item.id, row.id
+
+
+def _page_state(settings: Settings, row_id: int) -> tuple[str, Any]:
+    from scanner_service.archive.models import ItemPage
+
+    with session_scope(settings.effective_database_url) as session:
+        row = session.get(ItemPage, row_id)
+        assert row is not None
+        return row.state, (row.details or {}).get("error_code")
+
+
+def test_an_item_job_failed_before_it_read_its_pages_is_not_queued_again_for_ever(
+    station_env: Settings, redis_conn: redis.Redis
+) -> None:
+    """The item's job failed for good before it read a page (its meta empty): the item's queued pages are
+    failed with the reason, so the watcher's sweep does not queue the job again every few seconds."""
+    from types import SimpleNamespace
+
+    from scanner_service.station import jobs
+
+    item_id, row_id = _queued_page(station_env)
+    job = SimpleNamespace(should_retry=False, args=[item_id], get_meta=lambda: {})
+    jobs.item_pages_failed_for_good(job, None, OSError, OSError("the spool is full"), None)
+    assert _page_state(station_env, row_id) == ("failed", "derivation_failed")
+    Watcher(station_env, redis_conn).sweep()
+    assert not q.item_job_active(redis_conn, item_id)
+
+
+def test_an_item_job_timing_out_or_a_passing_fault_fails_the_job_not_the_page(
+    station_env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ's timeout and a TransientError while a page is derived fail (and retry) the job: the page stays
+    queued for the retry, not failed as if the page itself could not be derived."""
+    from rq.timeouts import JobTimeoutException
+
+    from scanner_service.exceptions import TransientError
+
+    item_id, row_id = _queued_page(station_env)
+    for fault in (JobTimeoutException("job timed out"), TransientError("tesseract crashed")):
+
+        def derive(*args: object, fault: Exception = fault) -> None:  # fault injection
+            raise fault
+
+        monkeypatch.setattr(item_corrections, "_derive", derive)
+        with pytest.raises(type(fault)):
+            item_corrections.derive_pending(station_env, item_id)
+        assert _page_state(station_env, row_id) == ("queued", None)

@@ -451,7 +451,7 @@ class Correction(Base):
     token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"), nullable=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
     action: Mapped[str] = mapped_column(
-        String(40), doc="page, rerun, undo, order, split, accept, file, discard, move, withdraw, reorder"
+        String(40), doc="page, rerun, undo, order (of a batch or an item), split, accept, file, discard, move, withdraw"
     )
     batch_id: Mapped[int | None] = mapped_column(
         ForeignKey("batches.id", ondelete="SET NULL"), nullable=True, index=True

@@ -23,7 +23,7 @@ from scanner_service.archive.events import record_stage
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
-from scanner_service.exceptions import PageFailed, ScanstationError, TransientError, UnusableInput
+from scanner_service.exceptions import ConfigError, PageFailed, ScanstationError, TransientError, UnusableInput
 from scanner_service.settings import Settings, build_settings
 from scanner_service.station import intake
 from scanner_service.station import queue as q
@@ -59,6 +59,7 @@ def process_page(page_id: int) -> str:
 
 
 STALE = "stale"
+PAGE_META = "page"  # a page job's meta: [page id, version] its last derivation read
 
 
 def _queued_again(url: str, page_id: int) -> bool:
@@ -97,11 +98,14 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         if choices is not None and choices.none:  # only the engine was chosen: the station decides the rest
             choices = None
         engine_name = correction.get("engine") or settings.ocr_engine
+    job = get_current_job()
+    if job is not None:  # what this derivation read, for page_failed_for_good
+        job.meta[PAGE_META] = [page_id, version]
+        job.save_meta()
     if held is not None:
         return "failed" if _finish_page(settings, page_id, failed=held, seen=version) else STALE
     with session_scope(url) as session:
         record_stage(session, page_id, "ocr")
-    job = get_current_job()
     if job is not None:
         job.meta["stage"] = "ocr"
         job.save_meta()
@@ -122,6 +126,11 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         _set_aside_original(settings, page_id, err)
         return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
     except PageFailed as err:
+        return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
+    except ConfigError as err:
+        if err.reason_code != "bad_crop":
+            raise
+        # A person's crop with nothing of the page in it: the same crop fails again, retrying cannot help.
         return "failed" if _finish_page(settings, page_id, failed=err, seen=version) else STALE
     if _is_stale(url, page_id, version):
         return STALE
@@ -156,15 +165,14 @@ def _derive_page(settings: Settings, page_id: int) -> str:
     return "done"
 
 
-def _store(session: Session, page_id: int, seen: int, values: dict[str, Any]) -> bool:
+def _store(session: Session, page_id: int, seen: int, values: dict[str, Any], *, open_only: bool = False) -> bool:
     """Write a derivation's outcome (with its final state) only if no correction came since it started
-    (the page is still at version ``seen``): one statement, so a correction is never overwritten."""
-    result = session.execute(
-        update(Page)
-        .where(Page.id == page_id, Page.version == seen)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+    (the page is still at version ``seen``; ``open_only``: and still queued or processing): one
+    statement, so a correction is never overwritten."""
+    where = [Page.id == page_id, Page.version == seen]
+    if open_only:
+        where.append(Page.state.in_([PageState.queued, PageState.processing]))
+    result = session.execute(update(Page).where(*where).values(**values).execution_options(synchronize_session=False))
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -190,9 +198,12 @@ def _set_aside_original(settings: Settings, page_id: int, err: UnusableInput) ->
             intake.set_aside_original(settings, page.batch, original, err)
 
 
-def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError, seen: int | None = None) -> bool:
-    """Mark a page failed with its reason (only if still at version ``seen``, when given), then queue the
-    batch's assembly if this was its last open page. False if a newer correction came meanwhile."""
+def _finish_page(
+    settings: Settings, page_id: int, *, failed: ScanstationError, seen: int | None = None, open_only: bool = False
+) -> bool:
+    """Mark a page failed with its reason (only if still at version ``seen``, when given; ``open_only``:
+    and still queued or processing), then queue the batch's assembly if this was its last open page.
+    False if a newer correction came meanwhile (or, ``open_only``, the page is final already)."""
     url = settings.effective_database_url
     with session_scope(url) as session:
         page = session.get(Page, page_id)
@@ -205,7 +216,7 @@ def _finish_page(settings: Settings, page_id: int, *, failed: ScanstationError, 
             "error_code": failed.reason_code,
             "flags": flags if PageFlag.failed in flags else [*flags, PageFlag.failed.value],
         }
-        if not _store(session, page_id, page.version if seen is None else seen, values):
+        if not _store(session, page_id, page.version if seen is None else seen, values, open_only=open_only):
             return False
         batch_id = page.batch_id
     _queue_assembly_if_last(settings, batch_id)
@@ -222,17 +233,21 @@ def _queue_assembly_if_last(settings: Settings, batch_id: int) -> None:
 
 
 def page_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
-    """RQ failure callback: when a page job has no retries left, the page is failed with its reason."""
+    """RQ failure callback: when a page job has no retries left, the page is failed with its reason, only
+    if still queued or processing at the version the job's last derivation read (else at the version
+    now): a page corrected since is left to its newer derivation."""
     if job.should_retry:
         return
     page_id = int(job.args[0])
+    read = job.get_meta().get(PAGE_META)
+    seen = int(read[1]) if read and int(read[0]) == page_id else None
     if isinstance(exc, ScanstationError):
         err = exc
     elif exc is None or exc_type is None:
         err = TransientError("The worker stopped while working on this page, too many times.")
     else:
         err = TransientError(f"Processing failed after retries: {exc_type.__name__}: {exc}")
-    _finish_page(build_settings(), page_id, failed=err)
+    _finish_page(build_settings(), page_id, failed=err, seen=seen, open_only=True)
 
 
 def assemble_batch(batch_id: int) -> str:
@@ -250,7 +265,14 @@ def assemble_batch(batch_id: int) -> str:
             return outcome
         with session_scope(settings.effective_database_url) as session:
             batch = session.get(Batch, batch_id)
-            if batch is None or _fingerprint(batch) == seen or not all(p.state in FINAL for p in batch.pages):
+            # Changed meanwhile: assembled again here, unless the change claimed the next assembly itself
+            # (its request queued it, else the watcher does) or a page of it is derived again.
+            if (
+                batch is None
+                or _fingerprint(batch) == seen
+                or batch.assembly_queued
+                or not all(p.state in FINAL for p in batch.pages)
+            ):
                 return outcome
         log.info("batch %s changed while it was assembled; assembling it again", batch_id)
     return outcome
@@ -258,6 +280,13 @@ def assemble_batch(batch_id: int) -> str:
 
 def _fingerprint(batch: Batch) -> list[tuple[int, int, int | None, str]]:
     return [(p.seq, p.version, p.position, p.state.value) for p in batch.pages]
+
+
+PERSON_KEYS = ("reviewed", "by_hand")  # what people write in a batch's filing report (accept, filing by hand)
+
+
+def _persons(report: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (report or {}).items() if k in PERSON_KEYS}
 
 
 def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[int, int, int | None, str]] | None]:
@@ -270,6 +299,7 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         if batch.state == BatchState.discarded:
             return "discarded", None
         seen = _fingerprint(batch)
+        persons = _persons(batch.filing)
         ordered = in_order(batch.pages)
         seqs = [p.seq for p in ordered if usable(p)]
         all_failed = all(p.state == PageState.failed for p in batch.pages)
@@ -301,16 +331,20 @@ def _assemble_once(settings: Settings, batch_id: int) -> tuple[str, list[tuple[i
         if batch.state == BatchState.discarded:  # discarded meanwhile: it stays so, and out of search
             batch.assembly_queued = False
             return "discarded", None
-        batch.filing = report
+        # What people wrote meanwhile (an accept) is the row's, not the copy auto_file read at its start.
+        fresh = _persons(batch.filing)
+        changed = fresh != persons or _fingerprint(batch) != seen
+        batch.filing = {**{k: v for k, v in report.items() if k not in PERSON_KEYS}, **fresh}
         filing.index_batch(session, batch)  # after filing: only the pages left unfiled are indexed as the batch's
         if not pdf_pages and all_failed:
             batch.state = BatchState.failed
             batch.error_code = batch.error_code or "all_pages_failed"
             batch.error = "Every page failed: " + "; ".join(f"page {p.seq}: {p.error}" for p in batch.pages if p.error)
-        else:
+        elif all(p.state in FINAL for p in batch.pages):  # else a page corrected meanwhile is derived again
             batch.state = settled_state(batch)
         batch.finished_at = datetime.now(UTC)
-        batch.assembly_queued = False  # the claim is spent: set again only when an assembly is due again
+        if not changed:  # the claim is spent: set again only when an assembly is due again
+            batch.assembly_queued = False  # (a change made meanwhile cleared it, and may have claimed the next)
     log.info("batch %s assembled: %d pages in the PDF", batch_id, len(pdf_pages))
     return "assembled", seen
 
@@ -351,12 +385,18 @@ def derive_item_pages(item_id: int) -> str:
 def item_pages_failed_for_good(job: Any, connection: Any, exc_type: Any, exc: Any, tb: Any) -> None:
     """RQ failure callback: when the derivation job of an item has no retries left, the pages it was
     deriving say so (state failed, with the reason), each only if still queued at the version the job
-    read: a page corrected since is left queued for its newer derivation. A correction of a failed
-    page (a rerun, an undo) queues it again."""
+    read: a page corrected since is left queued for its newer derivation. A job that failed before it
+    read any page fails every page of the item still queued now (else the watcher queues it again for
+    ever). A correction of a failed page (a rerun, an undo) queues it again."""
     if job.should_retry:
         return
-    from scanner_service.archive.corrections.item import PageTag, fail_pending
+    from scanner_service.archive.corrections.item import PageTag, fail_pending, queued_pages
 
+    settings = build_settings()
     reason = f"{exc_type.__name__}: {exc}" if exc_type is not None else "the worker stopped while deriving it"
-    pages = [PageTag(int(row_id), int(version)) for row_id, version in job.get_meta().get(ITEM_PAGES_META, [])]
-    fail_pending(build_settings(), pages, f"The page could not be derived again: {reason}")
+    read = job.get_meta().get(ITEM_PAGES_META)
+    if read is None:
+        pages = queued_pages(settings, int(job.args[0]))
+    else:
+        pages = [PageTag(int(row_id), int(version)) for row_id, version in read]
+    fail_pending(settings, pages, f"The page could not be derived again: {reason}")

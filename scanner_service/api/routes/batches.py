@@ -39,7 +39,7 @@ from scanner_service.api.schemas import (
     SplitRequest,
     error_responses,
 )
-from scanner_service.archive import access, corrections, filing
+from scanner_service.archive import access, corrections
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.batches import claim_assembly, in_order
@@ -393,30 +393,6 @@ def accept_flags(
     return _batch_answer(session, settings, batch, follow)
 
 
-def _file(settings: Settings, token: Caller, batch: Batch, code: str, seqs: list[int], **how: Any) -> dict[str, Any]:
-    parsed = ac.parse(code)
-    access.require_fonds(token, parsed.fonds)
-    result = filing.file_batch(settings, batch.id, code, seqs=seqs, actor=token.name, may_create=True, **how)
-    return {
-        "archival_code": result.archival_code,
-        "batch_pages": list(seqs),
-        "pages_filed": result.pages_filed,
-        "page_check": result.page_check,
-        "pages": result.serials,
-        "by": token.name,
-    }
-
-
-def _settle_filed(session: Session, token: Caller, batch_id: int, entries: list[dict[str, Any]], action: str) -> Batch:
-    session.expire_all()  # the filing wrote in sessions of its own
-    batch = session.get(Batch, batch_id)
-    assert batch is not None
-    if entries:
-        batch_corrections.record_filed(session, token, batch, entries, action)
-    filing.index_batch(session, batch)
-    return batch
-
-
 @router.post(
     "/{batch_id}/file",
     response_model=BatchDetail,
@@ -430,8 +406,10 @@ def file_batch_pages(
     batch_corrections.require_named_fonds(token, batch)
     seqs = batch_corrections.pages_for_filing(session, batch, body.seqs)
     session.commit()
-    entry = _file(settings, token, batch, body.archival_code, seqs, mode=body.mode, at=body.at, replace=body.replace)
-    batch = _settle_filed(session, token, batch_id, [entry], "file")
+    how = {"mode": body.mode, "at": body.at, "replace": body.replace}
+    _, batch = batch_corrections.file_by_hand(
+        session, settings, token, batch_id, body.archival_code, seqs, action="file", **how
+    )
     return _batch_answer(session, settings, batch)
 
 
@@ -462,12 +440,10 @@ def split_batch(
     batch_corrections.refuse_filed(session, batch, every)
     batch_corrections.refuse_open(batch, every)
     session.commit()
-    entries = []
-    try:
-        for part in body.items:
-            entries.append(_file(settings, token, batch, part.archival_code, list(part.seqs), mode="new"))
-    finally:  # the items filed before a refusal stay filed, and are written down
-        batch = _settle_filed(session, token, batch_id, entries, "split")
+    for part in body.items:  # each item written down once filed: those before a refusal stay filed, and said
+        _, batch = batch_corrections.file_by_hand(
+            session, settings, token, batch_id, part.archival_code, list(part.seqs), action="split", mode="new"
+        )
         session.commit()
     return _batch_answer(session, settings, batch)
 

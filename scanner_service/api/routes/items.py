@@ -433,20 +433,16 @@ def file_pages(
     batch = session.get(Batch, body.batch_id)
     if batch is None or not access.may_see_batch(token, batch_fonds(batch)):
         raise NotFound(f"No batch {body.batch_id}.")
-    # The same rules as POST /api/batches/{id}/file: flags looked at, excluded pages left out by default.
+    # The same rules as POST /api/batches/{id}/file: flags looked at, excluded pages left out by default,
+    # the caller in every fonds the batch files into, the filing written down in the batch.
+    batch_corrections.require_named_fonds(token, batch)
     seqs = batch_corrections.pages_for_filing(session, batch, body.pages)
     session.commit()
-    result = filing.file_batch(
-        settings,
-        body.batch_id,
-        code,
-        seqs=seqs,
-        mode=body.mode,
-        replace=body.replace,
-        at=body.at,
-        actor=token.name,
-        may_create=True,
+    how = {"mode": body.mode, "replace": body.replace, "at": body.at}
+    result, _ = batch_corrections.file_by_hand(
+        session, settings, token, body.batch_id, code, seqs, action="file", **how
     )
+    session.commit()
     return {
         "archival_code": result.archival_code,
         "pages_filed": result.pages_filed,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, object_session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from scanner_service.archive import archival_code as ac
+from scanner_service.archive import filing
 from scanner_service.archive.access import Caller, require_fonds
 from scanner_service.archive.batches import in_order, is_excluded, no_decision, usable
 from scanner_service.archive.corrections import (
@@ -38,6 +39,7 @@ from scanner_service.archive.filing import batch_fonds
 from scanner_service.archive.filing.items import find_item, station_decision
 from scanner_service.archive.models import Batch, BatchState, Item, ItemPage, Original, Page, PageState, SearchEntry
 from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.settings import Settings
 
 ENGINES = ("rapidocr", "tesseract")
 
@@ -393,13 +395,19 @@ def refuse_open(batch: Batch, seqs: Iterable[int]) -> None:
 
 
 def refuse_busy(batch: Batch, what: str) -> None:
-    """409 ``batch_busy`` while the batch is received or a page of it is (re)derived: filing or discarding
-    it then would leave that page out, or quarantine what a worker reads."""
+    """409 ``batch_busy`` while the batch is received, a page of it is (re)derived or its assembly is due
+    or running (``assembly_queued``): filing or discarding it then would leave that page out, quarantine
+    what a worker reads, or be undone by the assembly (which files the batch if nothing is open)."""
     busy = [p.seq for p in batch.pages if p.state in (PageState.queued, PageState.processing)]
     if busy or batch.state == BatchState.receiving:
         pages = f" (page(s) {', '.join(map(str, busy))} queued or processing)" if busy else ""
         raise Conflict(
             f"Batch {batch.id} is still being processed{pages}; {what} it once its pages are done.",
+            reason_code="batch_busy",
+        )
+    if batch.assembly_queued:
+        raise Conflict(
+            f"Batch {batch.id}'s PDF is being assembled (and filed if nothing is open); {what} it once that is done.",
             reason_code="batch_busy",
         )
 
@@ -450,8 +458,42 @@ def filing_seqs(session: Session, batch: Batch) -> list[int]:
     return [p.seq for p in in_order(batch.pages) if usable(p) and p.seq not in filed]
 
 
+def file_by_hand(
+    session: Session,
+    settings: Settings,
+    caller: Caller,
+    batch_id: int,
+    code: str,
+    seqs: Sequence[int],
+    *,
+    action: str,
+    **how: Any,
+) -> tuple[filing.FilingResult, Batch]:
+    """File the pages ``seqs`` (as :func:`pages_for_filing` chose them, that transaction committed) into
+    the item ``code`` (``how``: mode, at, replace) and write it down in the batch (:func:`record_filed`):
+    its report, its history, its state, its pages in search. The one way a person files a batch's pages
+    (``POST /api/batches/{id}/file``, ``…/split``, ``POST /api/items/{档号}/pages``); 403 unless the
+    caller may work in the item's fonds. The caller commits."""
+    require_fonds(caller, ac.parse(code).fonds)
+    result = filing.file_batch(settings, batch_id, code, seqs=seqs, actor=caller.name, may_create=True, **how)
+    entry = {
+        "archival_code": result.archival_code,
+        "batch_pages": list(seqs),
+        "pages_filed": result.pages_filed,
+        "page_check": result.page_check,
+        "pages": result.serials,
+        "by": caller.name,
+    }
+    session.expire_all()  # the filing wrote in sessions of its own
+    batch = session.get(Batch, batch_id)
+    assert batch is not None
+    record_filed(session, caller, batch, [entry], action)
+    filing.index_batch(session, batch)
+    return result, batch
+
+
 def record_filed(session: Session, caller: Caller, batch: Batch, entries: list[dict[str, Any]], action: str) -> None:
-    """A filing by hand (POST …/file or …/split): in the batch's report, the history, its state."""
+    """A filing by hand (:func:`file_by_hand`): in the batch's report, the history, its state."""
     report = dict(batch.filing or {})
     report["by_hand"] = [*report.get("by_hand", []), *entries]
     report.pop("proposed", None)
@@ -489,11 +531,6 @@ def discard(
         return False
     refuse_filed(session, batch, [p.seq for p in batch.pages])
     refuse_busy(batch, "discard")
-    if batch.assembly_queued:  # the assembly files the batch: it would file what is being discarded
-        raise Conflict(
-            f"Batch {batch.id}'s PDF is being assembled (and filed if nothing is open); discard it once that is done.",
-            reason_code="batch_busy",
-        )
     before = {"state": batch.state.value}
     for original in batch.originals:
         if not original.quarantined:
@@ -521,6 +558,7 @@ __all__ = [
     "accept",
     "correct_page",
     "discard",
+    "file_by_hand",
     "filing_seqs",
     "open_pages",
     "page_checks",

@@ -17,7 +17,7 @@ Where each runs:
   page again with the newer correction, so a stale result never wins. A page that cannot be derived
   (a crop with nothing of its master in it, …) is marked failed with its reason; the others go on.
 - What needs no OCR is made at once, in the request, as one journaled change: excluded (the PDF is
-  rebuilt without the page), order (action ``reorder``), withdraw, move. A note alone changes only the
+  rebuilt without the page), order (action ``order``, as a batch's), withdraw, move. A note alone changes only the
   catalogue.
 
 Pages are named by their serial, which an order, a withdrawal or a move changes: a page's ETag,
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -47,13 +48,14 @@ from scanner_service.archive.filing.rework import QUEUED, Derivation, PageEdit, 
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Correction, Item, ItemPage
 from scanner_service.archive.sidecar import PageSidecar
-from scanner_service.exceptions import ConfigError, Conflict, NotFound, ScanstationError
+from scanner_service.exceptions import ConfigError, Conflict, NotFound, ScanstationError, TransientError
 from scanner_service.settings import Settings
 from workers.pipeline import Choices, process_page_image, save_usage_image
 
 DONE, FAILED = "done", "failed"
-REORDER = "reorder"  # the action of a new page order (Correction.action, the item_pages_changed event)
+ORDER = "order"  # the action of a new page order (Correction.action, the item_pages_changed event)
 log = logging.getLogger(__name__)
+NOT_THE_PAGE = (JobTimeoutException, TransientError)  # errors not of a page: they fail (and retry) the job
 MAX_ROUNDS = 5  # a job derives again at most this many times when its pages keep being corrected meanwhile
 
 
@@ -225,7 +227,7 @@ def reorder(
         record_correction(
             session,
             caller,
-            REORDER,
+            ORDER,
             before={"pages": sorted(serials)},
             after={"pages": list(serials)},
             item_id=item.id,
@@ -235,7 +237,7 @@ def reorder(
         )
 
     if list(serials) != sorted(serials):
-        rework = Rework(written, REORDER, caller.name, order=order, record=record, item_version=item_version)
+        rework = Rework(written, ORDER, caller.name, order=order, record=record, item_version=item_version)
         rework_item(settings, rework)
     return item_id
 
@@ -346,7 +348,8 @@ def derive_pending(settings: Settings, item_id: int, *, reading: Callable[[list[
     worker (OCR). Safe to run twice: a page not queued is left alone.
 
     A page that cannot be derived (a crop off its master, an image that cannot be read, any error of
-    its own) is marked failed with the reason, at the version read; the others go on. ``reading`` is
+    its own) is marked failed with the reason, at the version read; the others go on. The job's time
+    running out, or a fault that passes (:class:`TransientError`), fails the job instead (retried). ``reading`` is
     told the pages (and versions) each round takes, so that a job failed for good marks only those
     (:func:`fail_pending`)."""
     cache: dict[tuple[int, int], Derivation] = {}
@@ -377,6 +380,8 @@ def derive_pending(settings: Settings, item_id: int, *, reading: Callable[[list[
                     engine = (details or {}).get("rerun_engine") or settings.ocr_engine
                     try:
                         cache[key] = _derive(settings, master, decision, correction, engine, Path(work))
+                    except NOT_THE_PAGE:
+                        raise  # the job's time ran out, or a fault that passes: the job is retried, no page failed
                     except Exception as err:  # noqa: BLE001 - one page's failure never fails the others
                         _page_failed(settings, tag, err)
                         continue
@@ -465,6 +470,15 @@ def fail_pending(settings: Settings, pages: Sequence[PageTag], reason: str) -> i
     read last): those still queued at that version are marked failed with the reason; a page
     corrected since stays queued for its own derivation. Returns how many were marked."""
     return mark_failed(settings, pages, reason, "derivation_failed")
+
+
+def queued_pages(settings: Settings, item_id: int) -> list[PageTag]:
+    """The item's pages waiting for their derivation, at their version now."""
+    with session_scope(settings.effective_database_url) as session:
+        rows = session.execute(
+            select(ItemPage.id, ItemPage.version).where(ItemPage.item_id == item_id, ItemPage.state == QUEUED)
+        ).all()
+    return [PageTag(row_id, version) for row_id, version in rows]
 
 
 def has_queued_pages(session: Session, item_id: int) -> bool:

@@ -8,12 +8,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.batches import in_order, is_excluded, usable
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.filing.files import file_batch
 from scanner_service.archive.filing.items import find_item
-from scanner_service.archive.models import Batch, FilingMode, Fonds, PageState
+from scanner_service.archive.models import Batch, FilingMode, Fonds, ItemPage, PageState
 from scanner_service.archive.separators import RunPage, split_run
 from scanner_service.exceptions import ScanstationError
 from scanner_service.settings import Settings
@@ -101,7 +103,13 @@ def plan_batch(settings: Settings, batch_id: int) -> tuple[list[_Planned], list[
                 segment.done = _filed_entry(
                     item.archival_code, [s for s in filed if s is not None], item.pages_filed, item.page_check
                 )
-                missing = [s for s in seqs if s not in filed]
+                # A page filed in another item (by a split) is not missing here.
+                elsewhere = set(
+                    session.scalars(
+                        select(ItemPage.batch_seq).where(ItemPage.batch_id == batch_id, ItemPage.item_id != item.id)
+                    )
+                )
+                missing = [s for s in seqs if s not in filed and s not in elsewhere]
                 if missing:
                     problems.append(_partly_filed(batch_id, item.archival_code, missing))
                 continue
