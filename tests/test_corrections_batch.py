@@ -668,6 +668,9 @@ def test_an_accept_made_while_the_batch_is_assembled_is_kept(
         assert batch.filing["reviewed"]["error"] == batch.error and batch.filing["reviewed"]["by"] == "admin all"
         assert batch.assembly_queued, "the accept's assembly is still due"
     assert q.get_queue(redis_conn).job_ids == [q.assembly_job_id(batch_id)], "queued by the accept"
+    assert client.get(f"/api/batches/{batch_id}", headers=admin).json()["assembling"], "what batch_busy waits for"
+    jobs.assemble_batch(batch_id)
+    assert not client.get(f"/api/batches/{batch_id}", headers=admin).json()["assembling"]
 
 
 def test_a_crop_off_the_page_fails_the_page_at_once(station_env: Settings, redis_conn: redis.Redis) -> None:

@@ -294,6 +294,11 @@ class BatchPublic(BaseModel):
     created_at: UtcDateTime
     finished_at: UtcDateTime | None
     pdf_url: str | None
+    assembling: bool = Field(
+        default=False,
+        description="Its PDF is being (re)built, and the batch filed if nothing is open: file, split and "
+        "discard answer 409 batch_busy until it is false",
+    )
     filing: dict[str, Any] = Field(
         default_factory=dict,
         description="target: the 档号 the batch's name gives; items: what was filed (档号, batch pages, page_check); "

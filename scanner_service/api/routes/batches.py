@@ -84,6 +84,7 @@ def _public(batch: Batch) -> dict[str, Any]:
         "duplicate_of": batch.duplicate_of,
         "created_at": batch.created_at,
         "finished_at": batch.finished_at,
+        "assembling": bool(batch.assembly_queued) and batch.state != BatchState.discarded,
         "pdf_url": f"/api/batches/{batch.id}/pdf" if batch.pdf_path else None,
         "filing": dict(batch.filing or {}),
     }
