@@ -65,6 +65,14 @@ def record_stage(session: Session, page_id: int, stage: str) -> None:
         )
 
 
+def record_page_finished(session: Session, page_id: int) -> None:
+    """The ``page_progress`` (and ``page_flagged``) events of a page whose final state was written by a
+    compare-and-set statement (``UPDATE … WHERE version = …``), which the flush listener cannot see."""
+    page = session.get(Page, page_id, populate_existing=True)
+    if page is not None:
+        _page_progress(session, page, page.state.value, pages=_pages_count(session, page.batch_id))
+
+
 def watch_progress(factory: sessionmaker[Session]) -> None:
     """Write the progress events of every session the factory makes (idempotent)."""
     if not sa_event.contains(factory, "after_flush", _progress_events):

@@ -19,7 +19,7 @@ from scanner_service.archive import corrections, filing
 from scanner_service.archive.batches import FINAL, claim_assembly, in_order, no_decision, usable
 from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
-from scanner_service.archive.events import record_stage
+from scanner_service.archive.events import record_page_finished, record_stage
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
@@ -153,6 +153,7 @@ def _derive_page(settings: Settings, page_id: int) -> str:
     with session_scope(url) as session:
         if not _store(session, page_id, version, {**result, "state": PageState.done}):
             return STALE  # the files are written again by the next derivation, before the page is final
+        record_page_finished(session, page_id)
         if choices is None:  # the station's own decision, what undo goes back to: set once, by the worker
             decision = {k: result[k] for k in ("blank", "flags", "details", "confidence")}
             session.execute(
@@ -218,6 +219,7 @@ def _finish_page(
         }
         if not _store(session, page_id, page.version if seen is None else seen, values, open_only=open_only):
             return False
+        record_page_finished(session, page_id)
         batch_id = page.batch_id
     _queue_assembly_if_last(settings, batch_id)
     return True
