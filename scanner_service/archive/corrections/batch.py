@@ -171,6 +171,11 @@ def _refuse_turn_without_decision(page: Page, patch: Mapping[str, Any]) -> None:
         return
     if page.state in (PageState.queued, PageState.processing):
         why = "it has not been processed yet; turn it once it is done"
+    elif page.state == PageState.failed:
+        why = (
+            "it failed before the station decided anything: run it again "
+            f"(POST /api/batches/{page.batch_id}/pages/{page.seq}/rerun), then turn it"
+        )
     else:
         why = (
             "the station's own decision was not kept (it was first derived with a person's choices): undo it "
