@@ -30,9 +30,11 @@ from scanner_service.api.schemas import (
     NO_NUL,
     CodePath,
     FilterText,
+    HistoryEntry,
     Id,
     Limit,
     Offset,
+    PageCorrection,
     PageNoPath,
     TimeInput,
     UtcDateTime,
@@ -64,17 +66,6 @@ PurposeQuery = Annotated[
 PageCheck = Literal["missing_pages", "extra_pages"]
 FilingMode = Literal["new", "append", "insert", "replace"]
 PAGE_ERRORS = error_responses(401, 404, 422)
-
-
-class HistoryEntry(BaseModel):
-    id: int
-    at: UtcDateTime
-    who: str
-    kind: Literal["person", "token"]
-    action: str
-    before: dict[str, Any]
-    after: dict[str, Any]
-    note: str | None
 
 
 STAFF_ONLY = "Staff only (admin, archivist, operator); absent for a reader"
@@ -112,33 +103,6 @@ class ItemPagePublic(BaseModel):
         default=None, description="What the last derivation of the page did (turn, skew, crop, …). " + STAFF_ONLY
     )
     history: list[HistoryEntry] | None = Field(default=None, description=STAFF_ONLY)
-
-
-class PageCorrection(BaseModel):
-    """Only the fields sent change; a turn of 0, excluded false or an empty note remove that correction."""
-
-    turn: Literal[0, 90, 180, 270] | None = Field(
-        default=None, description="Clockwise degrees, added to the turn the station made"
-    )
-    skew_deg: float | None = Field(default=None, ge=-45, le=45, description="The fine angle to straighten by")
-    blank: bool | None = None
-    excluded: bool | None = Field(default=None, description="Left out of the item PDF; the master is kept")
-    crop: list[Annotated[int, Field(ge=0, le=1_000_000)]] | None = Field(
-        default=None,
-        min_length=4,
-        max_length=4,
-        description="[x0, y0, x1, y1] in pixels on the master (before any turn), x0 < x1 and y0 < y1; "
-        "null: no crop. A box with nothing of the master in it fails the page's derivation (state failed).",
-    )
-    note: str | None = Field(default=None, max_length=2000, pattern=NO_NUL)
-
-    @model_validator(mode="after")
-    def _crop_is_a_box(self) -> PageCorrection:
-        if self.crop is not None:
-            x0, y0, x1, y1 = self.crop
-            if not (x0 < x1 and y0 < y1):
-                raise ValueError(f"crop {self.crop} is not a box [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
-        return self
 
 
 class RerunRequest(BaseModel):
