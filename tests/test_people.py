@@ -148,8 +148,9 @@ def test_an_unknown_name_answers_as_a_wrong_password_in_as_long(catalogue: Setti
     assert answers == [(type(e), e.message, e.reason_code) for e, _ in wrong], "the same answers, 429 included"
     assert answers[0] == (Unauthorized, "Wrong name or password.", "bad_login")
     for n, ((_, w), (_, u)) in enumerate(zip(wrong, unknown, strict=True), start=1):
-        # the 1st and 2nd cost one argon2 verification, the 3rd and 4th wait 0.5 s and 1 s more
-        assert abs(w - u) < 0.25 + 0.5 * max(w, u) * (n < 3), (n, wrong, unknown)
+        # the 1st and 2nd cost one argon2 verification, the 3rd and 4th wait 0.5 s and 1 s more. One
+        # verification (64 MiB) takes 0.1-0.7 s on a loaded 2-core machine: the first two get that slack.
+        assert abs(w - u) < (0.45 + 0.5 * max(w, u) if n < 3 else 0.25), (n, wrong, unknown)
         if n < catalogue.lockout_failures:  # the lock answers at once
             assert min(w, u) >= people.slowdown(n), (n, wrong, unknown)
 
