@@ -404,13 +404,8 @@ def file_batch_pages(
     batch_id: BatchIdPath, body: BatchFileRequest, settings: SettingsDep, session: SessionDep, token: CurrentToken
 ) -> dict[str, Any]:
     batch = _get(session, token, batch_id)
-    batch_corrections.require_named_fonds(token, batch)
-    seqs = batch_corrections.pages_for_filing(session, batch, body.seqs)
-    session.commit()
     how = {"mode": body.mode, "at": body.at, "replace": body.replace}
-    _, batch = batch_corrections.file_by_hand(
-        session, settings, token, batch_id, body.archival_code, seqs, action="file", **how
-    )
+    _, batch = batch_corrections.file_chosen(session, settings, token, batch, body.archival_code, body.seqs, **how)
     return _batch_answer(session, settings, batch)
 
 

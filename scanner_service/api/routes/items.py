@@ -399,13 +399,8 @@ def file_pages(
         raise NotFound(f"No batch {body.batch_id}.")
     # The same rules as POST /api/batches/{id}/file: flags looked at, excluded pages left out by default,
     # the caller in every fonds the batch files into, the filing written down in the batch.
-    batch_corrections.require_named_fonds(token, batch)
-    seqs = batch_corrections.pages_for_filing(session, batch, body.pages)
-    session.commit()
     how = {"mode": body.mode, "replace": body.replace, "at": body.at}
-    result, _ = batch_corrections.file_by_hand(
-        session, settings, token, body.batch_id, code, seqs, action="file", **how
-    )
+    result, _ = batch_corrections.file_chosen(session, settings, token, batch, code, body.pages, **how)
     session.commit()
     return {
         "archival_code": result.archival_code,

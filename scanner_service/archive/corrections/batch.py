@@ -463,6 +463,24 @@ def filing_seqs(session: Session, batch: Batch) -> list[int]:
     return [p.seq for p in in_order(batch.pages) if usable(p) and p.seq not in filed]
 
 
+def file_chosen(
+    session: Session,
+    settings: Settings,
+    caller: Caller,
+    batch: Batch,
+    code: str,
+    seqs: Sequence[int] | None,
+    **how: Any,
+) -> tuple[filing.FilingResult, Batch]:
+    """A person files the batch's pages ``seqs`` (None: as :func:`pages_for_filing` chooses) into ``code``:
+    the checks of every filing by hand (every fonds the batch files into, flags looked at, nothing busy),
+    then :func:`file_by_hand`. ``POST /api/batches/{id}/file`` and ``POST /api/items/{档号}/pages``."""
+    require_named_fonds(caller, batch)
+    chosen = pages_for_filing(session, batch, seqs)
+    session.commit()  # the filing runs in transactions of its own
+    return file_by_hand(session, settings, caller, batch.id, code, chosen, action="file", **how)
+
+
 def file_by_hand(
     session: Session,
     settings: Settings,
