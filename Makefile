@@ -10,6 +10,8 @@ WORKERS ?= 2
 APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscript poppler-utils qpdf \
 	redis-server fonts-noto-cjk fonts-arphic-ukai fonts-arphic-uming python3-venv \
 	libgl1 libglib2.0-0
+# Debian's chromium for the web page's tests: Playwright drives it (no browser is ever downloaded).
+TEST_APT_PACKAGES := chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Every Python package pinned, with hashes: the dev lock for the Makefile's venv (run and test), the
@@ -17,12 +19,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LOCK := requirements.lock
 DEV_LOCK := requirements-dev.lock
 
-.PHONY: run test deps system venv lint bench bench-scale lock upgrade clean
+.PHONY: run test deps system test-system venv lint bench bench-scale lock upgrade clean
 
 run: deps
 	$(VENV)/bin/scanstation up --data $(DATA) --inbox $(INBOX) --port $(PORT) --workers $(WORKERS)
 
-test: deps
+test: deps test-system
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The station end to end against ocrmypdf on a generated corpus; see bench/README.md.
@@ -36,12 +38,19 @@ bench-scale: deps
 deps: system venv
 
 # Installs only what is missing, so a second run starts at once.
-system:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+define APT_INSTALL
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages: $$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+
+system:
+	$(call APT_INSTALL,$(APT_PACKAGES))
+
+test-system:
+	$(call APT_INSTALL,$(TEST_APT_PACKAGES))
 
 venv: $(VENV)/.installed
 

@@ -1,0 +1,42 @@
+"""The web page's front door in a real browser: log in, the header by role, a wrong password said in
+Chinese, logging out, and a screen asked for without a login sends the person to the login first."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.web import Web, browser, create_user, web, web_station  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.slow
+
+
+def test_log_in_see_the_screens_of_ones_role_and_log_out(web: Web) -> None:
+    create_user(web.station, "王安娜", "operator", "C015")
+    page = web.page
+    web.goto("/search")
+    page.wait_for_url("**/login?next=%2Fsearch")
+    page.fill("#name", "王安娜")
+    page.fill("#password", "不是这个密码123")
+    page.click("#login-submit")
+    expect(page.locator("#login-error")).to_have_text("用户名或密码不对。")
+    web.console_errors.clear()  # the screen asked without a login and the refused login are 401s, as they should be
+    web.shot("login")
+    web.login("王安娜", then="/search")
+    page.wait_for_url("**/search")
+    expect(page.locator("#top .who")).to_have_text("王安娜（操作员 · C015）")
+    expect(page.locator("#top nav a")).to_have_text(["批次", "档案", "检索"])
+    web.fits()
+    page.click("#logout")
+    page.wait_for_url("**/login")
+    web.clean()
+
+
+def test_the_page_names_no_other_host(web: Web) -> None:
+    with urllib.request.urlopen(web.base + "/batches") as reply:
+        policy = reply.headers["Content-Security-Policy"]
+        html = reply.read().decode()
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+    assert "http://" not in html and "https://" not in html and 'lang="zh-CN"' in html
