@@ -20,6 +20,8 @@ from scanner_service.archive.layout import Layout
 from scanner_service.settings import Settings, build_settings
 from workers.exec import redis_server
 
+pytest_plugins = ("tests.web",)  # the browser tests' fixtures: web_station, browser, web
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CORPUS = SHARED / "corpus"
 SAMPLE = CORPUS / "sample" / "pages"

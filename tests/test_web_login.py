@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.web import Web, browser, create_user, web, web_station  # noqa: F401 - fixtures
+from tests.web import Web, create_user
 
 pytestmark = pytest.mark.slow
 
