@@ -147,3 +147,27 @@ def test_a_catalogue_with_a_wrong_row_is_refused_whole_with_the_row_named(
 def test_a_wrong_archival_code_in_a_path_names_the_wrong_part(client: TestClient, station_env: Settings) -> None:
     reply = client.get("/api/items/" + "C015-WS·2013-Q-BGS-0001", headers=token(station_env))
     assert reply.status_code == 422 and reply.json()["part"] == "retention"
+
+
+def test_items_are_found_as_one_types_by_code_in_either_style_or_by_title(
+    client: TestClient, station_env: Settings
+) -> None:
+    archivist = token(station_env, "archivist")
+    rows = (
+        "序号,档号,题名,页数\n1,C015-WS·2013-Y-BGS-0001,村民委员会会议记录,3\n"
+        "2,C015-WS·2013-Y-BGS-0002,养老保险名册,2\n3,C015-WS·2014-Y-BGS-0001,土地承包合同_100%,1\n"
+    )
+    reply = client.post("/api/catalogue", params={"filename": "目录.csv"}, content=rows.encode(), headers=archivist)
+    assert reply.status_code == 200, reply.text
+
+    def found(q: str) -> list[str]:
+        reply = client.get("/api/items", params={"q": q}, headers=archivist)
+        assert reply.status_code == 200, reply.text
+        return [i["archival_code"] for i in reply.json()]
+
+    assert found("2013-Y-BGS-0002") == ["C015-WS·2013-Y-BGS-0002"]
+    assert found("c015ws2013") == ["C015-WS·2013-Y-BGS-0001", "C015-WS·2013-Y-BGS-0002"]
+    assert found("C015·WS·2013·Y·BGS·0001") == ["C015-WS·2013-Y-BGS-0001"]  # the DA/T 13 way of writing it
+    assert found("养老 2013") == ["C015-WS·2013-Y-BGS-0002"]
+    assert found("100%") == ["C015-WS·2014-Y-BGS-0001"], "a % is a character, not a wildcard"
+    assert found("会议 养老") == []

@@ -12,7 +12,7 @@ import redis
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field, field_validator, model_validator
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ocr_models.registry import ENGINES
@@ -319,10 +319,24 @@ def list_items(
     filed: Annotated[
         bool | None, Query(description="true: only items with pages; false: only catalogue entries")
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            pattern=NO_NUL,
+            description="Words that each appear in the 档号 (separators ignored) or the 题名: a search as you type",
+        ),
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
     stmt = select(Item).where(access.item_filter(token))
+    for word in (q or "").split():
+        bare = func.replace(func.replace(func.replace(Item.archival_code, "·", ""), "-", ""), ".", "")
+        plain = word.replace("·", "").replace("-", "").replace(".", "").upper()
+        stmt = stmt.where(
+            or_(Item.title.contains(word, autoescape=True), func.upper(bare).contains(plain, autoescape=True))
+        )
     if fonds:
         stmt = stmt.where(Item.fonds == fonds.upper())
     if category:
