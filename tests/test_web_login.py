@@ -40,3 +40,36 @@ def test_the_page_names_no_other_host(web: Web) -> None:
         html = reply.read().decode()
     assert "default-src 'self'" in policy and "connect-src 'self'" in policy
     assert "http://" not in html and "https://" not in html and 'lang="zh-CN"' in html
+
+
+def test_the_package_ships_every_screen_and_its_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A plain install (the Docker image's) has the shell and every script, style and picture the screens load."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    from scanner_service.api.routes.web import SCREENS, STATIC
+
+    root = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    [wheel] = tmp_path.glob("scanstation-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "scanner_service/api/web/shell.html" in names
+    shipped = {n.rsplit("/", 1)[-1] for n in names if n.startswith("scanner_service/api/web/static/")}
+    assert {f"{script}.js" for script, _ in SCREENS.values()} <= shipped
+    assert {p.name for p in STATIC.iterdir()} == shipped, "every file in static/ is in the package"
