@@ -216,7 +216,10 @@ def access_log(
     session: SessionDep,
     token: CurrentToken,
     fonds: FilterText = None,
-    archival_code: FilterText = None,
+    archival_code: Annotated[
+        str | None,
+        Query(max_length=128, pattern=NO_NUL, description="One item's 档号, in either style: that item's lines"),
+    ] = None,
     who: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     since: Annotated[TimeInput | None, Query(description="From this time on (ISO 8601; UTC without offset)")] = None,
     until: Annotated[TimeInput | None, Query(description="Before this time")] = None,
@@ -231,7 +234,7 @@ def access_log(
     if fonds:
         stmt = stmt.where(AccessRecord.fonds == fonds.upper())
     if archival_code:
-        stmt = stmt.where(AccessRecord.archival_code == archival_code)
+        stmt = stmt.where(AccessRecord.archival_code == access.logged_code(session, archival_code))
     if who:
         stmt = stmt.where(AccessRecord.who == who)
     if since:

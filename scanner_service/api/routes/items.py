@@ -41,7 +41,7 @@ from scanner_service.api.schemas import (
     YearQuery,
     error_responses,
 )
-from scanner_service.archive import access, filing, people
+from scanner_service.archive import access, browse, filing, people
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_store import describe_item
@@ -55,6 +55,7 @@ from scanner_service.exceptions import Conflict, NotFound
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 from workers.hocr import render_hocr
+from workers.preview import render_preview
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/items", tags=["items"])
@@ -351,6 +352,43 @@ def list_items(
     return [public(i) for i in session.scalars(stmt.limit(limit).offset(offset))]
 
 
+class FacetValue(BaseModel):
+    value: str = Field(description="全宗号, 门类 code or 年度 (as text)")
+    name: str | None = Field(description="The fonds' name (fonds level only)")
+    items: int = Field(description="Items the caller may see under this value (catalogue entries too)")
+    filed: int = Field(description="Of them, items with pages filed")
+    pages_filed: int = Field(description="Pages filed in them")
+    missing_pages: int = Field(description="Items with fewer pages filed than 页数 (漏扫)")
+    extra_pages: int = Field(description="Items with more pages filed than 页数 (多扫)")
+
+
+class FacetsPublic(BaseModel):
+    level: browse.Level = Field(description="fonds (nothing chosen), category (a fonds chosen), year (both)")
+    fonds: str | None
+    category: str | None
+    values: list[FacetValue]
+
+
+@router.get(
+    "/facets",
+    response_model=FacetsPublic,
+    summary="The next level of the archive (全宗 → 门类 → 年度) with its counts, of the items the caller may see",
+    description="No fonds: the fonds; a fonds: its categories; a fonds and a category: their years. The counts are "
+    "of the items GET /api/items lists for the same caller and filters.",
+    responses=error_responses(401, 422),
+)
+def item_facets(
+    session: SessionDep, token: CurrentToken, fonds: FilterText = None, category: FilterText = None
+) -> dict[str, Any]:
+    level, values = browse.facets(session, access.item_filter(token), fonds=fonds, category=category)
+    return {
+        "level": level,
+        "fonds": fonds.upper() if fonds else None,
+        "category": category.upper() if category else None,
+        "values": [FacetValue(**vars(v)) for v in values],
+    }
+
+
 @router.get(
     "/{code}",
     response_model=ItemDetail,
@@ -564,6 +602,33 @@ def get_page_thumbnail(
     purpose: PurposeQuery = None,
 ) -> FileResponse:
     return _page_picture(code, page, request, settings, session, token, purpose, thumbnail=True)
+
+
+@router.get(
+    "/{code}/pages/{page}/preview",
+    response_class=Response,
+    summary="A page's image as a browser shows it: JPEG at most `width` px wide (logged as a page view)",
+    description="The usage image of a text page is a bilevel TIFF, which browsers do not show; this is the same "
+    "image as grey JPEG, scaled down to the width asked for.",
+    responses={200: {"content": {"image/jpeg": {}}}, **PAGE_ERRORS},
+)
+def get_page_preview(
+    code: CodePath,
+    page: PageNoPath,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    width: Annotated[int, Query(ge=100, le=4000, description="At most this many pixels wide")] = 1600,
+    purpose: PurposeQuery = None,
+) -> Response:
+    item, row = _page(session, token, code, page)
+    usage, _ = filing.page_files(settings, item, row)
+    if not usage.exists():
+        raise NotFound(f"The image of {item.archival_code} page {page} is missing; run 'scanstation audit'.")
+    body, media_type = render_preview(usage, width)
+    _log_page(session, token, item, "page_image", page, request, purpose)
+    return Response(body, media_type=media_type, headers={"Cache-Control": "private, no-cache"})
 
 
 def _page_picture(
