@@ -1,4 +1,4 @@
-"""Browsing the archive through the API: the levels 全宗 → 门类 → 年度 with their counts (GET /api/items/facets),
+"""Browsing the archive through the API: the levels 全宗 → 门类 → 年度 with their counts (GET /api/facets),
 seen by each caller as GET /api/items lists the items; a page's screen image; the 利用登记 of one item."""
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def archive(station_env: Settings, redis_conn: redis.Redis) -> TestClient:
 
 
 def levels(client: TestClient, headers: dict[str, str], **params: str) -> dict[str, Any]:
-    reply = client.get("/api/items/facets", params=params, headers=headers)
+    reply = client.get("/api/facets", params=params, headers=headers)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     return {v["value"]: (v["items"], v["filed"], v["pages_filed"], v["missing_pages"]) for v in body["values"]} | {
@@ -84,7 +84,7 @@ def test_a_reader_of_another_fonds_gets_nothing_of_it(archive: TestClient, stati
     assert levels(archive, other, fonds="C015") == {"level": "category"}
     assert levels(archive, other, fonds="C015", category="WS") == {"level": "year"}
     assert archive.get(f"/api/items/{quote(FILED)}/pages/1/preview", headers=other).status_code == 404
-    assert archive.get("/api/items/facets", params={"fonds": "C015"}).status_code == 401
+    assert archive.get("/api/facets", params={"fonds": "C015"}).status_code == 401
 
 
 def test_a_page_as_a_browser_shows_it_is_a_jpeg_and_is_logged(archive: TestClient, station_env: Settings) -> None:

@@ -41,7 +41,7 @@ from scanner_service.api.schemas import (
     YearQuery,
     error_responses,
 )
-from scanner_service.archive import access, browse, filing, people
+from scanner_service.archive import access, filing, people
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_store import describe_item
@@ -350,43 +350,6 @@ def list_items(
         stmt = stmt.where(Item.pages_filed > 0 if filed else Item.pages_filed == 0)
     stmt = stmt.order_by(Item.fonds, Item.category, Item.year, Item.org, Item.volume, Item.item_no)
     return [public(i) for i in session.scalars(stmt.limit(limit).offset(offset))]
-
-
-class FacetValue(BaseModel):
-    value: str = Field(description="全宗号, 门类 code or 年度 (as text)")
-    name: str | None = Field(description="The fonds' name (fonds level only)")
-    items: int = Field(description="Items the caller may see under this value (catalogue entries too)")
-    filed: int = Field(description="Of them, items with pages filed")
-    pages_filed: int = Field(description="Pages filed in them")
-    missing_pages: int = Field(description="Items with fewer pages filed than 页数 (漏扫)")
-    extra_pages: int = Field(description="Items with more pages filed than 页数 (多扫)")
-
-
-class FacetsPublic(BaseModel):
-    level: browse.Level = Field(description="fonds (nothing chosen), category (a fonds chosen), year (both)")
-    fonds: str | None
-    category: str | None
-    values: list[FacetValue]
-
-
-@router.get(
-    "/facets",
-    response_model=FacetsPublic,
-    summary="The next level of the archive (全宗 → 门类 → 年度) with its counts, of the items the caller may see",
-    description="No fonds: the fonds; a fonds: its categories; a fonds and a category: their years. The counts are "
-    "of the items GET /api/items lists for the same caller and filters.",
-    responses=error_responses(401, 422),
-)
-def item_facets(
-    session: SessionDep, token: CurrentToken, fonds: FilterText = None, category: FilterText = None
-) -> dict[str, Any]:
-    level, values = browse.facets(session, access.item_filter(token), fonds=fonds, category=category)
-    return {
-        "level": level,
-        "fonds": fonds.upper() if fonds else None,
-        "category": category.upper() if category else None,
-        "values": [FacetValue(**vars(v)) for v in values],
-    }
 
 
 @router.get(
