@@ -49,9 +49,10 @@ start(async (who, main) => {
     const here = facets.values.find((v) => v.value === String(year));
     await renderItems(body, { fonds, category, year, p, q, total: here ? here.items : 0, href });
   }
-  main.append(keyHints(year
-    ? [["↑ ↓", "选择"], ["Enter", "打开"], ["← →", "翻页"], ["Backspace", "上一级"], ["/", "筛选"]]
-    : [["↑ ↓", "选择"], ["Enter", "进入"], ["Backspace", "上一级"]]));
+  main.append(keyHints([
+    ["↑ ↓", "选择"], ["Enter", year ? "打开" : "进入"],
+    ...(year ? [["← →", "翻页"], ["/", "筛选"]] : []), ...(up ? [["Backspace", "上一级"]] : []),
+  ]));
 
   addEventListener("keydown", (e) => {
     if (!noModifier(e)) return;

@@ -120,7 +120,8 @@ start(async (who, main) => {
     if (!noModifier(e)) return;
     const hits = $$("#hits a.hit-link");
     const at = hits.indexOf(document.activeElement);
-    if (e.key === "/" && !typing(e)) {
+    // "/" to the box; in the box still empty (it has the focus when the screen opens) it types nothing.
+    if (e.key === "/" && (!typing(e) || (document.activeElement === box && !box.value))) {
       e.preventDefault();
       box.focus();
       box.select();
