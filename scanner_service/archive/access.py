@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
+from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.filing import find_item
 from scanner_service.archive.models import (
     ITEM_EVENT_KINDS,
@@ -208,6 +209,16 @@ def _batch_code_scope(token: Caller) -> ColumnElement[bool]:
     scope = fonds_scope(token) or []
     known = or_(false(), *(func.substr(code, 1, len(f) + 1) == f"{f}-" for f in scope))
     return or_(known, code.is_(None)) if token.role == Role.operator else known
+
+
+def logged_code(session: Session, text: str) -> str:
+    """The 档号 as the access log wrote it (the item's own spelling) for a code typed in either style; the
+    text as it is when it names no item."""
+    try:
+        item = find_item(session, text)
+    except InvalidArchivalCode:
+        return text
+    return item.archival_code if item is not None else text
 
 
 def log_access(

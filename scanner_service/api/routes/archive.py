@@ -33,7 +33,7 @@ from scanner_service.api.schemas import (
     error_responses,
     parse_time,
 )
-from scanner_service.archive import access, search
+from scanner_service.archive import access, browse, search
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import read_catalogue
 from scanner_service.archive.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
@@ -48,6 +48,43 @@ def utc(moment: datetime) -> datetime:
     """A time as UTC (a time without an offset is taken as UTC): SQLite keeps no offset, so every time
     stored and compared is UTC."""
     return as_utc(moment)
+
+
+class FacetValue(BaseModel):
+    value: str = Field(description="全宗号, 门类 code or 年度 (as text)")
+    name: str | None = Field(description="The fonds' name (fonds level only)")
+    items: int = Field(description="Items the caller may see under this value (catalogue entries too)")
+    filed: int = Field(description="Of them, items with pages filed")
+    pages_filed: int = Field(description="Pages filed in them")
+    missing_pages: int = Field(description="Items with fewer pages filed than 页数 (漏扫)")
+    extra_pages: int = Field(description="Items with more pages filed than 页数 (多扫)")
+
+
+class FacetsPublic(BaseModel):
+    level: browse.Level = Field(description="fonds (nothing chosen), category (a fonds chosen), year (both)")
+    fonds: str | None
+    category: str | None
+    values: list[FacetValue]
+
+
+@router.get(
+    "/facets",
+    response_model=FacetsPublic,
+    summary="The next level of the archive (全宗 → 门类 → 年度) with its counts, of the items the caller may see",
+    description="No fonds: the fonds; a fonds: its categories; a fonds and a category: their years. The counts are "
+    "of the items GET /api/items lists for the same caller and filters.",
+    responses=error_responses(401, 422),
+)
+def item_facets(
+    session: SessionDep, token: CurrentToken, fonds: FilterText = None, category: FilterText = None
+) -> dict[str, Any]:
+    level, values = browse.facets(session, access.item_filter(token), fonds=fonds, category=category)
+    return {
+        "level": level,
+        "fonds": fonds.upper() if fonds else None,
+        "category": category.upper() if category else None,
+        "values": [FacetValue(**vars(v)) for v in values],
+    }
 
 
 class SearchHit(BaseModel):
@@ -216,7 +253,10 @@ def access_log(
     session: SessionDep,
     token: CurrentToken,
     fonds: FilterText = None,
-    archival_code: FilterText = None,
+    archival_code: Annotated[
+        str | None,
+        Query(max_length=128, pattern=NO_NUL, description="One item's 档号, in either style: that item's lines"),
+    ] = None,
     who: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     since: Annotated[TimeInput | None, Query(description="From this time on (ISO 8601; UTC without offset)")] = None,
     until: Annotated[TimeInput | None, Query(description="Before this time")] = None,
@@ -231,7 +271,7 @@ def access_log(
     if fonds:
         stmt = stmt.where(AccessRecord.fonds == fonds.upper())
     if archival_code:
-        stmt = stmt.where(AccessRecord.archival_code == archival_code)
+        stmt = stmt.where(AccessRecord.archival_code == access.logged_code(session, archival_code))
     if who:
         stmt = stmt.where(AccessRecord.who == who)
     if since:

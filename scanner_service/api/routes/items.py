@@ -55,6 +55,7 @@ from scanner_service.exceptions import Conflict, NotFound
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 from workers.hocr import render_hocr
+from workers.preview import render_preview
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/items", tags=["items"])
@@ -564,6 +565,33 @@ def get_page_thumbnail(
     purpose: PurposeQuery = None,
 ) -> FileResponse:
     return _page_picture(code, page, request, settings, session, token, purpose, thumbnail=True)
+
+
+@router.get(
+    "/{code}/pages/{page}/preview",
+    response_class=Response,
+    summary="A page's image as a browser shows it: JPEG at most `width` px wide (logged as a page view)",
+    description="The usage image of a text page is a bilevel TIFF, which browsers do not show; this is the same "
+    "image as grey JPEG, scaled down to the width asked for.",
+    responses={200: {"content": {"image/jpeg": {}}}, **PAGE_ERRORS},
+)
+def get_page_preview(
+    code: CodePath,
+    page: PageNoPath,
+    request: Request,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    width: Annotated[int, Query(ge=100, le=4000, description="At most this many pixels wide")] = 1600,
+    purpose: PurposeQuery = None,
+) -> Response:
+    item, row = _page(session, token, code, page)
+    usage, _ = filing.page_files(settings, item, row)
+    if not usage.exists():
+        raise NotFound(f"The image of {item.archival_code} page {page} is missing; run 'scanstation audit'.")
+    body, media_type = render_preview(usage, width)
+    _log_page(session, token, item, "page_image", page, request, purpose)
+    return Response(body, media_type=media_type, headers={"Cache-Control": "private, no-cache"})
 
 
 def _page_picture(

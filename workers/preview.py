@@ -1,0 +1,24 @@
+"""A page image as a browser shows it: browsers show no TIFF (the G4 usage image of a text page), and a
+full-resolution scan is more than a screen needs."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+
+def render_preview(path: Path, max_width: int) -> tuple[bytes, str]:
+    """(the bytes, their media type) of the image at ``path`` for a screen: a JPEG at most ``max_width``
+    pixels wide (a bilevel page as smooth grey); a JPEG already small enough is given as it is."""
+    with Image.open(path) as im:
+        if im.format == "JPEG" and im.width <= max_width:
+            return path.read_bytes(), "image/jpeg"
+        image = im.convert("L") if im.mode in ("1", "L", "LA", "I", "I;16") else im.convert("RGB")
+    if image.width > max_width:
+        height = max(1, round(image.height * max_width / image.width))
+        image = image.resize((max_width, height), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue(), "image/jpeg"
