@@ -8,6 +8,7 @@ names no other host, and the Content-Security-Policy below makes the browser ref
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 from scanner_service import __version__
 
@@ -56,7 +59,7 @@ def shell(script: str, title: str) -> str:
     )
 
 
-def _screen(script: str, title: str):  # type: ignore[no-untyped-def]
+def _screen(script: str, title: str) -> Callable[[], HTMLResponse]:
     def page() -> HTMLResponse:
         return HTMLResponse(shell(script, title), headers=SECURITY_HEADERS)
 
@@ -77,7 +80,7 @@ def home() -> RedirectResponse:
 class _Static(StaticFiles):
     """Static files with the same headers as the screens (no other host, no sniffing)."""
 
-    async def get_response(self, path, scope):  # type: ignore[no-untyped-def]
+    async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
