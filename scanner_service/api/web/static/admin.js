@@ -53,7 +53,8 @@ function parseFonds(text) { return text.split(/[,，、\s]+/).map((s) => s.trim(
 function formError() { return h("p.error.form-error", { role: "alert", hidden: true }); }
 function say(where, err) { where.textContent = typeof err === "string" ? err : zhError(err); where.hidden = false; }
 function roleSelect(id, value = "operator") {
-  return h("select#" + id, ROLES.map((r) => h("option", { value: r, selected: r === value }, ROLE[r])));
+  // "selected" as an attribute: a form's reset goes back to it (never to 管理员, the first option)
+  return h("select#" + id, ROLES.map((r) => h("option", { value: r, selected: r === value ? "" : null }, ROLE[r])));
 }
 const FONDS_CODE = /^[A-Za-z0-9]{1,8}$/;
 function badFonds(list) { return list.find((f) => !FONDS_CODE.test(f)); }
@@ -265,8 +266,8 @@ async function fondsSettings(body) {
       h("tbody", fonds.map((f) => {
         const n = h("input.fonds-name", { value: f.name || "", "aria-label": `${f.code} 的名称` });
         const style = h("select.fonds-style", { "aria-label": `${f.code} 的档号格式` },
-          h("option", { value: "dat22", selected: f.code_style === "dat22" }, "DA/T 22-2015（C015-WS·2013-Y-BGS-0001）"),
-          h("option", { value: "dat13", selected: f.code_style === "dat13" }, "DA/T 13-2022（C015-WS·2013·Y·BGS-0001）"));
+          h("option", { value: "dat22", selected: f.code_style === "dat22" ? "" : null }, "DA/T 22-2015（C015-WS·2013-Y-BGS-0001）"),
+          h("option", { value: "dat13", selected: f.code_style === "dat13" ? "" : null }, "DA/T 13-2022（C015-WS·2013·Y·BGS-0001）"));
         const allow = h("input.fonds-allow", { type: "checkbox", checked: f.allow_new_items, "aria-label": `${f.code} 允许扫描新建条目` });
         const save = h("button.primary.fonds-save", { type: "button", onclick: async () => {
           save.disabled = true;
@@ -346,7 +347,7 @@ async function grants(body, who) {
       h("tbody", rows.slice(0, PAGE).map((g) => h("tr", { class: g.expired ? "off" : "", dataset: { id: g.id } },
         h("td.code", g.archival_code), h("td", g.title || ""),
         h("td", g.user ? `人员 ${g.user}` : `令牌 #${g.token_id}${g.token_name ? " " + g.token_name : ""}`),
-        h("td", g.expires_at ? fmtTime(g.expires_at) : "长期"), h("td", g.granted_by), h("td", g.reason || ""),
+        h("td", g.expires_at ? lastDay(g.expires_at) : "长期"), h("td", g.granted_by), h("td", g.reason || ""),
         h("td", g.expired ? h("span.badge", "已过期") : h("span.badge.ok", "有效")),
         h("td.actions", h("button.danger.revoke-grant", { type: "button", onclick: () => revoke(g) }, "收回"))))))) :
       h("p.empty", "没有授权。"),
@@ -366,6 +367,12 @@ async function grants(body, who) {
 function isoDay(d) {
   const p = (n) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+}
+// An expiry at a local midnight (as the form makes them) is shown as the last day it still holds.
+function lastDay(iso) {
+  const d = new Date(iso);
+  if (d.getHours() || d.getMinutes() || d.getSeconds()) return fmtTime(iso);
+  return `${isoDay(new Date(d.getTime() - 1))} 当天止`;
 }
 // A day typed in the browser (its own time zone) as the UTC instants the API takes.
 function startOfDay(day) { return new Date(day + "T00:00:00").toISOString(); }
