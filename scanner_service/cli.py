@@ -188,17 +188,27 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_token_list(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from scanner_service.archive.db import migrate, session_scope
-    from scanner_service.archive.models import ApiToken
+    from scanner_service.archive.tokens import list_tokens
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
     with session_scope(settings.effective_database_url) as session:
-        for t in session.scalars(select(ApiToken).order_by(ApiToken.id)):
+        for t in list_tokens(session):
             state = " (revoked)" if t.revoked else ""
             print(f"{t.id}\t{t.role.value}\t{t.fonds or '*'}\t{t.name}{state}")
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from scanner_service.archive.db import migrate, session_scope
+    from scanner_service.archive.tokens import revoke_token
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    with session_scope(settings.effective_database_url) as session:
+        record = revoke_token(session, args.id)
+        print(f"{record.id}\t{record.role.value}\t{record.name}: revoked.")
     return 0
 
 
@@ -377,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub.add_parser("list", parents=[common], help="list tokens (id, role, fonds, name)").set_defaults(
         func=cmd_token_list
     )
+    revoke = token_sub.add_parser("revoke", parents=[common], help="revoke a token for good (its id from 'list')")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_token_revoke)
 
     user = sub.add_parser("user", help="people who log in with a name and password")
     user_sub = user.add_subparsers(dest="user_command", required=True)

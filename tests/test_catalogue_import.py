@@ -143,7 +143,7 @@ def test_three_bad_rows_are_all_reported_and_nothing_is_imported(tmp_path: Path)
         ["4", "C015-WS·2013-Y-BGS-0004", "", "", "密级错的", "", "内部", "2", ""],
     ]
     error = errors_of(write_xlsx(tmp_path / "bad.xlsx", rows))
-    assert [(row, column) for row, column, _ in error.errors] == [(3, "档号"), (4, "页数"), (5, "密级")]
+    assert [(row, column) for row, column, *_ in error.errors] == [(3, "档号"), (4, "页数"), (5, "密级")]
     message = str(error)
     assert "3 errors, nothing imported" in message
     assert "第 3 行 档号: " in message and "年度 (year)" in message and "1850" in message
@@ -154,7 +154,7 @@ def test_three_bad_rows_are_all_reported_and_nothing_is_imported(tmp_path: Path)
 def test_duplicate_code_names_both_rows(tmp_path: Path) -> None:
     rows = [HEADER, ROWS[0], ROWS[1], ["3", "C015-WS·2013·Y·BGS-0001", "", "", "重复的", "", "", "", ""]]
     error = errors_of(write_csv(tmp_path / "dup.csv", rows))
-    ((row, column, message),) = error.errors
+    ((row, column, message, _zh),) = error.errors
     assert (row, column) == (4, "档号")
     assert "第 2 行" in message and "第 4 行" in message  # the same code in DA/T 13 spelling
 

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from scanner_service import __version__
-from scanner_service.api.routes import archive, batches, items, session, stream, web
+from scanner_service.api.routes import admin, archive, batches, items, session, stream, web
 from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_responses, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
@@ -51,7 +51,9 @@ def create_app(settings: Settings) -> FastAPI:
         if isinstance(exc, InvalidArchivalCode):
             body.part = exc.part
         if isinstance(exc, CatalogueImportError):
-            body.errors = [RowIssue(row=e.row, column=e.column, message=e.message) for e in exc.errors]
+            body.errors = [
+                RowIssue(row=e.row, column=e.column, message=e.message, message_zh=e.zh or None) for e in exc.errors
+            ]
         return _error(body, exc.http_status, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(items.router)
     app.include_router(archive.router)
     app.include_router(session.router)
+    app.include_router(admin.router)
     app.include_router(stream.router)
     web.mount(app)
     generated_openapi = app.openapi

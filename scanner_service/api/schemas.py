@@ -90,6 +90,7 @@ class RowIssue(BaseModel):
     row: int | None = Field(default=None, description="The file's row (1 = the header), if the problem has one")
     column: str | None = Field(default=None, description="The column's heading, if the problem has one")
     message: str
+    message_zh: str | None = Field(default=None, description="The same in Chinese, for the archivist")
 
 
 class ErrorBody(BaseModel):

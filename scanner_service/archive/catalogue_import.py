@@ -78,11 +78,15 @@ _UNCLASSIFIED = ("", "公开", "无")
 
 
 class CatalogueError(NamedTuple):
-    """One problem: ``row`` as Excel shows it and ``column`` (e.g. 档号); both None for a whole-file problem."""
+    """One problem: ``row`` as Excel shows it and ``column`` (e.g. 档号); both None for a whole-file problem.
+
+    ``message`` is the station's sentence (English, naming the cell's value); ``zh`` says it in Chinese for
+    the archivist at the web page."""
 
     row: int | None
     column: str | None
     message: str
+    zh: str = ""
 
     def __str__(self) -> str:
         if self.row is None:
@@ -147,13 +151,21 @@ def read_catalogue(path: Path, *, sheet: str | None = None) -> CatalogueImport:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".xls":
-        _refuse(path, "is an old Excel .xls file: open it in Excel or WPS and save it as .xlsx (or .csv)")
+        _refuse(
+            path,
+            "is an old Excel .xls file: open it in Excel or WPS and save it as .xlsx (or .csv)",
+            "这是旧版 Excel（.xls）文件，请用 Excel 或 WPS 打开后另存为 .xlsx（或 .csv）",
+        )
     if suffix not in (".csv", ".xlsx"):
-        _refuse(path, f'is not a catalogue file: "{path.suffix or path.name}" is neither .csv nor .xlsx')
+        _refuse(
+            path,
+            f'is not a catalogue file: "{path.suffix or path.name}" is neither .csv nor .xlsx',
+            "不是目录文件：请上传 .csv 或 .xlsx 文件",
+        )
     if not path.is_file():
-        _refuse(path, "does not exist")
+        _refuse(path, "does not exist", "文件不存在")
     if path.stat().st_size == 0:
-        _refuse(path, "is empty")
+        _refuse(path, "is empty", "文件是空的")
     table = _read_csv(path) if suffix == ".csv" else _read_xlsx(path, sheet)
     return _read_table(path, table)
 
@@ -161,8 +173,8 @@ def read_catalogue(path: Path, *, sheet: str | None = None) -> CatalogueImport:
 # --- reading the file into rows of cells -----------------------------------------------------------------
 
 
-def _refuse(path: Path, message: str) -> Any:
-    raise CatalogueImportError(path.name, [CatalogueError(None, None, f"{path.name} {message}")])
+def _refuse(path: Path, message: str, zh: str) -> Any:
+    raise CatalogueImportError(path.name, [CatalogueError(None, None, f"{path.name} {message}", f"{path.name}：{zh}")])
 
 
 def _read_csv(path: Path) -> list[list[Any]]:
@@ -173,11 +185,15 @@ def _read_csv(path: Path) -> list[list[Any]]:
         try:
             text = data.decode("gb18030")
         except UnicodeDecodeError:
-            _refuse(path, "is neither UTF-8 nor GB18030 text: save it again as CSV (UTF-8) or as .xlsx")
+            _refuse(
+                path,
+                "is neither UTF-8 nor GB18030 text: save it again as CSV (UTF-8) or as .xlsx",
+                "文字编码无法识别，请另存为 CSV（UTF-8）或 .xlsx",
+            )
     try:
         return [list(record) for record in csv.reader(io.StringIO(text, newline=""))]
     except csv.Error as exc:
-        return _refuse(path, f"is not a readable CSV file ({exc})")
+        return _refuse(path, f"is not a readable CSV file ({exc})", "CSV 文件无法读取，请用 Excel 另存一次")
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> list[list[Any]]:
@@ -187,14 +203,22 @@ def _read_xlsx(path: Path, sheet: str | None) -> list[list[Any]]:
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
-        return _refuse(path, f"is not a readable .xlsx file ({exc.__class__.__name__}): save it again from Excel")
+        return _refuse(
+            path,
+            f"is not a readable .xlsx file ({exc.__class__.__name__}): save it again from Excel",
+            ".xlsx 文件无法读取，请用 Excel 另存一次",
+        )
     try:
         if sheet is None:
             ws = book.worksheets[0]
         elif sheet in book.sheetnames:
             ws = book[sheet]
         else:
-            return _refuse(path, f'has no sheet "{sheet}"; its sheets are: {", ".join(book.sheetnames)}')
+            return _refuse(
+                path,
+                f'has no sheet "{sheet}"; its sheets are: {", ".join(book.sheetnames)}',
+                f"没有工作表“{sheet}”，现有的工作表：{'、'.join(book.sheetnames)}",
+            )
         return [list(values) for values in ws.iter_rows(values_only=True)]
     finally:
         book.close()
@@ -230,21 +254,59 @@ def _column_letter(index: int) -> str:
     return letters
 
 
-def _integer(value: Any, what: str, maximum: int) -> int:
+class CellError(ValueError):
+    """A cell that cannot be read, said in English (``str``) and in Chinese (``zh``)."""
+
+    def __init__(self, message: str, zh: str) -> None:
+        super().__init__(message)
+        self.zh = zh
+
+
+_CODE_PARTS_ZH = {
+    "fonds": "全宗号",
+    "category": "门类",
+    "year": "年度",
+    "retention": "保管期限",
+    "org": "机构/问题",
+    "volume": "案卷号",
+    "item": "件号",
+    "code": "格式",
+}
+_CODE_HINTS_ZH = {
+    "fonds": "：全宗号是 1-8 位字母或数字，如 C015",
+    "category": "：门类是 2-4 个字母，如 WS",
+    "year": "：年度是 4 位数字，如 2013",
+    "retention": "：保管期限只能是 Y（永久）、D30（30 年）或 D10（10 年）",
+    "org": "：机构/问题是 1-8 位字母或数字，至少一个字母，如 BGS",
+    "volume": "：案卷号是 3 位数字（001-999）",
+    "item": "：件号是 4 位数字（0001-9999）",
+    "code": "：档号应写成 全宗号-门类·年度-保管期限[-机构/问题]-件号，如 C015-WS·2013-Y-BGS-0012",
+}
+
+
+def _integer(value: Any, what: str, maximum: int, what_zh: str) -> int:
     if isinstance(value, bool):
-        raise ValueError(f'"{value}" is not {what}')
+        raise CellError(f'"{value}" is not {what}', f"“{value}”不是{what_zh}")
     if isinstance(value, int | float):
         number = value
     else:
         text = unicodedata.normalize("NFKC", str(value)).strip()
         if not re.fullmatch(r"[+-]?[0-9]+(\.0*)?", text):
-            raise ValueError(f'"{str(value).strip()}" is not {what} (write it in digits, such as 12)')
+            raise CellError(
+                f'"{str(value).strip()}" is not {what} (write it in digits, such as 12)',
+                f"“{str(value).strip()}”不是{what_zh}：请用阿拉伯数字填写，如 12",
+            )
         number = float(text) if "." in text else int(text)
     if isinstance(number, float) and not number.is_integer():
-        raise ValueError(f'"{_text(value)}" is not {what}: it must be a whole number')
+        raise CellError(
+            f'"{_text(value)}" is not {what}: it must be a whole number', f"“{_text(value)}”不是{what_zh}：必须是整数"
+        )
     number = int(number)
     if not 1 <= number <= maximum:
-        raise ValueError(f'"{number}" is not {what}: it must be between 1 and {maximum}')
+        raise CellError(
+            f'"{number}" is not {what}: it must be between 1 and {maximum}',
+            f"“{number}”不是{what_zh}：必须在 1 到 {maximum} 之间",
+        )
     return number
 
 
@@ -270,7 +332,10 @@ def _date(value: Any) -> tuple[str, dt.date | None]:
             try:
                 return text, dt.date(year, month, day)
             except ValueError:
-                raise ValueError(f'"{text}" is not a real date (year {year}, month {month}, day {day})') from None
+                raise CellError(
+                    f'"{text}" is not a real date (year {year}, month {month}, day {day})',
+                    f"“{text}”不是一个真实的日期（{year} 年 {month} 月 {day} 日）",
+                ) from None
     return text, None
 
 
@@ -281,7 +346,10 @@ def _classification(value: Any) -> str | None:
         return None
     if normal in CLASSIFICATIONS:
         return normal
-    raise ValueError(f'"{text}" is not a 密级: leave it blank or write 公开, 无, 秘密, 机密 or 绝密')
+    raise CellError(
+        f'"{text}" is not a 密级: leave it blank or write 公开, 无, 秘密, 机密 or 绝密',
+        f"“{text}”不是密级：请留空，或填 公开、无、秘密、机密、绝密",
+    )
 
 
 # --- the table --------------------------------------------------------------------------------------------
@@ -308,6 +376,7 @@ def _no_header(path: Path, rows: list[list[Any]]) -> Any:
         path,
         f"has no header row with both 档号 and 题名 in its first {HEADER_SEARCH_ROWS} rows; "
         f"the columns found (row {index + 1}) are: {', '.join(names)}",
+        f"前 {HEADER_SEARCH_ROWS} 行里找不到同时有“档号”和“题名”的表头行；第 {index + 1} 行的列是：{'、'.join(names)}",
     )
 
 
@@ -333,6 +402,8 @@ def _map_header(cells: list[Any], header_row: int) -> tuple[dict[str, int], list
                     COLUMNS[name],
                     f"two columns are {COLUMNS[name]} (columns {_column_letter(columns[name])} and "
                     f"{_column_letter(index)}): keep one",
+                    f"有两列都是“{COLUMNS[name]}”（{_column_letter(columns[name])} 列和 {_column_letter(index)} 列），"
+                    "请只保留一列",
                 )
             )
         else:
@@ -345,6 +416,7 @@ def _map_header(cells: list[Any], header_row: int) -> tuple[dict[str, int], list
                     name,
                     f"{name} is not 页数 (the page count): name the column 页数 if it holds the number of pages, "
                     "or remove it",
+                    f"“{name}”不是页数：如果这一列是页数，请把列名改为“页数”，否则请删去这一列",
                 )
             )
     return columns, ignored, errors
@@ -352,7 +424,7 @@ def _map_header(cells: list[Any], header_row: int) -> tuple[dict[str, int], list
 
 def _read_table(path: Path, rows: list[list[Any]]) -> CatalogueImport:
     if not any(_text(c) for cells in rows for c in cells):
-        _refuse(path, "is empty")
+        _refuse(path, "is empty", "文件是空的")
     header_index = _find_header(rows)
     if header_index is None:
         return _no_header(path, rows)
@@ -368,7 +440,8 @@ def _read_table(path: Path, rows: list[list[Any]]) -> CatalogueImport:
         code, row, row_errors = _read_row(columns, rows[index], row_number)
         if code is not None and code in seen:
             message = f"{code} is on 第 {seen[code]} 行 and on 第 {row_number} 行"
-            row_errors.append(CatalogueError(row_number, "档号", message))
+            zh = f"档号 {code} 重复：第 {seen[code]} 行已有"
+            row_errors.append(CatalogueError(row_number, "档号", message, zh))
         elif code is not None:
             seen[code] = row_number
         if row_errors:
@@ -378,7 +451,11 @@ def _read_table(path: Path, rows: list[list[Any]]) -> CatalogueImport:
     if errors:
         raise CatalogueImportError(path.name, errors)
     if not result:
-        _refuse(path, f"has a header (row {header_row}) but no rows under it")
+        _refuse(
+            path,
+            f"has a header (row {header_row}) but no rows under it",
+            f"第 {header_row} 行是表头，但下面没有任何条目",
+        )
     return CatalogueImport(rows=result, ignored_columns=ignored, header_row=header_row)
 
 
@@ -399,8 +476,15 @@ def _read_row(
     def check(name: str, reader: Callable[[Any], Any]) -> Any:
         try:
             return reader(cell(name))
-        except (ValueError, InvalidArchivalCode) as exc:
-            errors.append(CatalogueError(row_number, COLUMNS[name], str(exc)))
+        except InvalidArchivalCode as exc:
+            zh = f"档号“{_text(cell(name))}”的{_CODE_PARTS_ZH.get(exc.part, '格式')}不对"
+            errors.append(CatalogueError(row_number, COLUMNS[name], str(exc), zh + _CODE_HINTS_ZH.get(exc.part, "")))
+            return None
+        except CellError as exc:
+            errors.append(CatalogueError(row_number, COLUMNS[name], str(exc), exc.zh))
+            return None
+        except ValueError as exc:  # a reader's own check that has no Chinese sentence yet
+            errors.append(CatalogueError(row_number, COLUMNS[name], str(exc), f"{COLUMNS[name]}填写有误：{exc}"))
             return None
 
     def optional(name: str) -> str | None:
@@ -411,15 +495,23 @@ def _read_row(
         return None, None, []  # a blank row, or one with neither 档号 nor 题名 (a trailing or footer row)
     code: ArchivalCode | None = None
     if code_cell is None:
-        errors.append(CatalogueError(row_number, "档号", "is blank: every row with a 题名 needs its 档号"))
+        errors.append(
+            CatalogueError(
+                row_number, "档号", "is blank: every row with a 题名 needs its 档号", "档号为空：有题名的行必须填档号"
+            )
+        )
     else:
         code = check("code", lambda v: parse(_text(v)))
     if title_cell is None:
-        errors.append(CatalogueError(row_number, "题名", "is blank: every row with a 档号 needs its 题名"))
-    serial = check("serial", lambda v: None if v is None else _integer(v, "a 序号", 999_999))
+        errors.append(
+            CatalogueError(
+                row_number, "题名", "is blank: every row with a 档号 needs its 题名", "题名为空：有档号的行必须填题名"
+            )
+        )
+    serial = check("serial", lambda v: None if v is None else _integer(v, "a 序号", 999_999, "序号"))
     date_text, date = check("date", _date) or (_text(cell("date")), None)
     classification = check("classification", _classification)
-    pages = check("pages", lambda v: None if v is None else _integer(v, "a page count", 9999))
+    pages = check("pages", lambda v: None if v is None else _integer(v, "a page count", 9999, "页数"))
     if errors or code is None:
         return code, None, errors
     row = CatalogueRow(

@@ -11,6 +11,7 @@ from scanner_service.archive import archival_code as ac
 from scanner_service.archive.catalogue_import import CatalogueImport
 from scanner_service.archive.filing import ensure_item, page_check, write_description
 from scanner_service.archive.models import Event, EventKind, Fonds, Item
+from scanner_service.exceptions import NotFound
 from scanner_service.settings import Settings
 
 # DA/T 18 fields an archivist may set on an item, by their API names. 保管期限 is part of the 档号 itself.
@@ -109,12 +110,39 @@ def import_catalogue(
     return {"rows": len(imported.rows), "created": created, "updated": updated}
 
 
+def check_catalogue(session: Session, imported: CatalogueImport) -> dict[str, int]:
+    """What :func:`import_catalogue` would do with these rows, writing nothing (no row, no fonds, no file):
+    how many items it would create and how many it would update."""
+    keys = [str(row.code) for row in imported.rows]
+    existing: set[str] = set()
+    for start in range(0, len(keys), 500):  # SQLite takes a limited number of parameters in one IN
+        existing.update(session.scalars(select(Item.code_key).where(Item.code_key.in_(keys[start : start + 500]))))
+    updated = sum(key in existing for key in keys)
+    return {"rows": len(keys), "created": len(keys) - updated, "updated": updated}
+
+
 def items_for_sheets(
-    session: Session, fonds: str, *, year: int | None = None, category: str | None = None, include_filed: bool = False
+    session: Session,
+    fonds: str,
+    *,
+    year: int | None = None,
+    category: str | None = None,
+    include_filed: bool = False,
+    codes: list[str] | None = None,
 ) -> list[Item]:
     """The catalogue's items to print separator sheets for, in archival order (by default only items
-    with no pages yet: what is still to be scanned)."""
+    with no pages yet: what is still to be scanned).
+
+    ``codes`` (档号 in either style) chooses the items: exactly those, filed or not; NotFound names any
+    that is not an item of ``fonds``, InvalidArchivalCode any that is no 档号."""
     stmt = select(Item).where(Item.fonds == fonds.upper())
+    if codes:
+        keys = {str(ac.parse(text)): text for text in codes}
+        chosen = list(session.scalars(stmt.where(Item.code_key.in_(list(keys)))))
+        missing = sorted(set(keys) - {i.code_key for i in chosen})
+        if missing:
+            raise NotFound(f"No catalogue item {', '.join(keys[k] for k in missing)} in fonds {fonds.upper()}.")
+        return sorted(chosen, key=lambda i: ac.parse(i.code_key).sort_key())
     if year:
         stmt = stmt.where(Item.year == year)
     if category:

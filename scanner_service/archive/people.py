@@ -169,6 +169,52 @@ def set_disabled(session: Session, name: str, disabled: bool) -> User:
     return user
 
 
+def set_role(session: Session, name: str, *, role: str | None = None, fonds: str | None = None) -> User:
+    """Give a person another role and/or other fonds (``fonds`` "" for every fonds, None to keep them).
+
+    Takes effect at the person's next request: a login carries no role of its own."""
+    user = find_user(session, name)
+    if role is not None:
+        user.role = parse_role(role)
+    if fonds is not None:
+        user.fonds = parse_fonds(fonds)
+    log.info("person %r is now %s, fonds %s", user.name, user.role.value, user.fonds or "all")
+    return user
+
+
+def change_user(
+    session: Session,
+    name: str,
+    *,
+    by: Caller,
+    settings: Settings,
+    password: str | None = None,
+    disabled: bool | None = None,
+    role: str | None = None,
+    fonds: str | None = None,
+) -> User:
+    """Change what is given of a person's account (``scanstation user passwd|disable|enable`` and the role),
+    all or nothing. A person may not disable their own account nor change their own role or fonds
+    (Conflict ``own_account``): the station is not left without the administrator at the page."""
+    user = find_user(session, name)
+    if by.user_id == user.id:
+        own = (disabled is True) or (role is not None and parse_role(role) != user.role)
+        own = own or (fonds is not None and parse_fonds(fonds) != user.fonds)
+        if own:
+            raise Conflict(
+                "A person cannot disable their own account or change their own role or fonds; ask another "
+                "administrator (or use 'scanstation user' at the station).",
+                reason_code="own_account",
+            )
+    if password is not None:
+        change_password(session, user.name, password, settings=settings)
+    if role is not None or fonds is not None:
+        set_role(session, user.name, role=role, fonds=fonds)
+    if disabled is not None:  # enabling an enabled account still clears a lockout
+        set_disabled(session, user.name, disabled)
+    return user
+
+
 def _end_sessions(session: Session, user: User) -> None:
     session.execute(
         update(LoginSession)

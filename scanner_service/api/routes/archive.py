@@ -26,6 +26,7 @@ from scanner_service.api.schemas import (
     FondsPath,
     Limit,
     Offset,
+    RowIssue,
     TimeInput,
     UtcDateTime,
     YearQuery,
@@ -35,8 +36,8 @@ from scanner_service.api.schemas import (
 )
 from scanner_service.archive import access, browse, search
 from scanner_service.archive import archival_code as ac
-from scanner_service.archive.catalogue_import import read_catalogue
-from scanner_service.archive.catalogue_store import ensure_fonds, import_catalogue, items_for_sheets
+from scanner_service.archive.catalogue_import import CatalogueImportError, read_catalogue
+from scanner_service.archive.catalogue_store import check_catalogue, ensure_fonds, import_catalogue, items_for_sheets
 from scanner_service.archive.models import ITEM_EVENT_KINDS, AccessRecord, Event, EventKind, Fonds, Item, Role
 from scanner_service.archive.separator_sheets import SeparatorEntry, render_separator_sheets
 from scanner_service.exceptions import NotFound, UnusableInput
@@ -262,6 +263,7 @@ def access_log(
     until: Annotated[TimeInput | None, Query(description="Before this time")] = None,
     format: Literal["json", "csv"] = "json",
     limit: Annotated[int, Query(ge=1, le=1_000_000)] = 100_000,
+    offset: Offset = 0,
 ) -> Any:
     access.require_role(token, Role.admin, Role.archivist)
     stmt = select(AccessRecord).order_by(AccessRecord.id.desc())
@@ -278,7 +280,9 @@ def access_log(
         stmt = stmt.where(AccessRecord.at >= since)
     if until:
         stmt = stmt.where(AccessRecord.at < until)
-    rows = [AccessPublic.model_validate(r, from_attributes=True) for r in session.scalars(stmt.limit(limit))]
+    rows = [
+        AccessPublic.model_validate(r, from_attributes=True) for r in session.scalars(stmt.limit(limit).offset(offset))
+    ]
     if format == "json":
         return rows
     out = io.StringIO()
@@ -364,9 +368,13 @@ def list_fonds(session: SessionDep, token: CurrentToken) -> list[FondsPublic]:
 
 class CatalogueImported(BaseModel):
     rows: int
-    created: int
-    updated: int
+    created: int = Field(description="Items created (with dry_run: that the import would create)")
+    updated: int = Field(description="Items whose description changed (with dry_run: that it would update)")
     ignored_columns: list[str] = Field(description="Columns of the file that are not 归档文件目录 columns")
+    dry_run: bool = Field(default=False, description="true: only checked, nothing stored")
+    errors: list[RowIssue] = Field(
+        default_factory=list, description="dry_run: every problem found (empty: the file can be imported as it is)"
+    )
 
 
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -378,12 +386,12 @@ _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     summary="Import an 归档文件目录 (CSV or XLSX as the request body); all rows or none (archivist)",
     responses=error_responses(401, 403, 422),
     openapi_extra={
+        # The file's bytes, whatever they are: a raw body has no schema (OpenAPI 3.1), so no generated
+        # "wrong type" body is taken for a request the check should refuse; the check says what is wrong.
         "requestBody": {
             "required": True,
-            "content": {
-                "text/csv": {"schema": {"type": "string"}},
-                _XLSX: {"schema": {"type": "string", "format": "binary"}},
-            },
+            "description": "The catalogue file as it is (CSV: UTF-8 or GB18030; or XLSX)",
+            "content": {"text/csv": {}, _XLSX: {}},
         }
     },
 )
@@ -401,21 +409,49 @@ async def post_catalogue(
         ),
     ],
     sheet: Annotated[str | None, Query(max_length=100, pattern=NO_NUL, description="XLSX: the sheet")] = None,
+    dry_run: Annotated[
+        bool,
+        Query(
+            description="Only check the file: answers 200 with every problem in 'errors' and what the import "
+            "would create and update, and stores nothing at all (no item, no fonds, no file)"
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     access.require_role(token, Role.admin, Role.archivist)
     suffix = "." + filename.rsplit(".", 1)[-1].lower()  # ".CSV" too, which Path() takes for a hidden file
     if suffix not in (".csv", ".xlsx"):  # the pattern above already says so; kept for callers in Python
         raise UnusableInput(f"{filename}: send a .csv or .xlsx file.", reason_code="not_a_catalogue")
     body = await request.body()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"catalogue{suffix}"
-        path.write_bytes(body)
-        imported = read_catalogue(path, sheet=sheet)
+    if not body:  # no file at all is a request that does not fit the OpenAPI, even for a check
+        raise UnusableInput(f"{filename}: the request has no body; send the file's bytes.", reason_code="empty_body")
+    try:
+        # The file is read from a private temporary folder, outside the data folder, gone at once.
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"catalogue{suffix}"
+            path.write_bytes(body)
+            imported = read_catalogue(path, sheet=sheet)
+    except CatalogueImportError as exc:
+        if not dry_run:
+            raise
+        issues = [RowIssue(row=e.row, column=e.column, message=e.message, message_zh=e.zh or None) for e in exc.errors]
+        return {"rows": 0, "created": 0, "updated": 0, "ignored_columns": [], "dry_run": True, "errors": issues}
     scope = access.fonds_scope(token)
-    if scope is not None:
-        outside = sorted({r.code.fonds for r in imported.rows} - set(scope))
-        if outside:
-            access.require_fonds(token, outside[0])
+    outside = sorted({r.code.fonds for r in imported.rows} - set(scope)) if scope is not None else []
+    if dry_run:
+        first_row = {f: min(r.row for r in imported.rows if r.code.fonds == f) for f in outside}
+        issues = [
+            RowIssue(
+                row=first_row[f],
+                column="档号",
+                message=f"This {token.kind} is limited to fonds {', '.join(scope or [])}, not {f}.",
+                message_zh=f"全宗 {f} 不在您的权限范围内（您可管理：{'、'.join(scope or [])}）",
+            )
+            for f in outside
+        ]
+        counts = check_catalogue(session, imported)
+        return {**counts, "ignored_columns": imported.ignored_columns, "dry_run": True, "errors": issues}
+    if outside:
+        access.require_fonds(token, outside[0])
     counts = import_catalogue(session, imported, actor=token.name, settings=settings)
     return {**counts, "ignored_columns": imported.ignored_columns}
 
@@ -435,10 +471,20 @@ def get_separator_sheets(
     year: YearQuery = None,
     category: FilterText = None,
     include_filed: Annotated[bool, Query(description="Also items that already have pages")] = False,
+    code: Annotated[
+        list[Annotated[str, Query(max_length=128, pattern=NO_NUL)]] | None,
+        Query(
+            max_length=1000,
+            description="档号 of the items to print (repeat for several), filed or not; year and category are "
+            "then ignored. An unknown one answers 404",
+        ),
+    ] = None,
 ) -> FileResponse:
     access.require_role(token, Role.admin, Role.archivist, Role.operator)
     access.require_fonds(token, fonds.upper())
-    items = items_for_sheets(session, fonds, year=year, category=category, include_filed=include_filed)
+    items = items_for_sheets(
+        session, fonds, year=year, category=category, include_filed=include_filed, codes=code or None
+    )
     if not items:
         raise NotFound(f"No catalogue item of fonds {fonds.upper()} to print a separator sheet for.")
     entries = [
