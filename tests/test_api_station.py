@@ -12,12 +12,13 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from rq import Worker
-from sqlalchemy import create_engine, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from scanner_service.api.app import create_app
+from scanner_service.archive.db import get_engine, migrate
 from scanner_service.archive.models import Batch, BatchState, Original, Page, PageState
-from scanner_service.settings import Settings
+from scanner_service.settings import Settings, build_settings
 from scanner_service.station import queue as q
 from scanner_service.station import status
 from tests.test_api import token
@@ -68,14 +69,25 @@ def seed_batch(
 
 def plain_session(settings: Settings) -> Session:
     # Not the station's session_scope: that one writes progress events for every batch added.
-    return Session(create_engine(settings.effective_database_url))
+    return Session(get_engine(settings.effective_database_url))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, station_env: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The counts are SQL: each test runs on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        return station_env
+    monkeypatch.setenv("SCANSTATION_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
+    on_postgres = build_settings()
+    migrate(on_postgres.effective_database_url)
+    return on_postgres
 
 
 @pytest.fixture
-def board(station_env: Settings) -> dict[str, int]:
+def board(settings: Settings) -> dict[str, int]:
     """Three batches: one of C015 half processed with flags, one of C016, one whose fonds is not known yet."""
     done, failed, queued = PageState.done, PageState.failed, PageState.queued
-    with plain_session(station_env) as session:
+    with plain_session(settings) as session:
         ids = {
             "c015": seed_batch(
                 session,
@@ -103,10 +115,10 @@ def board(station_env: Settings) -> dict[str, int]:
 
 
 def test_each_batch_of_the_list_counts_its_flags_and_rate_as_its_detail_does(
-    station_env: Settings, board: dict[str, int]
+    settings: Settings, board: dict[str, int]
 ) -> None:
-    client = TestClient(create_app(station_env))
-    admin = token(station_env)
+    client = TestClient(create_app(settings))
+    admin = token(settings)
     listing = {b["id"]: b for b in client.get("/api/batches", headers=admin).json()}
     assert list(listing) == [board["loose"], board["c016"], board["c015"]]  # newest first
     c015 = listing[board["c015"]]
@@ -131,18 +143,18 @@ def test_each_batch_of_the_list_counts_its_flags_and_rate_as_its_detail_does(
 
 
 def test_the_list_filters_by_states_and_ids_and_pages_through_what_the_caller_sees(
-    station_env: Settings, board: dict[str, int]
+    settings: Settings, board: dict[str, int]
 ) -> None:
-    client = TestClient(create_app(station_env))
-    admin = token(station_env)
+    client = TestClient(create_app(settings))
+    admin = token(settings)
     running = client.get("/api/batches?state=queued&state=processing", headers=admin).json()
     assert [b["id"] for b in running] == [board["loose"], board["c015"]]
     some = client.get(f"/api/batches?ids={board['c016']}&ids={board['c015']}", headers=admin).json()
     assert [b["id"] for b in some] == [board["c016"], board["c015"]]
     # An operator of C015 sees its batches and those of no known fonds, never C016's; the limit and offset
     # count only those: the second row is C015's, not an empty page.
-    operator = token(station_env, "operator")
-    with plain_session(station_env) as session:
+    operator = token(settings, "operator")
+    with plain_session(settings) as session:
         from scanner_service.archive.models import ApiToken
 
         row = session.scalars(select(ApiToken).where(ApiToken.role == "operator")).one()
@@ -158,21 +170,21 @@ def test_the_list_filters_by_states_and_ids_and_pages_through_what_the_caller_se
 
 
 def test_station_shows_queue_workers_and_disk_to_staff_only(
-    station_env: Settings, board: dict[str, int], redis_conn: redis.Redis
+    settings: Settings, board: dict[str, int], redis_conn: redis.Redis
 ) -> None:
-    client = TestClient(create_app(station_env))
+    client = TestClient(create_app(settings))
     queue = q.get_queue(redis_conn)
-    q.enqueue_page(queue, station_env, 12345)
+    q.enqueue_page(queue, settings, 12345)
     worker = Worker([queue], connection=redis_conn)
     worker.register_birth()
     try:
-        reply = client.get("/api/station", headers=token(station_env, "operator"))
+        reply = client.get("/api/station", headers=token(settings, "operator"))
     finally:
         worker.register_death()
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["queue"] == {"redis": True, "queued": 1, "running": 0, "scheduled": 0, "workers": 1, "busy": 0}
-    numbers = os.statvfs(station_env.data)
+    numbers = os.statvfs(settings.data)
     assert body["disk"]["total_bytes"] == numbers.f_blocks * numbers.f_frsize
     assert abs(body["disk"]["free_bytes"] - numbers.f_bavail * numbers.f_frsize) < 2**30
     assert body["disk"]["pages_fit"] == body["disk"]["free_bytes"] // (3 * 2**20)
@@ -185,7 +197,7 @@ def test_station_shows_queue_workers_and_disk_to_staff_only(
         "failed": 0,
         "discarded": 0,
     }
-    reader = client.get("/api/station", headers=token(station_env, "reader"))
+    reader = client.get("/api/station", headers=token(settings, "reader"))
     assert reader.status_code == 403 and reader.json()["error"] == "forbidden"
     assert client.get("/api/station").status_code == 401
 
