@@ -151,6 +151,8 @@ def test_the_list_filters_by_states_and_ids_and_pages_through_what_the_caller_se
     assert [b["id"] for b in running] == [board["loose"], board["c015"]]
     some = client.get(f"/api/batches?ids={board['c016']}&ids={board['c015']}", headers=admin).json()
     assert [b["id"] for b in some] == [board["c016"], board["c015"]]
+    older = client.get(f"/api/batches?before={board['loose']}&limit=1", headers=admin).json()
+    assert [b["id"] for b in older] == [board["c016"]]
     # An operator of C015 sees its batches and those of no known fonds, never C016's; the limit and offset
     # count only those: the second row is C015's, not an empty page.
     operator = token(settings, "operator")

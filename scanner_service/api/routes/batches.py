@@ -113,6 +113,15 @@ def list_batches(
     token: CurrentToken,
     state: StateFilter = None,
     ids: BatchIds = None,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=INT32_MAX,
+            description="Only batches older than this id: the next page of the list, which stays the same "
+            "while new batches arrive (an offset would shift)",
+        ),
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
@@ -124,6 +133,8 @@ def list_batches(
         stmt = stmt.where(Batch.state.in_(state))
     if ids:
         stmt = stmt.where(Batch.id.in_(ids))
+    if before is not None:
+        stmt = stmt.where(Batch.id < before)
     found = [b for b in session.scalars(stmt) if access.may_see_batch(token, batch_fonds(b))]
     summaries = page_summaries(session, [b.id for b in found])
     return [_public(b, summaries.get(b.id, PageSummary())) for b in found]
