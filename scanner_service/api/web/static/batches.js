@@ -284,7 +284,7 @@ function problemCell(batch) {
     if (problem.code === "pages_failed" && batch.pages.failed) continue; // said above
     out.push(h("div.warn", { title: problem.message || "" }, PROBLEM[problem.code] || "需要处理后才能归档"));
   }
-  if (!out.length && batch.state === "needs_review") out.push(h("div.warn", "有标记待确认：请打开逐页查看"));
+  if (!out.length && batch.state === "needs_review") out.push(h("div.warn", "标记待确认"));
   return out.length ? out : h("span.muted", "");
 }
 
