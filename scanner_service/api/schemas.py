@@ -283,12 +283,33 @@ class PageCounts(BaseModel):
     failed: int
 
 
+class FlagCounts(BaseModel):
+    """How many of a batch's pages carry each flag (as the station decided; accepting a flag keeps it)."""
+
+    blank: int = 0
+    orientation_unsure: int = 0
+    low_confidence: int = 0
+    low_resolution: int = 0
+    resolution_mismatch: int = 0
+    failed: int = 0
+
+
 class BatchPublic(BaseModel):
     id: int
     name: str
     state: BatchState
     archival_code: str | None
     pages: PageCounts
+    flags: FlagCounts = Field(
+        default_factory=FlagCounts, description="Pages per flag: blank, orientation_unsure, low_confidence, …"
+    )
+    pages_per_minute: float | None = Field(
+        default=None,
+        description="Pages finished per minute, between the first and the latest page finished (two or more)",
+    )
+    seconds_left: float | None = Field(
+        default=None, description="While the batch runs: about how long until every page is finished, at that rate"
+    )
     error: str | None
     error_code: str | None
     duplicate_of: int | None
@@ -320,3 +341,27 @@ class Health(BaseModel):
     redis: bool
     catalogue: bool
     workers: int
+
+
+class QueuePublic(BaseModel):
+    redis: bool = Field(description="Redis answered; without it nothing is queued or worked on")
+    queued: int = Field(description="Jobs waiting in the queue (pages, PDF assemblies, corrections)")
+    running: int = Field(description="Jobs being worked on now")
+    scheduled: int = Field(description="Jobs waiting for a retry at a later time")
+    workers: int = Field(description="Workers alive (heart-beating)")
+    busy: int = Field(description="Workers at work on a job now")
+
+
+class DiskPublic(BaseModel):
+    path: str = Field(description="The folder whose file system was measured (the archive, or its parent)")
+    total_bytes: int
+    free_bytes: int = Field(description="What the station may still write")
+    pages_fit: int = Field(description="About how many more pages fit, at 3 MiB a page")
+    warning: bool = Field(description="Fewer than 2,000 pages fit, or less than 5 % of the file system is free")
+    reason: Literal["few_pages", "low_fraction"] | None
+
+
+class StationPublic(BaseModel):
+    queue: QueuePublic
+    disk: DiskPublic
+    batches: dict[str, int] = Field(description="How many batches the caller may see are in each state")

@@ -180,6 +180,14 @@ def may_see_batch(token: Caller, fonds: str | None) -> bool:
     return fonds in scope if fonds else token.role == Role.operator
 
 
+def batch_filter(token: Caller) -> ColumnElement[bool]:
+    """The SQL condition on Batch for the batches a staff caller may see: :func:`may_see_batch` in the
+    query, so that a list's limit and offset count only what the caller sees."""
+    if fonds_scope(token) is None:
+        return true()
+    return _batch_code_scope(token)
+
+
 def event_filter(token: Caller) -> ColumnElement[bool]:
     """The SQL condition on Event for the events the caller may see (``GET /api/events`` and ``/api/stream``).
 

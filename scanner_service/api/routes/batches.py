@@ -7,8 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi import Path as PathParam
+from pydantic import Field
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from scanner_service.api.deps import CurrentToken, SessionDep, SettingsDep
 from scanner_service.api.files import (
@@ -27,6 +28,7 @@ from scanner_service.api.schemas import (
     BatchIdPath,
     BatchPublic,
     DiscardRequest,
+    FlagCounts,
     HistoryEntry,
     Limit,
     Offset,
@@ -42,7 +44,7 @@ from scanner_service.api.schemas import (
 from scanner_service.archive import access, corrections
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
-from scanner_service.archive.batches import claim_assembly, in_order
+from scanner_service.archive.batches import PageSummary, claim_assembly, in_order, page_summaries, summarise
 from scanner_service.archive.corrections import batch as batch_corrections
 from scanner_service.archive.corrections import history_entry
 from scanner_service.archive.filing import batch_fonds
@@ -66,19 +68,20 @@ router = APIRouter(prefix="/api/batches", tags=["batches"])
 SeqPath = Annotated[int, PathParam(ge=1, le=INT32_MAX, description="The page's number in scan order (seq), from 1")]
 
 
-def _public(batch: Batch) -> dict[str, Any]:
-    pages = batch.pages
+def _public(batch: Batch, summary: PageSummary | None = None) -> dict[str, Any]:
+    """A batch as every answer shows it; ``summary``: its pages' numbers if already counted in SQL
+    (the list), else counted from its loaded pages."""
+    if summary is None:
+        summary = summarise(batch.pages)
     return {
         "id": batch.id,
         "name": batch.name,
         "state": batch.state,
         "archival_code": batch.archival_code,
-        "pages": PageCounts(
-            total=len(pages),
-            done=sum(p.state == PageState.done for p in pages),
-            blank=sum(p.blank for p in pages),
-            failed=sum(p.state == PageState.failed for p in pages),
-        ),
+        "pages": PageCounts(total=summary.total, done=summary.done, blank=summary.blank, failed=summary.failed),
+        "flags": FlagCounts(**summary.flags),
+        "pages_per_minute": summary.pages_per_minute(),
+        "seconds_left": summary.seconds_left(batch.state),
         "error": batch.error,
         "error_code": batch.error_code,
         "duplicate_of": batch.duplicate_of,
@@ -90,6 +93,15 @@ def _public(batch: Batch) -> dict[str, Any]:
     }
 
 
+StateFilter = Annotated[
+    list[BatchState] | None, Query(max_length=10, description="Only batches in these states (?state=a&state=b)")
+]
+BatchIds = Annotated[
+    list[Annotated[int, Field(ge=1, le=INT32_MAX)]] | None,
+    Query(max_length=200, description="Only these batches (?ids=3&ids=5): to refresh some rows of a list"),
+]
+
+
 @router.get(
     "",
     response_model=list[BatchPublic],
@@ -99,16 +111,33 @@ def _public(batch: Batch) -> dict[str, Any]:
 def list_batches(
     session: SessionDep,
     token: CurrentToken,
-    state: Annotated[BatchState | None, Query(description="Only batches in this state")] = None,
+    state: StateFilter = None,
+    ids: BatchIds = None,
+    before: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            le=INT32_MAX,
+            description="Only batches older than this id: the next page of the list, which stays the same "
+            "while new batches arrive (an offset would shift)",
+        ),
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict[str, Any]]:
+    """Newest first. Each batch's page and flag counts are aggregated in SQL (no page row is loaded), and
+    the fonds limits are part of the query, so that limit and offset page through what the caller sees."""
     _staff_only(token)
-    stmt = select(Batch).options(selectinload(Batch.pages)).order_by(Batch.id.desc()).limit(limit).offset(offset)
+    stmt = select(Batch).where(access.batch_filter(token)).order_by(Batch.id.desc()).limit(limit).offset(offset)
     if state:
-        stmt = stmt.where(Batch.state == state)
-    # Fonds limits are applied after the query: a township station holds hundreds of batches, not millions.
-    return [_public(b) for b in session.scalars(stmt) if access.may_see_batch(token, batch_fonds(b))]
+        stmt = stmt.where(Batch.state.in_(state))
+    if ids:
+        stmt = stmt.where(Batch.id.in_(ids))
+    if before is not None:
+        stmt = stmt.where(Batch.id < before)
+    found = [b for b in session.scalars(stmt) if access.may_see_batch(token, batch_fonds(b))]
+    summaries = page_summaries(session, [b.id for b in found])
+    return [_public(b, summaries.get(b.id, PageSummary())) for b in found]
 
 
 def _staff_only(token: Caller) -> None:
