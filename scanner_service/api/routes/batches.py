@@ -497,7 +497,10 @@ def get_page_picture(
     if_none_match: IfNoneMatch = None,
 ) -> Response:
     batch = _get(session, token, batch_id)
-    page = batch_corrections.page_of(batch, seq)
+    # One row, not the batch's page list: a grid asks for dozens of these at once.
+    page = session.scalar(select(Page).where(Page.batch_id == batch.id, Page.seq == seq))
+    if page is None:
+        raise NotFound(f"Batch {batch.id} has no page {seq}.")
     picture = previews.page_picture(settings, batch, page, view, width)
     headers = {"ETag": picture.etag, "Cache-Control": PICTURE_FOREVER if v == page.version else "private, no-cache"}
     if not_modified(if_none_match, picture.etag):

@@ -109,7 +109,7 @@ function build(main) {
       observer.unobserve(img);
       if (img.dataset.src) { img.src = img.dataset.src; delete img.dataset.src; }
     }
-  }, { root: els.thumbs, rootMargin: "600px 0px" });
+  }, { root: els.thumbs, rootMargin: "300px 0px" });
   wireDrag();
 }
 
@@ -325,6 +325,11 @@ function drawCount() {
   clear(els.count, filter === "all" ? `${pages.length} 页` : `显示 ${shown} / ${pages.length} 页`, ` · 待处理 ${openCount()} 页`);
   clear(els.selection, selected.size ? [`已选 ${selected.size} 页 `, h("button.link", { type: "button", onclick: clearSelection }, "取消选择")] : "");
   for (const [seq, el] of cells) el.hidden = !matches(bySeq.get(seq));
+  let none = $(".none", els.thumbs);
+  if (!shown && pages.length) {
+    if (!none) els.thumbs.append(none = h("p.empty.none"));
+    none.textContent = filter === "open" ? "没有待处理的页面了。" : "没有符合筛选的页面。";
+  } else if (none) none.remove();
 }
 
 function setFilter(value) {
@@ -623,7 +628,7 @@ function turn(delta) {
   const now = p.correction?.turn || 0;
   const next = (now + delta + 360) % 360;
   return pageCall("", { method: "PATCH", body: { turn: next },
-    said: () => `第 ${p.position} 页${delta > 0 ? "向右" : "向左"}转 90°，正在重新处理…` });
+    said: () => `第 ${p.position} 页${delta > 0 ? "向右" : "向左"}转 90°（人工共加转 ${next}°），正在重新处理…` });
 }
 
 function toggleBlank() {
