@@ -41,7 +41,7 @@ from scanner_service.api.schemas import (
     SplitRequest,
     error_responses,
 )
-from scanner_service.archive import access, corrections
+from scanner_service.archive import access, corrections, previews
 from scanner_service.archive import archival_code as ac
 from scanner_service.archive.access import Caller
 from scanner_service.archive.batches import PageSummary, claim_assembly, in_order, page_summaries, summarise
@@ -491,3 +491,48 @@ def discard_batch(
 
     batch_corrections.discard(session, token, batch, note=body.note, set_aside=set_aside)
     return _batch_answer(session, settings, batch)
+
+
+# ---- page pictures for the review screen -----------------------------------------------------------
+
+PICTURE_FOREVER = "private, max-age=31536000, immutable"
+
+
+@router.get(
+    "/{batch_id}/pages/{seq}/image",
+    response_class=Response,
+    summary="A page's picture: the master as scanned or the processed page, as JPEG or PNG (staff)",
+    description="`width` scales it down (thumbnails). With `v` equal to the page's version the answer may be "
+    "cached for good (a correction raises the version, so the next URL differs); `ETag` and `If-None-Match` "
+    "otherwise. 409 with reason `page_not_ready` (not processed yet, or being derived again), `page_failed` "
+    "or `original_set_aside` when the page has no such picture now.",
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}}},
+        304: {"description": "Not modified (If-None-Match)"},
+        **error_responses(401, 403, 404, 409, 422),
+    },
+)
+def get_page_picture(
+    batch_id: BatchIdPath,
+    seq: SeqPath,
+    settings: SettingsDep,
+    session: SessionDep,
+    token: CurrentToken,
+    view: Annotated[
+        previews.View, Query(description="master: the page as scanned; processed: as the station made it")
+    ] = "processed",
+    width: Annotated[int | None, Query(ge=16, le=4000, description="At most this many pixels wide")] = None,
+    v: Annotated[int | None, Query(ge=0, le=INT32_MAX, description="The page's version, for caching")] = None,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    batch = _get(session, token, batch_id)
+    # One row, not the batch's page list: a grid asks for dozens of these at once.
+    page = session.scalar(select(Page).where(Page.batch_id == batch.id, Page.seq == seq))
+    if page is None:
+        raise NotFound(f"Batch {batch.id} has no page {seq}.")
+    picture = previews.page_picture(settings, batch, page, view, width)
+    headers = {"ETag": picture.etag, "Cache-Control": PICTURE_FOREVER if v == page.version else "private, no-cache"}
+    if not_modified(if_none_match, picture.etag):
+        return Response(status_code=304, headers=headers)
+    data, media_type = picture.read()
+    return Response(data, media_type=media_type, headers=headers)

@@ -1,0 +1,141 @@
+"""Pictures of a batch's pages for the review screen: the master as scanned and the processed page (its
+usage image), as JPEG or PNG a browser shows, scaled down on request (thumbnails).
+
+The master is read with the pipeline's own loader (``workers.stages.load.load_page``: a TIFF frame, a PDF
+page, an orientation tag), so a person sees the page exactly as the station read it. Usage images of
+text pages are bilevel TIFF (CCITT G4), which no browser shows: they become PNG. Each picture made is
+kept in the batch's spool folder (``previews/``), named by what it shows (the master's SHA-256, the
+page's version and its usage image's time), so the grid of a 500-page batch opened again reads files
+instead of decoding scans; a spool that cannot be written only means nothing is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image
+
+from scanner_service.archive.layout import Layout
+from scanner_service.archive.models import Batch, Page, PageState
+from scanner_service.archive.sidecar import PageSidecar
+from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.settings import Settings
+from workers.errors import UnusableInput
+from workers.stages.load import load_page
+
+View = Literal["master", "processed"]
+THUMB_RENDER_DPI = 150  # a PDF page drawn for a small picture needs no more
+_SENT_AS_IS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
+
+
+@dataclass(frozen=True)
+class PagePicture:
+    """A picture of one page, known before it is made: ``etag`` answers If-None-Match without decoding."""
+
+    etag: str
+    source: Path
+    cached: Path  # without its suffix: .jpg or .png is added as the picture is made
+    view: View
+    width: int | None
+    page_index: int
+    settings: Settings
+
+    def read(self) -> tuple[bytes, str]:
+        """The picture's bytes and media type: from the cache, the file itself, or made now."""
+        for suffix, media in ((".jpg", "image/jpeg"), (".png", "image/png")):
+            path = self.cached.with_suffix(suffix)
+            if path.exists():
+                return path.read_bytes(), media
+        if self.width is None:  # the whole page, in a format the browser shows: sent as it is
+            with self.source.open("rb") as fp:
+                head = fp.read(8)
+            as_is = next((m for magic, m in _SENT_AS_IS.items() if head.startswith(magic)), None)
+            if as_is is not None:
+                return self.source.read_bytes(), as_is
+        data, suffix, media = _encode(self._image(), self.width)
+        _keep(self.cached.with_suffix(suffix), data)
+        return data, media
+
+    def _image(self) -> Image.Image:
+        if self.view == "processed":
+            with Image.open(self.source) as im:
+                im.load()
+                return im
+        render = min(self.settings.render_dpi, THUMB_RENDER_DPI) if self.width else self.settings.render_dpi
+        try:
+            return load_page(self.source, self.page_index, max_pixels=self.settings.max_pixels, render_dpi=render).image
+        except (UnusableInput, IndexError) as err:
+            raise Conflict(
+                f"The original of this page cannot be shown: {err}", reason_code="original_unreadable"
+            ) from err
+
+
+def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width: int | None) -> PagePicture:
+    """The picture of ``page`` as ``view`` shows it, ``width`` pixels wide at most (None: as it is).
+
+    404 when the file is not there; 409 with a reason when the page has no such picture now:
+    ``page_not_ready`` (not processed yet, or being derived again), ``page_failed``, ``original_set_aside``.
+    """
+    layout = Layout.of(settings)
+    where = f"Page {page.seq} of batch {batch.id}"
+    if view == "processed":
+        if page.state == PageState.failed:
+            raise Conflict(f"{where} failed; it has no processed image ({page.error}).", reason_code="page_failed")
+        if page.state != PageState.done:
+            raise Conflict(
+                f"{where} is {page.state.value}: its processed image comes when it is done.",
+                reason_code="page_not_ready",
+            )
+        sidecar = layout.sidecar(batch.id, page.seq)
+        try:
+            source = PageSidecar.read(sidecar).image_path(sidecar)
+            stamp = source.stat().st_mtime_ns
+        except (OSError, ValueError, KeyError) as err:
+            raise NotFound(f"{where} has no processed image in the spool.") from err
+        key = f"p{page.version}-{stamp:x}"
+    else:
+        original = page.original
+        if original.quarantined:
+            raise Conflict(
+                f"{where}: its file {original.name} was set aside in quarantine ({original.error}).",
+                reason_code="original_set_aside",
+            )
+        source = layout.original(batch.id, original.stored_name)
+        if not source.is_file():
+            raise NotFound(f"{where}: its file {original.name} is not in the spool.")
+        key = f"m{original.sha256[:16]}-{page.source_index}"
+    size = f"w{width}" if width else "full"
+    cached = layout.batch_dir(batch.id) / "previews" / f"{page.seq:04d}-{view}-{size}-{key}"
+    return PagePicture(f'"{page.seq}-{view}-{size}-{key}"', source, cached, view, width, page.source_index, settings)
+
+
+def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
+    """JPEG for pictures scaled down and for grey or colour pages; PNG for a bilevel page at full size."""
+    if image.mode == "1" and width is None:
+        out = io.BytesIO()
+        image.save(out, "PNG")
+        return out.getvalue(), ".png", "image/png"
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("L" if image.mode in ("1", "I", "I;16", "F") else "RGB")
+    if width is not None and image.width > width:
+        height = max(1, round(image.height * width / image.width))
+        image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80 if width else 90)
+    return out.getvalue(), ".jpg", "image/jpeg"
+
+
+def _keep(path: Path, data: bytes) -> None:
+    # Not flushed to disk: a picture lost in a crash is made again (a rename keeps a half-written one out).
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full or read-only spool: the picture is made again next time

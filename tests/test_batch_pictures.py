@@ -1,0 +1,87 @@
+"""Pictures of a batch's pages for the review screen (GET /api/batches/{id}/pages/{seq}/image): the master as
+scanned and the processed page, in a format a browser shows, scaled for thumbnails, cached by version, and
+shown only to the staff who may see the batch."""
+
+from __future__ import annotations
+
+import io
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from scanner_service.api.app import create_app
+from scanner_service.archive.db import session_scope
+from scanner_service.archive.models import Batch, Page, PageState
+from scanner_service.settings import Settings
+from scanner_service.station.watcher import Watcher
+from tests.conftest import SAMPLE
+from tests.test_archive import bearer
+from tests.test_pipeline import run_queue
+
+pytestmark = pytest.mark.slow
+
+CODE = "C015-WS·2013-Y-BGS-0031"
+
+
+def _picture(reply: httpx.Response) -> Image.Image:
+    assert reply.status_code == 200, reply.text
+    im = Image.open(io.BytesIO(reply.content))
+    assert reply.headers["content-type"] == {"JPEG": "image/jpeg", "PNG": "image/png"}[str(im.format)]
+    return im
+
+
+def test_page_pictures_as_a_browser_shows_them(station_env: Settings, redis_conn: redis.Redis) -> None:
+    # Page 1: a JPEG as scanned; pages 2-3: the two frames of a multi-page TIFF (a text page, a blank back).
+    folder = station_env.inbox / CODE
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes((SAMPLE / "scan_0004.jpg").read_bytes())
+    frames = [Image.open(SAMPLE / name).convert("L") for name in ("scan_0003.jpg", "scan_0006.jpg")]
+    frames[0].save(folder / "b.tif", save_all=True, append_images=frames[1:], dpi=(300, 300), compression="tiff_lzw")
+    (folder / ".done").touch()
+    watcher = Watcher(station_env, redis_conn)
+    watcher.poll()
+    run_queue(redis_conn, watcher)
+    with session_scope(station_env.effective_database_url) as session:
+        batch_id = session.query(Batch).filter(Batch.name == CODE).one().id
+    client = TestClient(create_app(station_env))
+    operator = bearer(station_env, "operator", "C015")
+    url = f"/api/batches/{batch_id}/pages"
+    pages = {p["seq"]: p for p in client.get(f"/api/batches/{batch_id}", headers=operator).json()["page_list"]}
+    assert [pages[s]["state"] for s in (1, 2, 3)] == ["done"] * 3
+
+    # The master of a JPEG page is the scanner's own file; a TIFF frame becomes a JPEG, scaled as asked.
+    master = client.get(f"{url}/1/image", params={"view": "master"}, headers=operator)
+    assert master.content == (SAMPLE / "scan_0004.jpg").read_bytes() and master.headers["content-type"] == "image/jpeg"
+    frame = _picture(client.get(f"{url}/2/image", params={"view": "master", "width": 300}, headers=operator))
+    assert frame.format == "JPEG" and frame.width == 300
+    assert abs(frame.height / frame.width - frames[0].height / frames[0].width) < 0.01
+    # The processed text page is bilevel (G4 TIFF in the spool): PNG whole, JPEG as a thumbnail.
+    whole = _picture(client.get(f"{url}/2/image", params={"view": "processed"}, headers=operator))
+    assert whole.format == "PNG" and whole.mode == "1" and whole.width > 1500
+    thumb = client.get(f"{url}/2/image", params={"width": 240, "v": pages[2]["version"]}, headers=operator)
+    assert _picture(thumb).size[0] == 240 and _picture(thumb).format == "JPEG"
+    assert "immutable" in thumb.headers["cache-control"], "with the page's version in the URL it is kept for good"
+    again = client.get(
+        f"{url}/2/image", params={"width": 240}, headers={**operator, "If-None-Match": thumb.headers["etag"]}
+    )
+    assert again.status_code == 304 and "no-cache" in again.headers["cache-control"]
+    assert _picture(client.get(f"{url}/3/image", params={"width": 120}, headers=operator)).width == 120
+
+    # Errors: an unknown page, a page being derived again, a reader, an operator of another fonds.
+    missing = client.get(f"{url}/9/image", headers=operator)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert client.get(f"{url}/2/image", params={"width": 5}, headers=operator).status_code == 422
+    assert client.get(f"{url}/2/image", params={"view": "both"}, headers=operator).status_code == 422
+    with session_scope(station_env.effective_database_url) as session:
+        session.query(Page).filter(Page.batch_id == batch_id, Page.seq == 3).update({"state": PageState.queued})
+    busy = client.get(f"{url}/3/image", params={"width": 200}, headers=operator)
+    assert busy.status_code == 409 and busy.json()["reason"] == "page_not_ready"
+    assert client.get(f"{url}/3/image", params={"view": "master", "width": 200}, headers=operator).status_code == 200
+    reader = client.get(f"{url}/1/image", headers=bearer(station_env, "reader", "C015"))
+    assert reader.status_code == 403
+    other = client.get(f"{url}/1/image", headers=bearer(station_env, "operator", "C016"))
+    assert other.status_code == 404, "another fonds' batch is not there for this operator"
+    assert client.get(f"{url}/1/image", headers=bearer(station_env, "archivist", "C015")).status_code == 200
