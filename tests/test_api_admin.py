@@ -265,3 +265,21 @@ def test_the_access_log_pages(client: TestClient, station_env: Settings) -> None
     assert [r["page"] for r in first + second] == [5, 4, 3, 2]
     csv = client.get("/api/access-log", params={"format": "csv", "who": "李明"}, headers=archivist)
     assert csv.text.startswith("\ufeff时间,利用者") and csv.text.count("李明") == 5
+
+
+def test_an_admin_is_never_given_fonds_that_would_look_like_a_limit(client: TestClient, station_env: Settings) -> None:
+    """An admin sees every fonds whatever is written on it: "管理员 · C016" in the list would be a lie."""
+    admin = token(station_env, "admin")
+    body = {"name": "村支书", "role": "admin", "password": PASSWORD, "fonds": ["C016"]}
+    refused = client.post("/api/users", json=body, headers=admin)
+    assert refused.status_code == 422 and refused.json()["reason"] == "admin_fonds"
+    refused = client.post("/api/tokens", json={"role": "admin", "fonds": ["C016"]}, headers=admin)
+    assert refused.status_code == 422 and refused.json()["reason"] == "admin_fonds"
+    assert client.get("/api/users", headers=admin).json() == []
+    made = client.post("/api/users", json={**body, "role": "archivist"}, headers=admin)
+    assert made.status_code == 201
+    promoted = client.patch(f"/api/users/{quote('村支书')}", json={"role": "admin"}, headers=admin)
+    assert promoted.status_code == 422 and promoted.json()["reason"] == "admin_fonds"
+    assert client.get("/api/users", headers=admin).json()[0]["role"] == "archivist", "nothing changed"
+    promoted = client.patch(f"/api/users/{quote('村支书')}", json={"role": "admin", "fonds": []}, headers=admin)
+    assert promoted.status_code == 200 and promoted.json()["fonds"] == []
