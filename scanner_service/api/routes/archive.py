@@ -391,6 +391,15 @@ class CatalogueImported(BaseModel):
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def _stored_name(filename: str, suffix: str) -> str:
+    """The name the sent file is read under, so that its problems name the file as the archivist named it
+    (东风村目录.xlsx): its last part with the suffix in lower case; "catalogue" where that part is no name
+    of its own (".csv") or is longer than a file name may be."""
+    stem = Path(filename).name[: -len(suffix)]
+    name = f"{stem}{suffix}"
+    return name if stem.strip(". ") and len(name.encode()) <= 200 else f"catalogue{suffix}"
+
+
 @router.post(
     "/catalogue",
     response_model=CatalogueImported,
@@ -438,7 +447,7 @@ async def post_catalogue(
     try:
         # The file is read from a private temporary folder, outside the data folder, gone at once.
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"catalogue{suffix}"
+            path = Path(tmp) / _stored_name(filename, suffix)
             path.write_bytes(body)
             imported = read_catalogue(path, sheet=sheet)
     except CatalogueImportError as exc:
