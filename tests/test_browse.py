@@ -103,3 +103,22 @@ def test_a_page_as_a_browser_shows_it_is_a_jpeg_and_is_logged(archive: TestClien
     assert archive.get("/api/access-log", params={"archival_code": "not a code"}, headers=archivist).json() == []
     other_fonds = bearer(station_env, "archivist", "C016")
     assert archive.get("/api/access-log", params={"archival_code": FILED}, headers=other_fonds).json() == []
+
+
+def test_a_damaged_page_image_is_said_so_never_a_500(archive: TestClient, station_env: Settings) -> None:
+    from sqlalchemy import select
+
+    from scanner_service.archive import filing
+    from scanner_service.archive.db import session_scope
+    from scanner_service.archive.models import Item
+
+    with session_scope(station_env.effective_database_url) as session:
+        item = session.scalars(select(Item).where(Item.archival_code == FILED)).one()
+        usage, _ = filing.page_files(station_env, item, item.pages[0])
+    usage.write_bytes(b"II*\x00 half a TIFF, the disk failed here")
+    admin = bearer(station_env)
+    reply = archive.get(f"/api/items/{quote(FILED)}/pages/1/preview", headers=admin)
+    assert reply.status_code == 503 and reply.json()["reason"] == "damaged_file", reply.text
+    assert "scanstation audit" in reply.json()["detail"]
+    log = archive.get("/api/access-log", params={"archival_code": FILED}, headers=admin).json()
+    assert log == [], "nothing was seen, so nothing is logged"

@@ -4,11 +4,12 @@ Chinese, logging out, and a screen asked for without a login sends the person to
 from __future__ import annotations
 
 import urllib.request
+import uuid
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.web import Web, create_user
+from tests.web import PASSWORD, Web, create_user
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +74,21 @@ def test_the_package_ships_every_screen_and_its_files(tmp_path) -> None:  # type
     shipped = {n.rsplit("/", 1)[-1] for n in names if n.startswith("scanner_service/api/web/static/")}
     assert {f"{script}.js" for script, _ in SCREENS.values()} <= shipped
     assert {p.name for p in STATIC.iterdir()} == shipped, "every file in static/ is in the package"
+
+
+@pytest.mark.parametrize("elsewhere", ["/\\example.org/login", "/\t/example.org/login", "https://example.org/"])
+def test_a_link_to_the_login_cannot_send_the_person_to_another_host(web: Web, elsewhere: str) -> None:
+    """A link mailed to staff, /login?next=/\\example.org (a browser reads "/\\" as "//"), must not take the
+    person who logs in to a look-alike page."""
+    from urllib.parse import quote
+
+    name = f"马丽{uuid.uuid4().hex[:6]}"
+    create_user(web.station, name, "reader", "C015")
+    page = web.page
+    page.goto(f"{web.base}/login?next={quote(elsewhere)}")
+    page.fill("#name", name)
+    page.fill("#password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_selector("#top .who")
+    assert page.url.startswith(web.base + "/"), page.url
+    web.clean()

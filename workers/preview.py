@@ -11,7 +11,8 @@ from PIL import Image
 
 def render_preview(path: Path, max_width: int) -> tuple[bytes, str]:
     """(the bytes, their media type) of the image at ``path`` for a screen: a JPEG at most ``max_width``
-    pixels wide (a bilevel page as smooth grey); a JPEG already small enough is given as it is."""
+    pixels wide (a bilevel page as smooth grey); a JPEG already small enough is given as it is. OSError if
+    the file is not a readable image (damaged, cut short)."""
     with Image.open(path) as im:
         if im.format == "JPEG" and im.width <= max_width:
             return path.read_bytes(), "image/jpeg"

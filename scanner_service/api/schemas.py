@@ -115,6 +115,7 @@ _ERROR_DESCRIPTIONS = {
     416: "The byte range starts beyond the end of the file (Content-Range: bytes */size)",
     422: "The request is not valid; 'errors' (or 'part') says where",
     429: "Too many failed logins: the account is locked; Retry-After says for how many seconds",
+    503: "A file of the archive cannot be read now (damaged: reason 'damaged_file'); 'scanstation audit' checks them",
 }
 
 

@@ -32,7 +32,7 @@ from scanner_service.archive.models import (
     SearchEntry,
     User,
 )
-from scanner_service.exceptions import ConfigError, Forbidden, NotFound
+from scanner_service.exceptions import ConfigError, Forbidden, NotFound, UnusableInput
 
 OPEN_VALUES = ("开放",)  # as stored: catalogue_store.normal_open_status writes every "open" this way
 STAFF = (Role.admin, Role.archivist, Role.operator)
@@ -83,6 +83,17 @@ def parse_fonds(fonds: str | None) -> str | None:
     None for none (every fonds)."""
     codes = [c.strip().upper() for c in (fonds or "").replace("，", ",").split(",") if c.strip()]
     return ",".join(codes) or None
+
+
+def check_role_fonds(role: Role, fonds: str | None) -> None:
+    """UnusableInput ``admin_fonds`` for an admin given fonds (as stored by :func:`parse_fonds`): an admin
+    sees and manages every fonds whatever is written on it, so a list there would only mislead whoever
+    reads "admin, C016" as a limit."""
+    if role == Role.admin and fonds:
+        raise UnusableInput(
+            f"An admin is never limited to fonds ({fonds}): leave the fonds empty, or give the role archivist.",
+            reason_code="admin_fonds",
+        )
 
 
 def fonds_scope(token: Caller) -> list[str] | None:

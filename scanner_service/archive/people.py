@@ -39,7 +39,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
-from scanner_service.archive.access import Caller, parse_fonds, parse_role
+from scanner_service.archive.access import Caller, check_role_fonds, parse_fonds, parse_role
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.models import LoginSession, User, as_utc, utcnow
 from scanner_service.exceptions import AccountLocked, Conflict, Forbidden, NotFound, Unauthorized, UnusableInput
@@ -117,6 +117,7 @@ def create_user(
     """Store a new person with the password hashed (argon2id); Conflict if the name is taken."""
     name = check_new_name(session, name)
     role_value = parse_role(role)
+    check_role_fonds(role_value, parse_fonds(fonds))
     check_password_rules(password)
     user = User(name=name, role=role_value, fonds=parse_fonds(fonds), password_hash=hasher(settings).hash(password))
     session.add(user)
@@ -174,10 +175,10 @@ def set_role(session: Session, name: str, *, role: str | None = None, fonds: str
 
     Takes effect at the person's next request: a login carries no role of its own."""
     user = find_user(session, name)
-    if role is not None:
-        user.role = parse_role(role)
-    if fonds is not None:
-        user.fonds = parse_fonds(fonds)
+    new_role = parse_role(role) if role is not None else user.role
+    new_fonds = parse_fonds(fonds) if fonds is not None else user.fonds
+    check_role_fonds(new_role, new_fonds)
+    user.role, user.fonds = new_role, new_fonds
     log.info("person %r is now %s, fonds %s", user.name, user.role.value, user.fonds or "all")
     return user
 

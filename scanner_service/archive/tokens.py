@@ -9,7 +9,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from scanner_service.archive.access import parse_fonds, parse_role
+from scanner_service.archive.access import check_role_fonds, parse_fonds, parse_role
 from scanner_service.archive.models import ApiToken
 from scanner_service.exceptions import NotFound, Unauthorized
 
@@ -30,6 +30,7 @@ def issue_token(
 ) -> tuple[ApiToken, str]:
     """Store a new token: its record (with its id) and its secret, which is shown once and never stored."""
     role_value = parse_role(role)
+    check_role_fonds(role_value, parse_fonds(fonds))
     secret = "sst_" + secrets.token_urlsafe(32)
     record = ApiToken(
         name=(name or "").strip() or f"{role_value.value} token",

@@ -242,6 +242,17 @@ class AccessPublic(BaseModel):
 
 
 _LOG_COLUMNS = list(AccessPublic.model_fields)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell of the CSV as Excel or WPS should show it: text that would start a formula (利用目的 and names
+    are typed by anyone who reads) gets a leading apostrophe, so it is shown as text, never run."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 @router.get(
@@ -289,7 +300,7 @@ def access_log(
     writer = csv.writer(out)
     writer.writerow(["时间", "利用者", "角色", "操作", "档号", "全宗号", "页号", "字节范围", "利用目的", "来源地址"])
     for r in rows:
-        writer.writerow([getattr(r, c) if getattr(r, c) is not None else "" for c in _LOG_COLUMNS])
+        writer.writerow([_csv_cell(getattr(r, c)) for c in _LOG_COLUMNS])
     # A BOM so that Excel on the archive's PC opens the Chinese columns as UTF-8.
     return Response(
         "\ufeff" + out.getvalue(),
@@ -380,6 +391,15 @@ class CatalogueImported(BaseModel):
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def _stored_name(filename: str, suffix: str) -> str:
+    """The name the sent file is read under, so that its problems name the file as the archivist named it
+    (东风村目录.xlsx): its last part with the suffix in lower case; "catalogue" where that part is no name
+    of its own (".csv") or is longer than a file name may be."""
+    stem = Path(filename).name[: -len(suffix)]
+    name = f"{stem}{suffix}"
+    return name if stem.strip(". ") and len(name.encode()) <= 200 else f"catalogue{suffix}"
+
+
 @router.post(
     "/catalogue",
     response_model=CatalogueImported,
@@ -427,7 +447,7 @@ async def post_catalogue(
     try:
         # The file is read from a private temporary folder, outside the data folder, gone at once.
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"catalogue{suffix}"
+            path = Path(tmp) / _stored_name(filename, suffix)
             path.write_bytes(body)
             imported = read_catalogue(path, sheet=sheet)
     except CatalogueImportError as exc:

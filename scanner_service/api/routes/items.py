@@ -51,7 +51,7 @@ from scanner_service.archive.corrections import item as item_corrections
 from scanner_service.archive.filing import batch_fonds
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ApiToken, Batch, Correction, Grant, Item, ItemPage, Role
-from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.exceptions import Conflict, NotFound, StorageError
 from scanner_service.settings import Settings
 from scanner_service.station import queue as q
 from workers.hocr import render_hocr
@@ -573,7 +573,7 @@ def get_page_thumbnail(
     summary="A page's image as a browser shows it: JPEG at most `width` px wide (logged as a page view)",
     description="The usage image of a text page is a bilevel TIFF, which browsers do not show; this is the same "
     "image as grey JPEG, scaled down to the width asked for.",
-    responses={200: {"content": {"image/jpeg": {}}}, **PAGE_ERRORS},
+    responses={200: {"content": {"image/jpeg": {}}}, **PAGE_ERRORS, **error_responses(503)},
 )
 def get_page_preview(
     code: CodePath,
@@ -589,7 +589,14 @@ def get_page_preview(
     usage, _ = filing.page_files(settings, item, row)
     if not usage.exists():
         raise NotFound(f"The image of {item.archival_code} page {page} is missing; run 'scanstation audit'.")
-    body, media_type = render_preview(usage, width)
+    try:
+        body, media_type = render_preview(usage, width)
+    except OSError as exc:  # PIL's UnidentifiedImageError and a truncated file are both OSError
+        raise StorageError(
+            f"The image of {item.archival_code} page {page} cannot be read ({exc.__class__.__name__}); "
+            "run 'scanstation audit'.",
+            reason_code="damaged_file",
+        ) from exc
     _log_page(session, token, item, "page_image", page, request, purpose)
     return Response(body, media_type=media_type, headers={"Cache-Control": "private, no-cache"})
 

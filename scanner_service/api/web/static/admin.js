@@ -58,6 +58,9 @@ function roleSelect(id, value = "operator") {
 }
 const FONDS_CODE = /^[A-Za-z0-9]{1,8}$/;
 function badFonds(list) { return list.find((f) => !FONDS_CODE.test(f)); }
+// The API's rule (admin_fonds), said before asking: an admin is never limited to fonds.
+const ADMIN_FONDS = "管理员可以查看和管理全部全宗，不能限定全宗：请把全宗留空，或改选档案员。";
+const adminWithFonds = (role, list) => role === "admin" && list.length > 0;
 
 // A modal form: fields, then resolves with true when submitted (the caller's onsubmit may throw to keep it open).
 function dialog(title, fields, submitLabel, onsubmit) {
@@ -99,6 +102,7 @@ async function people(body, who) {
     if (pw.value.length < 8) return say(error, "密码太短：请至少用 8 个字符。");
     if (pw.value !== pw2.value) return say(error, "两次输入的密码不一样。");
     if (badFonds(list)) return say(error, `全宗号“${badFonds(list)}”不对：应是 1-8 位字母或数字。`);
+    if (adminWithFonds(role.value, list)) return say(error, ADMIN_FONDS);
     try {
       await api("/api/users", { body: { name: name.value.trim(), role: role.value, fonds: list, password: pw.value } });
       toast(`已新建账号 ${name.value.trim()}`, "ok");
@@ -161,6 +165,7 @@ async function people(body, who) {
     dialog(`更改 ${u.name} 的角色和全宗`, [h("label", "角色", r), h("label", "全宗（逗号分隔，留空为全部）", f)], "保存", async () => {
       const list = parseFonds(f.value);
       if (badFonds(list)) throw `全宗号“${badFonds(list)}”不对：应是 1-8 位字母或数字。`;
+      if (adminWithFonds(r.value, list)) throw ADMIN_FONDS;
       await patch(u, { role: r.value, fonds: list }, `${u.name} 现在是${ROLE[r.value]}`);
     });
   }
@@ -186,6 +191,7 @@ async function tokens(body) {
     error.hidden = true;
     const list = parseFonds(fonds.value);
     if (badFonds(list)) return say(error, `全宗号“${badFonds(list)}”不对：应是 1-8 位字母或数字。`);
+    if (adminWithFonds(role.value, list)) return say(error, ADMIN_FONDS);
     try {
       const made = await api("/api/tokens", { body: { name: name.value.trim() || null, role: role.value, fonds: list } });
       create.reset();

@@ -3,7 +3,13 @@ import { api, h, clear, $, zhError } from "./ui.js";
 
 const main = $("#app");
 const next = new URLSearchParams(location.search).get("next");
-const target = next && next.startsWith("/") && !next.startsWith("//") ? next : "/";
+// Only a path of this station: "/\\host" or "/\t/host" is read by a browser as "//host", another site.
+function sameStation(text) {
+  if (!text || !text.startsWith("/")) return "/";
+  const url = new URL(text, location.origin);
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+}
+const target = sameStation(next);
 
 const error = h("p.error#login-error", { role: "alert", hidden: true });
 const name = h("input#name", { name: "name", autocomplete: "username", required: true, autofocus: true });
