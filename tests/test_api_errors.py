@@ -187,13 +187,13 @@ def test_a_catalogue_problem_names_the_file_the_archivist_sent(
 @pytest.mark.parametrize(
     ("path", "loc", "allowed"),
     [
-        ("/api/batches?state=bogus", ("query", "state"), "needs_review"),
+        ("/api/batches?state=bogus", ("query", "state", 0), "needs_review"),  # state= may repeat
         ("/api/items?page_check=bogus", ("query", "page_check"), "missing_pages"),
         ("/api/access-log?format=xml", ("query", "format"), "csv"),
     ],
 )
 def test_a_value_outside_a_list_is_refused_with_the_list(
-    client: TestClient, settings: Settings, path: str, loc: tuple[str, str], allowed: str
+    client: TestClient, settings: Settings, path: str, loc: tuple[str | int, ...], allowed: str
 ) -> None:
     body = invalid(client.get(path, headers=bearer(settings)), *loc)
     assert allowed in body["detail"]
@@ -299,7 +299,7 @@ def test_the_openapi_documents_the_error_shape_on_every_route(station_env: Setti
     assert {"403", "404", "409"} <= set(paths["/api/items/{code}/pages"]["post"]["responses"])
     states = paths["/api/batches"]["get"]["parameters"]
     [state] = [p for p in states if p["name"] == "state"]
-    assert state["schema"]["anyOf"][0] == {"$ref": "#/components/schemas/BatchState"}
+    assert state["schema"]["anyOf"][0]["items"] == {"$ref": "#/components/schemas/BatchState"}  # state= may repeat
     assert "needs_review" in spec["components"]["schemas"]["BatchState"]["enum"]
 
 
