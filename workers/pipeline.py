@@ -184,6 +184,7 @@ def process_page_image(
             flags.append(PageFlag.low_confidence)
         image, encoding = usage_image(image)
         details["encoding"] = encoding.kind
+        details["encoding_reason"] = encoding.reason  # e.g. "faint_ink": grey, so a pencil note stays visible
     if dpi < MIN_DPI:
         flags.append(PageFlag.low_resolution)
     if loaded.stated_dpi is not None:

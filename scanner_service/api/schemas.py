@@ -250,7 +250,8 @@ class PagePublic(BaseModel):
     details: dict[str, Any] = Field(
         default_factory=dict,
         description="What the page stages did: turn, skew_deg (and whether measured from text or the sheet's "
-        "edges), crop box, orientation_confidence, blank verdict, usage encoding",
+        "edges), crop box, orientation_confidence, blank verdict, usage encoding and encoding_reason (text, "
+        "colour, picture, or faint_ink: grey so that a pencil note stays visible)",
     )
     position: int = Field(default=0, description="The page's place in the batch's order (from 1)")
     version: int = Field(default=1, description="Goes up at every correction; send it as If-Match")
