@@ -23,7 +23,7 @@ from PIL import Image
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
-from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.exceptions import Conflict, NotFound, StorageError
 from scanner_service.settings import Settings
 from workers.errors import UnusableInput
 from workers.stages.load import load_page
@@ -44,6 +44,7 @@ class PagePicture:
     width: int | None
     page_index: int
     settings: Settings
+    where: str = "This page"  # "Page 3 of batch 12", for the errors
 
     def read(self) -> tuple[bytes, str]:
         """The picture's bytes and media type: from the cache, the file itself, or made now."""
@@ -62,10 +63,24 @@ class PagePicture:
         return data, media
 
     def _image(self) -> Image.Image:
+        # Both views are decoded by the pipeline's loader, within its limit (SCANSTATION_MAX_PIXELS): a file
+        # in the spool is no more trusted here than in the pipeline, and a damaged one is said, not a 500.
         if self.view == "processed":
-            with Image.open(self.source) as im:
-                im.load()
-                return im
+            try:
+                return load_page(self.source, 0, max_pixels=self.settings.max_pixels).image
+            except FileNotFoundError as err:  # derived again meanwhile, under another name
+                raise Conflict(
+                    "The processed image of this page is being made again; ask once it is done.",
+                    reason_code="page_not_ready",
+                ) from err
+            except UnusableInput as err:
+                if err.reason_code == "too_large":
+                    raise Conflict(f"The processed page cannot be shown: {err}", reason_code="too_large") from err
+                raise StorageError(
+                    f"{self.where}: its processed image {self.source.name} cannot be read ({err}); "
+                    "run 'scanstation audit', or read the page again (rerun).",
+                    reason_code="damaged_file",
+                ) from err
         render = min(self.settings.render_dpi, THUMB_RENDER_DPI) if self.width else self.settings.render_dpi
         try:
             return load_page(self.source, self.page_index, max_pixels=self.settings.max_pixels, render_dpi=render).image
@@ -111,7 +126,8 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
         key = f"m{original.sha256[:16]}-{page.source_index}"
     size = f"w{width}" if width else "full"
     cached = layout.batch_dir(batch.id) / "previews" / f"{page.seq:04d}-{view}-{size}-{key}"
-    return PagePicture(f'"{page.seq}-{view}-{size}-{key}"', source, cached, view, width, page.source_index, settings)
+    etag = f'"{page.seq}-{view}-{size}-{key}"'
+    return PagePicture(etag, source, cached, view, width, page.source_index, settings, where)
 
 
 def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
