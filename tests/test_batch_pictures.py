@@ -123,3 +123,17 @@ def test_a_processed_page_larger_than_the_limit_is_not_decoded(
     assert reply.status_code == 409, reply.text
     assert reply.json()["reason"] == "too_large"
 
+
+def test_previews_of_older_versions_are_removed(station_env: Settings, tmp_path: Path) -> None:
+    # Every correction gives a page a new version, so a new thumbnail: the old ones are of no use any more.
+    client, operator, batch_id = _seeded(station_env, tmp_path, pages=1)
+    previews_dir = Layout.of(station_env).batch_dir(batch_id) / "previews"
+    for version in range(1, 6):
+        with session_scope(station_env.effective_database_url) as session:
+            session.query(Page).filter(Page.batch_id == batch_id).update({"version": version})
+        for params in ({"width": 240}, {}, {"view": "master", "width": 240}):
+            reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params=params, headers=operator)
+            assert reply.status_code == 200, reply.text
+    kept = sorted(p.name for p in previews_dir.iterdir())
+    assert len(kept) == 2, f"one thumbnail per page and view (a JPEG shown whole is sent as it is): {kept}"
+    assert all("-p5-" in name or "-master-" in name for name in kept), kept

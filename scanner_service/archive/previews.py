@@ -45,6 +45,13 @@ class PagePicture:
     page_index: int
     settings: Settings
     where: str = "This page"  # "Page 3 of batch 12", for the errors
+    key: str = ""  # what the picture shows (version and file), the end of its cached name
+
+    @property
+    def _family(self) -> str:
+        # The cached name is "<seq>-<view>-<size>-<key>": the pictures of this page and view, every size.
+        seq, view = self.cached.name.split("-", 2)[:2]
+        return f"{seq}-{view}-"
 
     def read(self) -> tuple[bytes, str]:
         """The picture's bytes and media type: from the cache, the file itself, or made now."""
@@ -59,8 +66,19 @@ class PagePicture:
             if as_is is not None:
                 return self.source.read_bytes(), as_is
         data, suffix, media = _encode(self._image(), self.width)
-        _keep(self.cached.with_suffix(suffix), data)
+        if _keep(self.cached.with_suffix(suffix), data):
+            self._forget_older()
         return data, media
+
+    def _forget_older(self) -> None:
+        """Remove the pictures of this page and view that show what it was before (an older version, a
+        usage image since made again): never asked for again, they would only fill the spool."""
+        try:
+            for old in self.cached.parent.glob(f"{self._family}*"):
+                if not old.stem.endswith(f"-{self.key}") and not old.name.endswith(".tmp"):
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only spool: nothing was kept either
 
     def _image(self) -> Image.Image:
         # Both views are decoded by the pipeline's loader, within its limit (SCANSTATION_MAX_PIXELS): a file
@@ -127,7 +145,7 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
     size = f"w{width}" if width else "full"
     cached = layout.batch_dir(batch.id) / "previews" / f"{page.seq:04d}-{view}-{size}-{key}"
     etag = f'"{page.seq}-{view}-{size}-{key}"'
-    return PagePicture(etag, source, cached, view, width, page.source_index, settings, where)
+    return PagePicture(etag, source, cached, view, width, page.source_index, settings, where, key)
 
 
 def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
@@ -146,7 +164,7 @@ def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
     return out.getvalue(), ".jpg", "image/jpeg"
 
 
-def _keep(path: Path, data: bytes) -> None:
+def _keep(path: Path, data: bytes) -> bool:
     # Not flushed to disk: a picture lost in a crash is made again (a rename keeps a half-written one out).
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
@@ -155,3 +173,5 @@ def _keep(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a full or read-only spool: the picture is made again next time
+        return False
+    return True
