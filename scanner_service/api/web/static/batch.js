@@ -692,7 +692,8 @@ function onKey(e) {
   if ($("dialog[open]")) return;
   const t = e.target;
   if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) && t.type !== "checkbox") return;
-  if (t && t.tagName === "BUTTON" && (e.key === "Enter" || e.key === " ")) return; // the button's own click
+  // Enter and Space on a button or a link are its own click (a link followed), never a correction.
+  if (t?.closest?.("button, a[href], summary") && (e.key === "Enter" || e.key === " ")) return;
   const key = e.key;
   const byKey = {
     ArrowRight: "next", j: "next", J: "next", ArrowLeft: "prev", k: "prev", K: "prev", n: "nextOpen", N: "nextOpen",

@@ -1,0 +1,46 @@
+"""批次详情 and 批次 in a real browser, where the review of the two screens found them wrong: quick corrections
+one after another while the batch reloads, Enter on a link, and many tabs open on the station at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.review_seed import FLAGGED_EVERY, seed_processed_batch
+from tests.test_web_review import detail, settings_of
+from tests.web import Web, create_user
+
+pytestmark = pytest.mark.slow
+
+# Every answer to GET /api/batches/<id> comes 1.5 s late once window.slowDetail is set: a reload asked for
+# while a correction runs then lands after the correction's own answer, as on a busy station.
+SLOW_DETAIL = """
+(() => {
+  const fetch0 = window.fetch;
+  window.slowDetail = false;
+  window.slowLanded = 0;
+  window.fetch = async (url, opts) => {
+    const slow = window.slowDetail && /^\\/api\\/batches\\/\\d+$/.test(String(url)) && !(opts && opts.method && opts.method !== "GET");
+    const reply = await fetch0(url, opts);
+    if (slow) { await new Promise((r) => setTimeout(r, 1500)); window.slowLanded++; }
+    return reply;
+  };
+})();
+"""
+
+
+def test_enter_on_a_link_follows_it_and_accepts_nothing(web: Web, tmp_path: Path) -> None:
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "钱进", "operator", "C015")
+    batch_id = seed_processed_batch(settings_of(station), "C015 回车", FLAGGED_EVERY, tmp_path / "seed")
+    web.login("钱进", then=f"/batches/{batch_id}")
+    expect(page.locator("#viewer-title")).to_contain_text(f"第 {FLAGGED_EVERY} 页")  # flagged blank, open
+    page.locator("a.back").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{web.base}/batches")
+    flagged = next(p for p in detail(station, batch_id)["page_list"] if p["seq"] == FLAGGED_EVERY)
+    assert flagged["open_flags"] == ["blank"], "the page was accepted by a key meant for the link"
+    web.clean()
