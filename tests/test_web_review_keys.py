@@ -23,13 +23,35 @@ SLOW_DETAIL = """
   window.slowDetail = false;
   window.slowLanded = 0;
   window.fetch = async (url, opts) => {
-    const slow = window.slowDetail && /^\\/api\\/batches\\/\\d+$/.test(String(url)) && !(opts && opts.method && opts.method !== "GET");
+    const get = !(opts && opts.method && opts.method !== "GET");
+    const slow = window.slowDetail && get && /^\\/api\\/batches\\/\\d+$/.test(String(url));
     const reply = await fetch0(url, opts);
     if (slow) { await new Promise((r) => setTimeout(r, 1500)); window.slowLanded++; }
     return reply;
   };
 })();
 """
+
+
+def test_quick_turns_while_the_batch_reloads_are_never_refused_as_someone_elses(web: Web, tmp_path: Path) -> None:
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "孙悦", "operator", "C015")
+    batch_id = seed_processed_batch(settings_of(station), "C015 连续更正", 3, tmp_path / "seed")
+    page.add_init_script(SLOW_DETAIL)
+    web.login("孙悦", then=f"/batches/{batch_id}?page=1")
+    expect(page.locator("#viewer-title")).to_contain_text("第 1 页")
+    page.evaluate("window.slowDetail = true")
+    page.keyboard.press("e")  # its answer asks for the batch again: that answer comes late
+    expect(page.locator(".toast.ok").last).to_contain_text("人工共加转 90°")
+    page.keyboard.press("e")
+    expect(page.locator(".toast.ok").last).to_contain_text("人工共加转 180°")
+    page.wait_for_function("() => window.slowLanded >= 1")  # the late answer, older than the second turn
+    page.keyboard.press("e")
+    expect(page.locator(".toast.ok").last).to_contain_text("人工共加转 270°")
+    assert not page.locator(".toast.error").count(), page.locator(".toast.error").all_inner_texts()
+    turned = next(p for p in detail(station, batch_id)["page_list"] if p["seq"] == 1)
+    assert turned["correction"]["turn"] == 270
+    web.clean()
 
 
 def test_enter_on_a_link_follows_it_and_accepts_nothing(web: Web, tmp_path: Path) -> None:
