@@ -66,3 +66,21 @@ def test_enter_on_a_link_follows_it_and_accepts_nothing(web: Web, tmp_path: Path
     flagged = next(p for p in detail(station, batch_id)["page_list"] if p["seq"] == FLAGGED_EVERY)
     assert flagged["open_flags"] == ["blank"], "the page was accepted by a key meant for the link"
     web.clean()
+
+
+def test_seven_tabs_on_the_station_all_open_and_stay_live(web: Web, tmp_path: Path) -> None:
+    # A browser keeps at most 6 connections to one host: one live stream per tab held them all, and the
+    # seventh tab (an operator opening batches in tabs of their own) never opened at all.
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "吴刚", "operator", "C015")
+    web.login("吴刚", then="/batches")
+    tabs = [page]
+    for _ in range(6):
+        tab = cast(Page, cast(object, web.context).new_page())  # type: ignore[attr-defined]
+        tab.goto(f"{web.base}/batches", timeout=15_000)
+        expect(tab.locator("#station-live .value")).to_have_text("已连接")
+        tabs.append(tab)
+    batch_id = seed_processed_batch(settings_of(station), "C015 第七个标签页", 2, tmp_path / "seed")
+    for tab in (tabs[0], tabs[-1]):  # the first and the last tab both show it, without a reload
+        expect(tab.locator(f'tr.batch[data-id="{batch_id}"]')).to_be_visible(timeout=15_000)
+    web.clean()
