@@ -5,6 +5,7 @@ shown only to the staff who may see the batch."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,10 +15,12 @@ from PIL import Image
 
 from scanner_service.api.app import create_app
 from scanner_service.archive.db import session_scope
+from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, Page, PageState
-from scanner_service.settings import Settings
+from scanner_service.settings import Settings, build_settings
 from scanner_service.station.watcher import Watcher
 from tests.conftest import SAMPLE
+from tests.review_seed import seed_processed_batch
 from tests.test_archive import bearer
 from tests.test_pipeline import run_queue
 
@@ -85,3 +88,52 @@ def test_page_pictures_as_a_browser_shows_them(station_env: Settings, redis_conn
     other = client.get(f"{url}/1/image", headers=bearer(station_env, "operator", "C016"))
     assert other.status_code == 404, "another fonds' batch is not there for this operator"
     assert client.get(f"{url}/1/image", headers=bearer(station_env, "archivist", "C015")).status_code == 200
+
+
+# ---- on a batch seeded as the station leaves one (no OCR): damaged files, giant images, the previews' disk --
+
+
+def _seeded(station_env: Settings, tmp_path: Path, pages: int = 2) -> tuple[TestClient, dict[str, str], int]:
+    batch_id = seed_processed_batch(station_env, "C015-WS·2013-Y-BGS-0032", pages, tmp_path / "seed")
+    with session_scope(station_env.effective_database_url) as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.filing = {"target": "C015-WS·2013-Y-BGS-0032"}
+    return TestClient(create_app(station_env)), bearer(station_env, "operator", "C015"), batch_id
+
+
+def test_a_damaged_processed_page_answers_503_not_500(station_env: Settings, tmp_path: Path) -> None:
+    client, operator, batch_id = _seeded(station_env, tmp_path)
+    usage = Layout.of(station_env).sidecar(batch_id, 1).with_suffix(".jpg")
+    usage.write_bytes(usage.read_bytes()[:300])  # cut short, as a disk error or a copy interrupted leaves it
+    reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params={"width": 240}, headers=operator)
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["reason"] == "damaged_file" and "Page 1 of batch" in reply.json()["detail"]
+
+
+def test_a_processed_page_larger_than_the_limit_is_not_decoded(
+    station_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The usage image is as large as the station allows masters to be, and no larger: a picture of it
+    # is made within the same limit (SCANSTATION_MAX_PIXELS), never past it.
+    monkeypatch.setenv("SCANSTATION_MAX_PIXELS", "100000")
+    settings = build_settings()
+    client, operator, batch_id = _seeded(settings, tmp_path)
+    reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params={"width": 240}, headers=operator)
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["reason"] == "too_large"
+
+
+def test_previews_of_older_versions_are_removed(station_env: Settings, tmp_path: Path) -> None:
+    # Every correction gives a page a new version, so a new thumbnail: the old ones are of no use any more.
+    client, operator, batch_id = _seeded(station_env, tmp_path, pages=1)
+    previews_dir = Layout.of(station_env).batch_dir(batch_id) / "previews"
+    for version in range(1, 6):
+        with session_scope(station_env.effective_database_url) as session:
+            session.query(Page).filter(Page.batch_id == batch_id).update({"version": version})
+        for params in ({"width": 240}, {}, {"view": "master", "width": 240}):
+            reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params=params, headers=operator)
+            assert reply.status_code == 200, reply.text
+    kept = sorted(p.name for p in previews_dir.iterdir())
+    assert len(kept) == 2, f"one thumbnail per page and view (a JPEG shown whole is sent as it is): {kept}"
+    assert all("-p5-" in name or "-master-" in name for name in kept), kept

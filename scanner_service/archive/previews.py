@@ -23,7 +23,7 @@ from PIL import Image
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
-from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.exceptions import Conflict, NotFound, StorageError
 from scanner_service.settings import Settings
 from workers.errors import UnusableInput
 from workers.stages.load import load_page
@@ -44,6 +44,14 @@ class PagePicture:
     width: int | None
     page_index: int
     settings: Settings
+    where: str = "This page"  # "Page 3 of batch 12", for the errors
+    key: str = ""  # what the picture shows (version and file), the end of its cached name
+
+    @property
+    def _family(self) -> str:
+        # The cached name is "<seq>-<view>-<size>-<key>": the pictures of this page and view, every size.
+        seq, view = self.cached.name.split("-", 2)[:2]
+        return f"{seq}-{view}-"
 
     def read(self) -> tuple[bytes, str]:
         """The picture's bytes and media type: from the cache, the file itself, or made now."""
@@ -58,14 +66,39 @@ class PagePicture:
             if as_is is not None:
                 return self.source.read_bytes(), as_is
         data, suffix, media = _encode(self._image(), self.width)
-        _keep(self.cached.with_suffix(suffix), data)
+        if _keep(self.cached.with_suffix(suffix), data):
+            self._forget_older()
         return data, media
 
+    def _forget_older(self) -> None:
+        """Remove the pictures of this page and view that show what it was before (an older version, a
+        usage image since made again): never asked for again, they would only fill the spool."""
+        try:
+            for old in self.cached.parent.glob(f"{self._family}*"):
+                if not old.stem.endswith(f"-{self.key}") and not old.name.endswith(".tmp"):
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only spool: nothing was kept either
+
     def _image(self) -> Image.Image:
+        # Both views are decoded by the pipeline's loader, within its limit (SCANSTATION_MAX_PIXELS): a file
+        # in the spool is no more trusted here than in the pipeline, and a damaged one is said, not a 500.
         if self.view == "processed":
-            with Image.open(self.source) as im:
-                im.load()
-                return im
+            try:
+                return load_page(self.source, 0, max_pixels=self.settings.max_pixels).image
+            except FileNotFoundError as err:  # derived again meanwhile, under another name
+                raise Conflict(
+                    "The processed image of this page is being made again; ask once it is done.",
+                    reason_code="page_not_ready",
+                ) from err
+            except UnusableInput as err:
+                if err.reason_code == "too_large":
+                    raise Conflict(f"The processed page cannot be shown: {err}", reason_code="too_large") from err
+                raise StorageError(
+                    f"{self.where}: its processed image {self.source.name} cannot be read ({err}); "
+                    "run 'scanstation audit', or read the page again (rerun).",
+                    reason_code="damaged_file",
+                ) from err
         render = min(self.settings.render_dpi, THUMB_RENDER_DPI) if self.width else self.settings.render_dpi
         try:
             return load_page(self.source, self.page_index, max_pixels=self.settings.max_pixels, render_dpi=render).image
@@ -111,7 +144,8 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
         key = f"m{original.sha256[:16]}-{page.source_index}"
     size = f"w{width}" if width else "full"
     cached = layout.batch_dir(batch.id) / "previews" / f"{page.seq:04d}-{view}-{size}-{key}"
-    return PagePicture(f'"{page.seq}-{view}-{size}-{key}"', source, cached, view, width, page.source_index, settings)
+    etag = f'"{page.seq}-{view}-{size}-{key}"'
+    return PagePicture(etag, source, cached, view, width, page.source_index, settings, where, key)
 
 
 def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
@@ -130,7 +164,7 @@ def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
     return out.getvalue(), ".jpg", "image/jpeg"
 
 
-def _keep(path: Path, data: bytes) -> None:
+def _keep(path: Path, data: bytes) -> bool:
     # Not flushed to disk: a picture lost in a crash is made again (a rename keeps a half-written one out).
     tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
@@ -139,3 +173,5 @@ def _keep(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)  # a full or read-only spool: the picture is made again next time
+        return False
+    return True

@@ -504,12 +504,13 @@ PICTURE_FOREVER = "private, max-age=31536000, immutable"
     summary="A page's picture: the master as scanned or the processed page, as JPEG or PNG (staff)",
     description="`width` scales it down (thumbnails). With `v` equal to the page's version the answer may be "
     "cached for good (a correction raises the version, so the next URL differs); `ETag` and `If-None-Match` "
-    "otherwise. 409 with reason `page_not_ready` (not processed yet, or being derived again), `page_failed` "
-    "or `original_set_aside` when the page has no such picture now.",
+    "otherwise. 409 with reason `page_not_ready` (not processed yet, or being derived again), `page_failed`, "
+    "`too_large` (over SCANSTATION_MAX_PIXELS) or `original_set_aside` when the page has no such picture now; "
+    "503 `damaged_file` when the processed image in the spool cannot be read.",
     responses={
         200: {"content": {"image/jpeg": {}, "image/png": {}}},
         304: {"description": "Not modified (If-None-Match)"},
-        **error_responses(401, 403, 404, 409, 422),
+        **error_responses(401, 403, 404, 409, 422, 503),
     },
 )
 def get_page_picture(

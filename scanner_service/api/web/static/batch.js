@@ -123,7 +123,14 @@ function apply(detail, { first = false } = {}) {
   const before = new Map(pages.map((p) => [p.seq, p]));
   const orderBefore = pages.map((p) => p.seq).join(",");
   batch = detail;
-  pages = [...detail.page_list].sort((a, b) => a.position - b.position);
+  // An answer sent before a correction's own answer came (a reload asked for while the PATCH ran) must not
+  // put a page back to its older version: the next correction would go with a stale If-Match (409).
+  let older = false;
+  pages = detail.page_list.map((p) => {
+    const was = before.get(p.seq);
+    if (was && was.version > p.version) { older = true; return was; }
+    return p;
+  }).sort((a, b) => a.position - b.position);
   bySeq = new Map(pages.map((p) => [p.seq, p]));
   originals = new Map(detail.originals.map((o) => [o.name, o]));
   for (const seq of [...selected]) if (!bySeq.has(seq)) selected.delete(seq);
@@ -138,6 +145,7 @@ function apply(detail, { first = false } = {}) {
     const was = before.get(current);
     if (first || pageKey(was) !== pageKey(bySeq.get(current))) drawViewer();
   }
+  if (older) reloadSoon(); // that answer was older than what is shown: ask for the batch as it is now
 }
 
 const pageKey = (p) => p && `${p.version}|${p.state}|${p.position}|${p.flags.join()}|${p.open_flags.join()}|${p.blank}|${JSON.stringify(p.correction)}|${p.filed_in}`;
@@ -692,7 +700,8 @@ function onKey(e) {
   if ($("dialog[open]")) return;
   const t = e.target;
   if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) && t.type !== "checkbox") return;
-  if (t && t.tagName === "BUTTON" && (e.key === "Enter" || e.key === " ")) return; // the button's own click
+  // Enter and Space on a button or a link are its own click (a link followed), never a correction.
+  if (t?.closest?.("button, a[href], summary") && (e.key === "Enter" || e.key === " ")) return;
   const key = e.key;
   const byKey = {
     ArrowRight: "next", j: "next", J: "next", ArrowLeft: "prev", k: "prev", K: "prev", n: "nextOpen", N: "nextOpen",

@@ -255,8 +255,27 @@ export async function start(render, { staffOnly = false, archivistOnly = false }
 // ---- live events (SSE) ---------------------------------------------------------------------------
 
 // Calls onEvent(kind, data) for every event the caller may see, from now on; the browser reconnects by
-// itself (Last-Event-ID). onState(open: bool) tells the screen whether it is live.
+// itself (Last-Event-ID). onState(open: bool) tells the screen whether it is live. Every tab shares one
+// stream (stream-worker.js): one per tab would take all six connections a browser allows to one host.
 export function liveEvents(onEvent, kinds, onState = () => {}) {
+  // A page shown again from the back/forward cache missed what happened meanwhile: it is loaded afresh.
+  addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
+  if (typeof SharedWorker === "function") {
+    const wanted = new Set(kinds);
+    const port = new SharedWorker("/static/stream-worker.js", { name: "scanstation-stream" }).port;
+    port.onmessage = (m) => {
+      const { state, kind, data } = m.data || {};
+      if (state !== undefined) { onState(state); return; }
+      if (!wanted.has(kind)) return;
+      let event;
+      try { event = JSON.parse(data); } catch (_) { return; }
+      onEvent(kind, event);
+    };
+    port.start();
+    port.postMessage({ kinds });
+    addEventListener("pagehide", () => port.postMessage({ bye: true }));
+    return port;
+  }
   const source = new EventSource("/api/stream");
   for (const kind of kinds) {
     source.addEventListener(kind, (e) => {

@@ -1,0 +1,86 @@
+"""批次详情 and 批次 in a real browser, where the review of the two screens found them wrong: quick corrections
+one after another while the batch reloads, Enter on a link, and many tabs open on the station at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.review_seed import FLAGGED_EVERY, seed_processed_batch
+from tests.test_web_review import detail, settings_of
+from tests.web import Web, create_user
+
+pytestmark = pytest.mark.slow
+
+# Every answer to GET /api/batches/<id> comes 1.5 s late once window.slowDetail is set: a reload asked for
+# while a correction runs then lands after the correction's own answer, as on a busy station.
+SLOW_DETAIL = """
+(() => {
+  const fetch0 = window.fetch;
+  window.slowDetail = false;
+  window.slowLanded = 0;
+  window.fetch = async (url, opts) => {
+    const get = !(opts && opts.method && opts.method !== "GET");
+    const slow = window.slowDetail && get && /^\\/api\\/batches\\/\\d+$/.test(String(url));
+    const reply = await fetch0(url, opts);
+    if (slow) { await new Promise((r) => setTimeout(r, 1500)); window.slowLanded++; }
+    return reply;
+  };
+})();
+"""
+
+
+def test_quick_turns_while_the_batch_reloads_are_never_refused_as_someone_elses(web: Web, tmp_path: Path) -> None:
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "孙悦", "operator", "C015")
+    batch_id = seed_processed_batch(settings_of(station), "C015 连续更正", 3, tmp_path / "seed")
+    page.add_init_script(SLOW_DETAIL)
+    web.login("孙悦", then=f"/batches/{batch_id}?page=1")
+    expect(page.locator("#viewer-title")).to_contain_text("第 1 页")
+    page.evaluate("window.slowDetail = true")
+    page.keyboard.press("e")  # its answer asks for the batch again: that answer comes late
+    expect(page.locator(".toast.ok").last).to_contain_text("人工共加转 90°")
+    page.keyboard.press("e")
+    expect(page.locator(".toast.ok").last).to_contain_text("人工共加转 180°")
+    page.wait_for_function("() => window.slowLanded >= 1")  # the late answer, older than the second turn
+    page.keyboard.press("e")
+    expect(page.locator(".toast.ok").last).to_contain_text("人工共加转 270°")
+    assert not page.locator(".toast.error").count(), page.locator(".toast.error").all_inner_texts()
+    turned = next(p for p in detail(station, batch_id)["page_list"] if p["seq"] == 1)
+    assert turned["correction"]["turn"] == 270
+    web.clean()
+
+
+def test_enter_on_a_link_follows_it_and_accepts_nothing(web: Web, tmp_path: Path) -> None:
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "钱进", "operator", "C015")
+    batch_id = seed_processed_batch(settings_of(station), "C015 回车", FLAGGED_EVERY, tmp_path / "seed")
+    web.login("钱进", then=f"/batches/{batch_id}")
+    expect(page.locator("#viewer-title")).to_contain_text(f"第 {FLAGGED_EVERY} 页")  # flagged blank, open
+    page.locator("a.back").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{web.base}/batches")
+    flagged = next(p for p in detail(station, batch_id)["page_list"] if p["seq"] == FLAGGED_EVERY)
+    assert flagged["open_flags"] == ["blank"], "the page was accepted by a key meant for the link"
+    web.clean()
+
+
+def test_seven_tabs_on_the_station_all_open_and_stay_live(web: Web, tmp_path: Path) -> None:
+    # A browser keeps at most 6 connections to one host: one live stream per tab held them all, and the
+    # seventh tab (an operator opening batches in tabs of their own) never opened at all.
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "吴刚", "operator", "C015")
+    web.login("吴刚", then="/batches")
+    tabs = [page]
+    for _ in range(6):
+        tab = cast(Page, cast(object, web.context).new_page())  # type: ignore[attr-defined]
+        tab.goto(f"{web.base}/batches", timeout=15_000)
+        expect(tab.locator("#station-live .value")).to_have_text("已连接")
+        tabs.append(tab)
+    batch_id = seed_processed_batch(settings_of(station), "C015 第七个标签页", 2, tmp_path / "seed")
+    for tab in (tabs[0], tabs[-1]):  # the first and the last tab both show it, without a reload
+        expect(tab.locator(f'tr.batch[data-id="{batch_id}"]')).to_be_visible(timeout=15_000)
+    web.clean()
