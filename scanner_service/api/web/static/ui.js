@@ -262,7 +262,10 @@ export function liveEvents(onEvent, kinds, onState = () => {}) {
   addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
   if (typeof SharedWorker === "function") {
     const wanted = new Set(kinds);
-    const port = new SharedWorker("/static/stream-worker.js", { name: "scanstation-stream" }).port;
+    // One shared stream per login, never across logins: a stream is opened with the cookie of the login that
+    // started it, which stays valid after another person logs in at the same browser; a tab of the new login
+    // joined to it would be handed the events of the first person's fonds.
+    const port = new SharedWorker("/static/stream-worker.js", { name: "scanstation-stream-" + loginKey() }).port;
     port.onmessage = (m) => {
       const { state, kind, data } = m.data || {};
       if (state !== undefined) { onState(state); return; }
@@ -288,6 +291,18 @@ export function liveEvents(onEvent, kinds, onState = () => {}) {
   source.onerror = () => onState(false);
   addEventListener("pagehide", () => source.close());
   return source;
+}
+
+// Names this tab's login (not the person: a person may log in again with other fonds), without the CSRF
+// token itself appearing where the browser lists its workers.
+function loginKey() {
+  const text = `${me?.name}|${me?.role}|${me?.fonds}|${me?.csrf_token}`;
+  let a = 0x811c9dc5, b = 0x01000193;
+  for (let i = 0; i < text.length; i++) {
+    a = Math.imul(a ^ text.charCodeAt(i), 0x01000193) >>> 0;
+    b = Math.imul(b ^ text.charCodeAt(i), 0x5bd1e995) >>> 0;
+  }
+  return a.toString(36) + b.toString(36);
 }
 
 // Run fn at most once per ms (the last call wins): for redraws driven by bursts of events.
