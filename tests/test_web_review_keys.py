@@ -121,3 +121,25 @@ def test_a_second_person_logging_in_in_the_same_browser_is_handed_no_event_of_th
     tab.wait_for_timeout(1000)  # one shared stream hands an event to every tab at once
     assert tab.evaluate("window.handed") == [], "a reader of C022 was handed an operator's batch events"
     web.clean()
+
+
+def test_a_discarded_batch_shows_its_pages_no_more(web: Web, tmp_path: Path) -> None:
+    # Its originals go to quarantine and the station shows its pages no more (409 discarded): the screen says
+    # so in place of the pictures, and asks for none of them (each would be a refused request).
+    station, page = web.station, cast(Page, web.page)
+    create_user(station, "郑明", "operator", "C015")
+    batch_id = seed_processed_batch(settings_of(station), "C015 作废", 3, tmp_path / "seed")
+    web.login("郑明", then=f"/batches/{batch_id}?page=1")
+    expect(page.locator("#viewer-title")).to_contain_text("第 1 页")
+    expect(page.locator(".thumb img")).to_have_count(3)
+    page.keyboard.press("d")
+    page.fill("#discard-note", "扫错了，整批重扫")
+    page.locator("#discard-dialog button[type=submit]").click()
+    expect(page.locator(".toast.ok").last).to_have_text("批次已作废。")
+    expect(page.locator(".thumb img")).to_have_count(0)
+    expect(page.locator(".thumb .placeholder")).to_have_text(["已作废"] * 3)
+    expect(page.locator(".placeholder").filter(has_text="批次已作废，页面不再显示。")).to_have_count(1)
+    page.reload()
+    expect(page.locator(".thumb .placeholder")).to_have_text(["已作废"] * 3)
+    web.shot("batch-discarded")
+    web.clean()
