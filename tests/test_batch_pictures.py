@@ -137,3 +137,22 @@ def test_previews_of_older_versions_are_removed(station_env: Settings, tmp_path:
     kept = sorted(p.name for p in previews_dir.iterdir())
     assert len(kept) == 2, f"one thumbnail per page and view (a JPEG shown whole is sent as it is): {kept}"
     assert all("-p5-" in name or "-master-" in name for name in kept), kept
+
+
+def test_a_discarded_batch_shows_no_pictures_and_keeps_none(station_env: Settings, tmp_path: Path) -> None:
+    # Discarding a batch (a wrong scan, scanned again) takes its originals to quarantine; its pages went on
+    # being shown from the spool, and the thumbnails made of them stayed there for good.
+    client, operator, batch_id = _seeded(station_env, tmp_path)
+    previews_dir = Layout.of(station_env).batch_dir(batch_id) / "previews"
+    url = f"/api/batches/{batch_id}/pages/1/image"
+    for made in ({"width": 240}, {"view": "master", "width": 240}):
+        assert client.get(url, params=made, headers=operator).status_code == 200
+    assert any(previews_dir.iterdir())
+    discarded = client.post(f"/api/batches/{batch_id}/discard", json={"note": "重扫"}, headers=operator)
+    assert discarded.status_code == 200 and discarded.json()["state"] == "discarded", discarded.text
+    assert not previews_dir.exists(), "the discarded batch's thumbnails are removed"
+    for params in ({"width": 240}, {}, {"view": "master"}):
+        reply = client.get(url, params=params, headers=operator)
+        assert reply.status_code == 409, reply.text
+        assert reply.json()["reason"] == "discarded"
+    assert not previews_dir.exists(), "and none is made again"

@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import SAMPLE
 from tests.test_station import Station
-from tests.web import PASSWORD, SIZES, Web, create_user
+from tests.web import PASSWORD, Web, create_user, open_web
 
 pytestmark = pytest.mark.slow
 
@@ -58,15 +58,10 @@ def call(station: Station, path: str, *, method: str = "GET", body: Any = None, 
 
 @pytest.fixture
 def other(browser, web_station: Station) -> Iterator[Web]:  # type: ignore[no-untyped-def]
-    """A second browser context (another person at another PC), watched for console errors too."""
-    context = browser.new_context(
-        viewport={"width": SIZES[0][0], "height": SIZES[0][1]}, locale="zh-CN", timezone_id="Asia/Shanghai"
-    )
-    page = context.new_page()
-    seen = Web(web_station, context, page)
-    page.on("console", lambda msg: msg.type == "error" and seen.console_errors.append(msg.text))
+    """A second browser context (another person at another PC), watched as the first is."""
+    seen = open_web(browser, web_station)
     yield seen
-    context.close()
+    seen.context.close()  # type: ignore[attr-defined]
 
 
 def test_check_a_catalogue_see_the_bad_row_fix_it_import_and_print_separator_sheets(web: Web, tmp_path: Path) -> None:
@@ -246,6 +241,7 @@ def test_an_admin_manages_people_tokens_fonds_grants_and_reads_the_access_log(
     assert other.page.request.get(other.base + "/api/session").status == 401
     expect(page.locator("#users-table tr[data-name='郑管理'] button.disable")).to_be_disabled()
     web.clean()
+    other.clean()
 
 
 def test_an_operator_is_told_there_is_no_access_to_import_and_admin(web: Web) -> None:

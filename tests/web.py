@@ -120,14 +120,14 @@ class Web:
         assert not self.console_errors, f"console errors: {self.console_errors}"
 
 
-@pytest.fixture
-def web(browser, web_station: Station) -> Iterator[Web]:  # type: ignore[no-untyped-def]
+def open_web(browser, station: Station) -> Web:  # type: ignore[no-untyped-def]
+    """A fresh browser context on the station (another person at another PC), watched on every tab it opens:
+    console errors, uncaught errors, and requests to any other host (refused, as with no network)."""
     context = browser.new_context(
         viewport={"width": SIZES[0][0], "height": SIZES[0][1]}, locale="zh-CN", timezone_id="Asia/Shanghai"
     )
-    page = context.new_page()
-    seen = Web(web_station, context, page)
-    station_netloc = urlsplit(web_station.base).netloc
+    seen = Web(station, context, None)
+    station_netloc = urlsplit(station.base).netloc
 
     def on_request(route, request) -> None:  # type: ignore[no-untyped-def]
         parts = urlsplit(request.url)
@@ -143,7 +143,15 @@ def web(browser, web_station: Station) -> Iterator[Web]:  # type: ignore[no-unty
         if msg.type == "error":
             seen.console_errors.append(f"{msg.text} @ {msg.location.get('url')}")
 
-    page.on("console", on_console)
-    page.on("pageerror", lambda exc: seen.console_errors.append(f"uncaught: {exc}"))
+    # On the context, not the first page: a tab the test opens later is watched as well.
+    context.on("console", on_console)
+    context.on("weberror", lambda error: seen.console_errors.append(f"uncaught: {error.error}"))
+    seen.page = context.new_page()
+    return seen
+
+
+@pytest.fixture
+def web(browser, web_station: Station) -> Iterator[Web]:  # type: ignore[no-untyped-def]
+    seen = open_web(browser, web_station)
     yield seen
-    context.close()
+    seen.context.close()  # type: ignore[attr-defined]

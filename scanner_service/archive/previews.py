@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Literal
 from PIL import Image
 
 from scanner_service.archive.layout import Layout
-from scanner_service.archive.models import Batch, Page, PageState
+from scanner_service.archive.models import Batch, BatchState, Page, PageState
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import Conflict, NotFound, StorageError
 from scanner_service.settings import Settings
@@ -112,10 +113,17 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
     """The picture of ``page`` as ``view`` shows it, ``width`` pixels wide at most (None: as it is).
 
     404 when the file is not there; 409 with a reason when the page has no such picture now:
-    ``page_not_ready`` (not processed yet, or being derived again), ``page_failed``, ``original_set_aside``.
+    ``page_not_ready`` (not processed yet, or being derived again), ``page_failed``, ``original_set_aside``,
+    ``discarded`` (the batch was discarded: its pages are shown no more, see :func:`forget`).
     """
     layout = Layout.of(settings)
     where = f"Page {page.seq} of batch {batch.id}"
+    if batch.state == BatchState.discarded:
+        raise Conflict(
+            f"Batch {batch.id} was discarded ({batch.error}): its pages are shown no more; its originals are in "
+            "quarantine.",
+            reason_code="discarded",
+        )
     if view == "processed":
         if page.state == PageState.failed:
             raise Conflict(f"{where} failed; it has no processed image ({page.error}).", reason_code="page_failed")
@@ -143,9 +151,18 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
             raise NotFound(f"{where}: its file {original.name} is not in the spool.")
         key = f"m{original.sha256[:16]}-{page.source_index}"
     size = f"w{width}" if width else "full"
-    cached = layout.batch_dir(batch.id) / "previews" / f"{page.seq:04d}-{view}-{size}-{key}"
+    cached = _previews_dir(layout, batch.id) / f"{page.seq:04d}-{view}-{size}-{key}"
     etag = f'"{page.seq}-{view}-{size}-{key}"'
     return PagePicture(etag, source, cached, view, width, page.source_index, settings, where, key)
+
+
+def forget(settings: Settings, batch_id: int) -> None:
+    """Remove every picture kept for a batch (it was discarded): none is asked for again."""
+    shutil.rmtree(_previews_dir(Layout.of(settings), batch_id), ignore_errors=True)
+
+
+def _previews_dir(layout: Layout, batch_id: int) -> Path:
+    return layout.batch_dir(batch_id) / "previews"
 
 
 def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:

@@ -490,7 +490,9 @@ def discard_batch(
         intake.set_aside_original(settings, batch, original, UnusableInput(reason, reason_code="discarded"))
 
     batch_corrections.discard(session, token, batch, note=body.note, set_aside=set_aside)
-    return _batch_answer(session, settings, batch)
+    answer = _batch_answer(session, settings, batch)
+    previews.forget(settings, batch.id)  # its pages are shown no more (409 discarded)
+    return answer
 
 
 # ---- page pictures for the review screen -----------------------------------------------------------
@@ -505,7 +507,8 @@ PICTURE_FOREVER = "private, max-age=31536000, immutable"
     description="`width` scales it down (thumbnails). With `v` equal to the page's version the answer may be "
     "cached for good (a correction raises the version, so the next URL differs); `ETag` and `If-None-Match` "
     "otherwise. 409 with reason `page_not_ready` (not processed yet, or being derived again), `page_failed`, "
-    "`too_large` (over SCANSTATION_MAX_PIXELS) or `original_set_aside` when the page has no such picture now; "
+    "`too_large` (over SCANSTATION_MAX_PIXELS), `original_set_aside` or `discarded` (the batch was discarded) "
+    "when the page has no such picture now; "
     "503 `damaged_file` when the processed image in the spool cannot be read.",
     responses={
         200: {"content": {"image/jpeg": {}, "image/png": {}}},

@@ -122,6 +122,7 @@ function button(label, key, onclick, spec = "") {
 function apply(detail, { first = false } = {}) {
   const before = new Map(pages.map((p) => [p.seq, p]));
   const orderBefore = pages.map((p) => p.seq).join(",");
+  const discarding = batch !== null && batch.state !== "discarded" && detail.state === "discarded";
   batch = detail;
   // An answer sent before a correction's own answer came (a reload asked for while the PATCH ran) must not
   // put a page back to its older version: the next correction would go with a stale If-Match (409).
@@ -135,7 +136,7 @@ function apply(detail, { first = false } = {}) {
   originals = new Map(detail.originals.map((o) => [o.name, o]));
   for (const seq of [...selected]) if (!bySeq.has(seq)) selected.delete(seq);
   drawHead();
-  if (first || orderBefore !== pages.map((p) => p.seq).join(",")) {
+  if (first || discarding || orderBefore !== pages.map((p) => p.seq).join(",")) {
     drawGrid();
   } else {
     for (const p of pages) if (pageKey(before.get(p.seq)) !== pageKey(p)) redrawCell(p);
@@ -143,7 +144,7 @@ function apply(detail, { first = false } = {}) {
   drawCount();
   if (current !== null && bySeq.has(current)) {
     const was = before.get(current);
-    if (first || pageKey(was) !== pageKey(bySeq.get(current))) drawViewer();
+    if (first || discarding || pageKey(was) !== pageKey(bySeq.get(current))) drawViewer();
   }
   if (older) reloadSoon(); // that answer was older than what is shown: ask for the batch as it is now
 }
@@ -275,6 +276,7 @@ function redrawCell(p) {
 }
 
 function thumbUrl(p) {
+  if (batch.state === "discarded") return null; // its pages are shown no more (the API answers 409 discarded)
   if (p.state === "done") return `/api/batches/${batchId}/pages/${p.seq}/image?width=${THUMB_WIDTH}&v=${p.version}`;
   if (BUSY.has(p.state) && lastThumb.has(p.seq)) return lastThumb.get(p.seq); // the picture before the correction
   if (masterShown(p)) return `/api/batches/${batchId}/pages/${p.seq}/image?view=master&width=${THUMB_WIDTH}&v=${p.version}`;
@@ -289,7 +291,7 @@ function cell(p) {
   if (url) {
     pic = h("img", { alt: `第 ${p.position} 页`, decoding: "async", draggable: false, dataset: { src: url } });
   } else {
-    pic = h("div.placeholder", p.state === "failed" ? "处理失败" : PAGE_STATE[p.state] || p.state);
+    pic = h("div.placeholder", batch.state === "discarded" ? "已作废" : p.state === "failed" ? "处理失败" : PAGE_STATE[p.state] || p.state);
   }
   const mark = personMark(p);
   const el = h(`div.thumb${p.seq === current ? ".current" : ""}${selected.has(p.seq) ? ".selected" : ""}${p.open_flags.length ? ".open" : ""}`, {
@@ -491,11 +493,12 @@ function drawViewer() {
     h("span#viewer-flags", badges(p)),
     mark ? h(`span.mark.${mark[0]}`, mark[1]) : null,
     p.filed_in ? h("span", "已归档到 ", h("a", { href: `/items/${enc(p.filed_in)}` }, p.filed_in)) : null);
-  picture(els.master, masterShown(p) ? `/api/batches/${batchId}/pages/${p.seq}/image?view=master&v=${p.version}` : null,
+  const shown = batch.state !== "discarded"; // a discarded batch's pages are shown no more (409 discarded)
+  picture(els.master, shown && masterShown(p) ? `/api/batches/${batchId}/pages/${p.seq}/image?view=master&v=${p.version}` : null,
     "原件已移入隔离区，无法显示。");
-  const processedUrl = p.state === "done" ? `/api/batches/${batchId}/pages/${p.seq}/image?v=${p.version}` : null;
+  const processedUrl = shown && p.state === "done" ? `/api/batches/${batchId}/pages/${p.seq}/image?v=${p.version}` : null;
   picture(els.processed, processedUrl,
-    p.state === "failed" ? `处理失败：${p.error || ""}` : BUSY.has(p.state) ? "正在重新处理，完成后自动显示…" : "无处理结果。");
+    !shown ? "批次已作废，页面不再显示。" : p.state === "failed" ? `处理失败：${p.error || ""}` : BUSY.has(p.state) ? "正在重新处理，完成后自动显示…" : "无处理结果。");
   const d = p.details || {};
   const c = p.correction || {};
   const facts = [

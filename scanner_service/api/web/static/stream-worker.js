@@ -1,5 +1,6 @@
-// One live stream (GET /api/stream) for every tab of the station in this browser. A browser keeps at most 6
-// connections to one host, and an EventSource per tab held one each: with six tabs open the seventh never
+// One live stream (GET /api/stream) for every tab of one login in this browser (ui.js names the worker after
+// the login, so a later login never joins a stream opened with an earlier one's cookie). A browser keeps at
+// most 6 connections to one host, and an EventSource per tab held one each: with six tabs open the seventh never
 // loaded. Each tab connects a port (ui.js liveEvents), says which kinds of event it wants, and is sent
 // every event and whether the stream is connected; a stream opened again resumes after the last event.
 const ports = new Set();

@@ -72,6 +72,13 @@ const ERRORS = {
   catalogue_import: "目录文件有错误，未导入任何一行。",
   conflict: "与现有内容冲突。",
   too_many_requests: "操作太频繁，请稍后再试。",
+  unusable_input: "提交的内容无法使用。",
+  bad_query: "检索词无法使用，请换个写法。",
+  disk_full: "存档磁盘已满：请腾出空间后再试。",
+  read_only: "存档磁盘只读，无法写入：请联系管理员。",
+  storage: "存档磁盘读写出错：请联系管理员。",
+  catalogue_busy: "目录数据库正忙，请稍后再试。",
+  filing_interrupted: "上一次归档中途停止，正在撤回：请稍后再试。",
 };
 const REASONS = {
   bad_login: "用户名或密码不对。",
@@ -101,6 +108,19 @@ const REASONS = {
   bad_order: "页序不完整：每一页都要出现一次。",
   bad_split: "分件有误：每一页只能归入一件。",
   same_item: "源和目标是同一件。",
+  page_not_ready: "这一页还没处理完，请稍候。",
+  page_failed: "这一页处理失败。",
+  original_set_aside: "原件已移入隔离区。",
+  original_unreadable: "原件无法显示。",
+  too_large: "图像太大，无法显示。",
+  damaged_file: "文件已损坏，无法读取：请联系管理员（scanstation audit）。",
+  not_processed: "这一页还没处理完，暂时不能转向。",
+  no_pages: "批次没有可以归档的页面。",
+  bad_mode: "归档方式不对。",
+  bad_position: "插入或替换的页码不对。",
+  bad_pages: "页码不完整：每一页都要出现一次。",
+  own_account: "不能停用自己的账号或更改自己的角色、全宗：请另一位管理员操作。",
+  admin_fonds: "管理员不限全宗：请清空全宗，或改为档案员。",
 };
 
 export function zhError(err) {
@@ -262,7 +282,10 @@ export function liveEvents(onEvent, kinds, onState = () => {}) {
   addEventListener("pageshow", (e) => { if (e.persisted) location.reload(); });
   if (typeof SharedWorker === "function") {
     const wanted = new Set(kinds);
-    const port = new SharedWorker("/static/stream-worker.js", { name: "scanstation-stream" }).port;
+    // One shared stream per login, never across logins: a stream is opened with the cookie of the login that
+    // started it, which stays valid after another person logs in at the same browser; a tab of the new login
+    // joined to it would be handed the events of the first person's fonds.
+    const port = new SharedWorker("/static/stream-worker.js", { name: "scanstation-stream-" + loginKey() }).port;
     port.onmessage = (m) => {
       const { state, kind, data } = m.data || {};
       if (state !== undefined) { onState(state); return; }
@@ -288,6 +311,18 @@ export function liveEvents(onEvent, kinds, onState = () => {}) {
   source.onerror = () => onState(false);
   addEventListener("pagehide", () => source.close());
   return source;
+}
+
+// Names this tab's login (not the person: a person may log in again with other fonds), without the CSRF
+// token itself appearing where the browser lists its workers.
+function loginKey() {
+  const text = `${me?.name}|${me?.role}|${me?.fonds}|${me?.csrf_token}`;
+  let a = 0x811c9dc5, b = 0x01000193;
+  for (let i = 0; i < text.length; i++) {
+    a = Math.imul(a ^ text.charCodeAt(i), 0x01000193) >>> 0;
+    b = Math.imul(b ^ text.charCodeAt(i), 0x5bd1e995) >>> 0;
+  }
+  return a.toString(36) + b.toString(36);
 }
 
 // Run fn at most once per ms (the last call wins): for redraws driven by bursts of events.
