@@ -594,5 +594,7 @@ def test_many_slowed_down_logins_hold_up_no_other_request(
         took = time.monotonic() - began
         for t in guesses:
             t.join()
-    assert reply.status_code == 200 and took < 1.0, took
+    # Held up behind the guesses, it would wait their 4 s slowdown at least; 2 s leaves room for a loaded
+    # machine's two cores verifying argon2 hashes beside it (1.4 s seen once with other tests running).
+    assert reply.status_code == 200 and took < 2.0, took
     assert _user(settings).failed_logins == 60
