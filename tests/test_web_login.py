@@ -19,11 +19,14 @@ def test_log_in_see_the_screens_of_ones_role_and_log_out(web: Web) -> None:
     page = web.page
     web.goto("/search")
     page.wait_for_url("**/login?next=%2Fsearch")
+    assert web.console_errors == [], "a first visit goes to the login without a refused request"
+    web.goto("/")
+    page.wait_for_url("**/login?next=%2F")
     page.fill("#name", "王安娜")
     page.fill("#password", "不是这个密码123")
     page.click("#login-submit")
     expect(page.locator("#login-error")).to_have_text("用户名或密码不对。")
-    # The screen asked without a login and the refused login are 401s, as they should be; nothing else.
+    # The refused login is a 401, as it should be; nothing else.
     refused = "the server responded with a status of 401 (Unauthorized) @ " + web.base + "/api/session"
     assert web.console_errors and all(refused in e for e in web.console_errors), web.console_errors
     web.console_errors.clear()

@@ -12,14 +12,16 @@ from collections.abc import Callable
 from html import escape
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import Response
 from starlette.types import Scope
 
 from scanner_service import __version__
+from scanner_service.api.deps import SESSION_COOKIE
 
 WEB = Path(str(resources.files("scanner_service") / "api" / "web"))
 STATIC = WEB / "static"
@@ -59,8 +61,20 @@ def shell(script: str, title: str) -> str:
     )
 
 
-def _screen(script: str, title: str) -> Callable[[], HTMLResponse]:
-    def page() -> HTMLResponse:
+def _to_login(request: Request) -> RedirectResponse | None:
+    """A browser with no login cookie at all goes straight to the login (the screen would only ask
+    ``GET /api/session`` to be told 401, an error in the console of every first visit). A cookie that
+    has ended is still found out by the screen's own ``GET /api/session``."""
+    if request.cookies.get(SESSION_COOKIE):
+        return None
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(here, safe='')}", status_code=303)
+
+
+def _screen(script: str, title: str) -> Callable[[Request], Response]:
+    def page(request: Request) -> Response:
+        if script != "login" and (away := _to_login(request)) is not None:
+            return away
         return HTMLResponse(shell(script, title), headers=SECURITY_HEADERS)
 
     page.__name__ = f"screen_{script}"
@@ -72,9 +86,9 @@ for _path, (_script, _title) in SCREENS.items():
 
 
 @router.get("/")
-def home() -> RedirectResponse:
+def home(request: Request) -> RedirectResponse:
     # Staff start at the batches; ui.js sends a reader (who may not see batches) on to the archive.
-    return RedirectResponse("/batches", status_code=303)
+    return _to_login(request) or RedirectResponse("/batches", status_code=303)
 
 
 class _Static(StaticFiles):
