@@ -27,6 +27,7 @@ from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.exceptions import Conflict, NotFound, StorageError
 from scanner_service.settings import Settings
 from workers.errors import UnusableInput
+from workers.preview import scaled_jpeg
 from workers.stages.load import load_page
 
 View = Literal["master", "processed"]
@@ -171,14 +172,7 @@ def _encode(image: Image.Image, width: int | None) -> tuple[bytes, str, str]:
         out = io.BytesIO()
         image.save(out, "PNG")
         return out.getvalue(), ".png", "image/png"
-    if image.mode not in ("L", "RGB"):
-        image = image.convert("L" if image.mode in ("1", "I", "I;16", "F") else "RGB")
-    if width is not None and image.width > width:
-        height = max(1, round(image.height * width / image.width))
-        image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=2.0)
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=80 if width else 90)
-    return out.getvalue(), ".jpg", "image/jpeg"
+    return scaled_jpeg(image, width, quality=80 if width else 90), ".jpg", "image/jpeg"
 
 
 def _keep(path: Path, data: bytes) -> bool:
