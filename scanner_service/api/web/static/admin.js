@@ -1,6 +1,6 @@
 // 管理: people and API tokens (admins), fonds settings, grants and the 利用登记 (admins and archivists).
 // Each section is a client of its API route; what a person may do is what the route answers.
-import { api, start, h, clear, $, $$, toast, showError, zhError, ROLE, fmtTime, enc, loadStyle } from "./ui.js";
+import { api, start, h, clear, $, $$, toast, showError, zhError, ROLE, ACCESS_ACTION, fmtTime, enc, loadStyle } from "./ui.js";
 import { pager, pagerOpen } from "./admin-paging.js";
 
 loadStyle("admin.css");
@@ -8,7 +8,6 @@ loadStyle("admin.css");
 const PAGE = 20;
 const LOG_PAGE = 50;
 const ROLES = ["admin", "archivist", "operator", "reader"];
-const ACTION = { pdf: "下载 PDF", page_text: "查看页面文字", page_hocr: "查看页面 hOCR", page_image: "查看页面图像", thumbnail: "查看缩略图" };
 const ADMIN = (who) => who.role === "admin";
 const ANY = () => true;
 const SECTIONS = [
@@ -421,7 +420,7 @@ async function accessLog(body) {
     clear(table, rows.length ? h("div.table-wrap", h("table#log-table",
       h("thead", h("tr", ["时间", "利用者", "角色", "操作", "档号", "页号", "字节范围", "利用目的", "来源地址"].map((t) => h("th", t)))),
       h("tbody", rows.slice(0, LOG_PAGE).map((r) => h("tr",
-        h("td", fmtTime(r.at)), h("td", r.who), h("td", ROLE[r.role] || r.role), h("td", ACTION[r.action] || r.action),
+        h("td", fmtTime(r.at)), h("td", r.who), h("td", ROLE[r.role] || r.role), h("td", ACCESS_ACTION[r.action] || r.action),
         h("td.code", r.archival_code), h("td.num", r.page ?? ""), h("td", r.byte_range || ""), h("td", r.purpose || ""),
         h("td", r.client || "")))))) : h("p.empty", "没有符合条件的记录。"),
     pagerOpen(offset / LOG_PAGE, more, (p) => { offset = p * LOG_PAGE; load().catch((err) => showError(err, table)); }, "log"));

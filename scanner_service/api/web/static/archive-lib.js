@@ -79,18 +79,10 @@ export function markWords(text, query) {
   return nodes;
 }
 
-// A single-key shortcut applies unless the person is typing in a field.
-export function typing(event) {
-  const el = event.target;
-  return el instanceof HTMLElement && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
-}
-export const noModifier = (e) => !e.ctrlKey && !e.metaKey && !e.altKey;
+export { typing, noModifier, ACCESS_ACTION as ACTION } from "./ui.js";
 
 // The keys of a screen, shown on it: [["←", "上一页"], …].
 export function keyHints(pairs) {
   return h("p.keys.muted", pairs.map(([key, what]) => h("span", h("kbd", key), " ", what)));
 }
 
-export const ACTION = {
-  pdf: "下载 PDF", page_text: "查看文字", page_hocr: "查看文字位置", page_image: "查看图像", thumbnail: "缩略图",
-};

@@ -4,7 +4,7 @@
 // what the API refuses is said in Chinese (zhError), nothing is decided here that the API does not allow.
 import {
   api, ApiError, start, h, clear, $, $$, toast, showError, zhError, STATE, PAGE_STATE, FLAG, enc,
-  liveEvents, throttle, debounce, loadStyle, fmtTime,
+  liveEvents, throttle, debounce, loadStyle, fmtTime, typing,
 } from "./ui.js";
 
 const THUMB_WIDTH = 240; // pixels asked for: sharp in a ~120 px cell on a 2x screen
@@ -702,7 +702,7 @@ function onKey(e) {
   if (e.defaultPrevented || e.altKey || e.ctrlKey || e.metaKey) return;
   if ($("dialog[open]")) return;
   const t = e.target;
-  if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName)) && t.type !== "checkbox") return;
+  if (typing(e) && t.type !== "checkbox") return;
   // Enter and Space on a button or a link are its own click (a link followed), never a correction.
   if (t?.closest?.("button, a[href], summary") && (e.key === "Enter" || e.key === " ")) return;
   const key = e.key;

@@ -4,7 +4,7 @@
 // marks its batch's row; marked rows are asked for again together, at most once a second.
 import {
   api, start, h, clear, $, $$, showError, zhError, STATE, FLAG, fmtTime, fmtBytes, fmtDuration, liveEvents,
-  throttle, loadStyle, enc,
+  throttle, loadStyle, enc, typing, noModifier,
 } from "./ui.js";
 
 const PAGE = 50;
@@ -396,8 +396,7 @@ const refreshStationSoon = throttle(refreshStation, 1000);
 // ---- keys -------------------------------------------------------------------------------------------------
 
 function onKey(e) {
-  const typing = e.target.closest?.("input, textarea, select, [contenteditable]");
-  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (typing(e) || !noModifier(e)) return;
   const onTab = e.target.closest?.(".board-tabs .tab");
   const onRow = e.target.closest?.("tr.batch");
   if (e.key === "/") {

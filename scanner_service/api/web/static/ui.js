@@ -197,6 +197,17 @@ export const FLAG = {
   failed: "失败", separator: "分隔页",
 };
 export const ROLE = { admin: "管理员", archivist: "档案员", operator: "操作员", reader: "查阅者" };
+// What the 利用登记 says was done (its action codes), in one wording for every screen that lists it.
+export const ACCESS_ACTION = {
+  pdf: "下载 PDF", page_text: "查看文字", page_hocr: "查看文字位置", page_image: "查看图像", thumbnail: "缩略图",
+};
+
+// A single-key shortcut applies unless the person is typing in a field.
+export function typing(event) {
+  const el = event.target;
+  return el instanceof HTMLElement && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+}
+export const noModifier = (e) => !e.ctrlKey && !e.metaKey && !e.altKey;
 export const isStaff = (who) => ["admin", "archivist", "operator"].includes(who?.role);
 export const isArchivist = (who) => ["admin", "archivist"].includes(who?.role);
 
