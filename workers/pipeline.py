@@ -19,6 +19,7 @@ from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
 from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
 from workers.stages.separator import SeparatorMark, printed_heading_read, read_separator
+from workers.stopwatch import Stopwatch, stage
 
 MIN_DPI = 200  # DA/T 31-2017: text records are digitised at no less than 200 dpi
 
@@ -82,20 +83,23 @@ def straighten(
     if isinstance(choices.crop, tuple):
         image = image.crop(_crop_box(choices.crop, image.width, image.height))
     if choices.turn is None:
-        orientation = detect_orientation(image, reader, dpi)
+        with stage("orientation"):
+            orientation = detect_orientation(image, reader, dpi)
     else:
         orientation = Orientation(turn=choices.turn % 360, confidence=1.0, axis_ratio=0.0, reading=(0.0, 0.0))
-    image = turn_upright(image, orientation.turn)
-    skew = None
-    if choices.skew_deg is None:
-        skew = orientation.skew if orientation.skew is not None else estimate_skew(image, dpi)
-        angle = skew.angle if skew.found else sheet_angle(image)  # a blank back: straighten the sheet itself
-    else:
-        angle = choices.skew_deg
-    image = deskew(image, angle) if angle else image
+    with stage("deskew"):
+        image = turn_upright(image, orientation.turn)
+        skew = None
+        if choices.skew_deg is None:
+            skew = orientation.skew if orientation.skew is not None else estimate_skew(image, dpi)
+            angle = skew.angle if skew.found else sheet_angle(image)  # a blank back: straighten the sheet itself
+        else:
+            angle = choices.skew_deg
+        image = deskew(image, angle) if angle else image
     box = None
     if choices.crop == AUTO:
-        image, border = crop_border(image)
+        with stage("border"):
+            image, border = crop_border(image)
         box = list(border.box) if border.box else None
     notes = {
         "turn": orientation.turn,
@@ -145,11 +149,30 @@ def process_page_image(
 
     With ``choices`` (a person's corrections) the page is derived again: what the person chose is used
     instead of the station's decision, and a page a person corrected is never taken for a separator sheet.
+    ``details["seconds"]`` gives the CPU seconds of each stage (see :mod:`workers.stopwatch`).
     """
-    loaded = load_page(source, index, max_pixels=max_pixels, render_dpi=render_dpi)
+    with Stopwatch() as watch:
+        outcome = _process(source, index, engine, max_pixels, render_dpi, min_confidence, reader, choices)
+    outcome.details["seconds"] = watch.rounded()
+    return outcome
+
+
+def _process(
+    source: Path,
+    index: int,
+    engine: OcrEngine,
+    max_pixels: int,
+    render_dpi: int,
+    min_confidence: float,
+    reader: LineReader | None,
+    choices: Choices | None,
+) -> PageOutcome:
+    with stage("load"):
+        loaded = load_page(source, index, max_pixels=max_pixels, render_dpi=render_dpi)
     dpi = min(loaded.dpi)
     details: dict[str, Any] = {"notes": list(loaded.notes)}
-    mark = read_separator(loaded.image, dpi) if choices is None else None
+    with stage("separator"):
+        mark = read_separator(loaded.image, dpi) if choices is None else None
     if mark is not None:
         # A separator sheet: it splits the run and names the item; nothing on it is read or filed.
         details["separator"] = asdict(mark)
@@ -161,7 +184,8 @@ def process_page_image(
     image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader(), choices)
     details.update(notes)
     flags: list[PageFlag] = []
-    verdict = detect_blank(image, dpi=dpi)
+    with stage("blank"):
+        verdict = detect_blank(image, dpi=dpi)
     details["ink_ratio"] = round(verdict.ink_ratio, 5)
     blank = verdict.blank if choices is None or choices.blank is None else choices.blank
     if choices is not None and choices.blank is not None:
@@ -172,7 +196,8 @@ def process_page_image(
     else:
         if not orientation.sure:
             flags.append(PageFlag.orientation_unsure)
-        text = engine.recognise(image)
+        with stage("ocr"):
+            text = engine.recognise(image)
         if choices is None and printed_heading_read(text.text):
             details["separator"] = asdict(
                 SeparatorMark(None, readable=False, detail="the sheet's heading was read, but none of its codes")
@@ -182,7 +207,8 @@ def process_page_image(
             )
         if text.mean_confidence < min_confidence:
             flags.append(PageFlag.low_confidence)
-        image, encoding = usage_image(image)
+        with stage("compress"):
+            image, encoding = usage_image(image)
         details["encoding"] = encoding.kind
         details["encoding_reason"] = encoding.reason  # e.g. "faint_ink": grey, so a pencil note stays visible
     if dpi < MIN_DPI:
