@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,9 @@ class StationRun:
     pdf: Path | None
     memory: Peak  # the worst worker: worker process plus its descendants
     sampler: dict[str, object]
+    name: str = BATCH_NAME  # the batch folder dropped
+    # What the station says about itself: the last /healthz body and GET /api/station (or why not)
+    reports: dict[str, Any] = field(default_factory=dict)
 
 
 def _free_port() -> int:
@@ -98,6 +101,7 @@ class Station:
         self.log_path = root / "station.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.token = ""
+        self.health: dict[str, Any] = {}
 
     def _log_tail(self, lines: int = 30) -> str:
         try:
@@ -127,8 +131,10 @@ class Station:
         while True:
             self._check_alive()
             status, body = _request(self.base + "/healthz")
-            if status == 200 and json.loads(body).get("workers", 0) >= self.workers:
-                return
+            if status == 200:
+                self.health = json.loads(body)
+                if self.health.get("workers", 0) >= self.workers:
+                    return
             if time.monotonic() > deadline:
                 raise BenchError(
                     f"station with {self.workers} worker(s) not healthy in {HEALTH_TIMEOUT:.0f} s "
@@ -175,6 +181,15 @@ class Station:
                 )
             time.sleep(poll)
 
+    def reports(self) -> dict[str, Any]:
+        """The last /healthz body and GET /api/station, for what the station says it runs (an error
+        string instead of the latter if it cannot be read: the benchmark does not need it)."""
+        try:
+            station: Any = self.get_json("/api/station")
+        except BenchError as err:
+            station = str(err)
+        return {"healthz": self.health, "station": station}
+
     def download_pdf(self, batch: dict[str, Any], dest: Path) -> Path | None:
         if not batch.get("pdf_url"):
             return None
@@ -206,8 +221,10 @@ def run_station(
     timeout: float = BATCH_TIMEOUT,
     poll: float = POLL_SECONDS,
     on_poll: Callable[[dict[str, Any]], None] | None = None,
+    name: str = BATCH_NAME,
 ) -> StationRun:
-    """Start a station, drop ``pages`` as one batch, wait for its final state, fetch its details and PDF.
+    """Start a station, drop ``pages`` as one batch folder called ``name``, wait for its final state,
+    fetch its details and PDF.
 
     ``sampler`` (its ``roots`` are replaced by the station's workers) lets a caller keep the memory
     series; ``timeout``, ``poll`` and ``on_poll`` go to :meth:`Station.wait_final`.
@@ -220,14 +237,16 @@ def run_station(
         with sampler:
             station.wait_healthy()
             station.create_token()
-            dropped = drop_batch(pages, station.inbox, BATCH_NAME)
+            reports = station.reports()
+            dropped = drop_batch(pages, station.inbox, name)
             dropped_at = datetime.now(UTC)
-            final = station.wait_final(BATCH_NAME, dropped, timeout, poll, on_poll)
+            final = station.wait_final(name, dropped, timeout, poll, on_poll)
             seconds = time.monotonic() - dropped
         batch = station.get_json(f"/api/batches/{final['id']}")
         pdf = station.download_pdf(batch, root / f"station-w{workers}.pdf")
     finally:
         station.stop()
     return StationRun(
-        workers, station.data, dropped, dropped_at, seconds, batch, pdf, sampler.max_peak(), sampler.summary()
-    )
+        workers, station.data, dropped, dropped_at, seconds, batch, pdf, sampler.max_peak(), sampler.summary(),
+        name, reports,
+    )  # fmt: skip

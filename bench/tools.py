@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psutil
 
@@ -60,6 +60,17 @@ def score_pdf(truth: Path, pdf: Path) -> dict[str, float | int | None]:
     if done.returncode != 0:
         raise BenchError(f"score_pdf.py failed on {pdf.name}: {done.stderr.strip()[-2000:]}")
     result: dict[str, float | int | None] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def score_text(corpus: Path, pdf: Path) -> dict[str, Any]:
+    """``score_text.py CORPUS OUT.pdf --json``: character-bag recall and precision, segment recall (exact
+    and near), CER in the guessed reading order, and the same per page, of a PDF made from a real corpus."""
+    cmd = [sys.executable, _shared_tool("score_text.py"), str(corpus), str(pdf), "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"score_text.py failed on {pdf.name}: {done.stderr.strip()[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
