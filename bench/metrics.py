@@ -41,17 +41,44 @@ def run_metrics(
     memory: Peak,
     memory_share: int = 1,
 ) -> Metrics:
-    """Figures common to the station and ocrmypdf; ``memory_share`` divides a shared tree's peak (jobs)."""
+    """Figures common to the station and ocrmypdf, with score_pdf.py's (a synthetic corpus);
+    ``memory_share`` divides a shared tree's peak (jobs)."""
     score = score or {}
-    count = pdf_pages(pdf) if pdf is not None else None
     return {
-        "seconds": seconds,
-        "pages_per_min": pages / (seconds / 60),
+        **common_metrics(pages, seconds, pdf, memory, memory_share),
         "cer": score.get("cer"),
         "skew_mean": score.get("skew_mean_abs_deg"),
         "skew_max": score.get("skew_max_abs_deg"),
         "pages_turned": score.get("pages_turned"),
         "pages_unmatched": score.get("pages_unmatched"),
+    }
+
+
+def forms_metrics(
+    pages: int,
+    seconds: float,
+    pdf: Path | None,
+    score: dict[str, Any] | None,
+    memory: Peak,
+    memory_share: int = 1,
+) -> Metrics:
+    """Figures common to the station and ocrmypdf, with score_text.py's (a real corpus with labels)."""
+    score = score or {}
+    return {
+        **common_metrics(pages, seconds, pdf, memory, memory_share),
+        "char_recall": score.get("bag_recall"),
+        "char_precision": score.get("bag_precision"),
+        "segment_exact": score.get("segment_recall_exact"),
+        "segment_near": score.get("segment_recall_near"),
+        "cer": score.get("cer_ordered"),
+    }
+
+
+def common_metrics(pages: int, seconds: float, pdf: Path | None, memory: Peak, memory_share: int = 1) -> Metrics:
+    count = pdf_pages(pdf) if pdf is not None else None
+    return {
+        "seconds": seconds,
+        "pages_per_min": pages / (seconds / 60),
         "pdf_pages": count,
         "bytes_per_page": pdf.stat().st_size / count if pdf is not None and count else None,
         "peak_rss_mib": memory.rss / MIB / memory_share,
