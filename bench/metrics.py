@@ -33,6 +33,28 @@ def station_blank_files(batch: dict[str, Any]) -> list[str]:
     return [p["source"].rsplit("#", 1)[0] for p in batch["page_list"] if p["blank"] or "blank" in p["flags"]]
 
 
+SYNTHETIC, FORMS = "synthetic", "forms"
+KINDS = (SYNTHETIC, FORMS)  # in the order they run
+# The scorer's figures each kind of corpus reports, by the report's name: score_pdf.py's on a synthetic
+# corpus, score_text.py's on a real one with labels (the forms).
+SCORE_KEYS: dict[str, dict[str, str]] = {
+    SYNTHETIC: {
+        "cer": "cer",
+        "skew_mean": "skew_mean_abs_deg",
+        "skew_max": "skew_max_abs_deg",
+        "pages_turned": "pages_turned",
+        "pages_unmatched": "pages_unmatched",
+    },
+    FORMS: {
+        "char_recall": "bag_recall",
+        "char_precision": "bag_precision",
+        "segment_exact": "segment_recall_exact",
+        "segment_near": "segment_recall_near",
+        "cer": "cer_ordered",
+    },
+}
+
+
 def run_metrics(
     pages: int,
     seconds: float,
@@ -40,37 +62,14 @@ def run_metrics(
     score: dict[str, Any] | None,
     memory: Peak,
     memory_share: int = 1,
+    kind: str = SYNTHETIC,
 ) -> Metrics:
-    """Figures common to the station and ocrmypdf, with score_pdf.py's (a synthetic corpus);
-    ``memory_share`` divides a shared tree's peak (jobs)."""
+    """Figures common to the station and ocrmypdf, with the scorer's for a corpus of ``kind``
+    (SCORE_KEYS); ``memory_share`` divides a shared tree's peak (jobs)."""
     score = score or {}
     return {
         **common_metrics(pages, seconds, pdf, memory, memory_share),
-        "cer": score.get("cer"),
-        "skew_mean": score.get("skew_mean_abs_deg"),
-        "skew_max": score.get("skew_max_abs_deg"),
-        "pages_turned": score.get("pages_turned"),
-        "pages_unmatched": score.get("pages_unmatched"),
-    }
-
-
-def forms_metrics(
-    pages: int,
-    seconds: float,
-    pdf: Path | None,
-    score: dict[str, Any] | None,
-    memory: Peak,
-    memory_share: int = 1,
-) -> Metrics:
-    """Figures common to the station and ocrmypdf, with score_text.py's (a real corpus with labels)."""
-    score = score or {}
-    return {
-        **common_metrics(pages, seconds, pdf, memory, memory_share),
-        "char_recall": score.get("bag_recall"),
-        "char_precision": score.get("bag_precision"),
-        "segment_exact": score.get("segment_recall_exact"),
-        "segment_near": score.get("segment_recall_near"),
-        "cer": score.get("cer_ordered"),
+        **{name: score.get(key) for name, key in SCORE_KEYS[kind].items()},
     }
 
 

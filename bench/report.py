@@ -8,12 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.memory import INTERVAL, PSS_EVERY
-from bench.metrics import Metrics
+from bench.metrics import FORMS, SYNTHETIC, Metrics
 from bench.summary import Flagged, Profile
 
 Format = Callable[[float], str]
-SYNTHETIC, FORMS = "synthetic", "forms"
-KINDS = (SYNTHETIC, FORMS)  # in the order they run
 TITLES = {SYNTHETIC: "Synthetic corpus", FORMS: "Forms corpus (real scans)"}
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import tools
-from bench.metrics import Metrics, blank_scores, forms_metrics, run_metrics, station_blank_files
+from bench.metrics import FORMS, KINDS, SYNTHETIC, Metrics, blank_scores, run_metrics, station_blank_files
 from bench.ocrmypdf_run import JOBS, run_ocrmypdf
-from bench.report import FORMS, KINDS, SYNTHETIC, CorpusRun, Report, render, station_label, targets
+from bench.report import CorpusRun, Report, render, station_label, targets
 from bench.station import BATCH_NAME, ISOLATING, StationRun, run_station
 from bench.summary import flagged_pages, ocr_reports, stage_profile
 from bench.tools import BenchError, log
@@ -155,11 +155,10 @@ def bench_station(corpus: Corpus, work: Path, workers: int, raw: dict[str, Any],
     result = score(corpus, run.pdf, label, notes)
     count = len(corpus.pages)
     blanks = station_blank_files(run.batch)
+    metrics = run_metrics(count, run.seconds, run.pdf, result, run.memory, kind=corpus.kind)
     if corpus.kind == FORMS:
-        metrics = forms_metrics(count, run.seconds, run.pdf, result, run.memory)
         metrics["blank_pages"] = len(blanks)
     else:
-        metrics = run_metrics(count, run.seconds, run.pdf, result, run.memory)
         metrics["blank_precision"], metrics["blank_recall"] = blank_scores(corpus.truth, blanks)
     metrics["flagged_pages"] = len(flagged_pages(run.batch["page_list"]).pages)
     raw[f"station_w{workers}"] = {"load_average_before": load, "run": asdict(run), "score": result, "metrics": metrics}
@@ -172,10 +171,8 @@ def bench_ocrmypdf(corpus: Corpus, work: Path, raw: dict[str, Any], notes: list[
     run = run_ocrmypdf(work / corpus.kind / "ocrmypdf", corpus.pages)
     result = score(corpus, run.pdf, f"{corpus.kind}, ocrmypdf", notes)
     count = len(corpus.pages)
-    if corpus.kind == FORMS:
-        metrics = forms_metrics(count, run.seconds, run.pdf, result, run.memory, memory_share=JOBS)
-    else:
-        metrics = run_metrics(count, run.seconds, run.pdf, result, run.memory, memory_share=JOBS)
+    metrics = run_metrics(count, run.seconds, run.pdf, result, run.memory, memory_share=JOBS, kind=corpus.kind)
+    if corpus.kind == SYNTHETIC:
         metrics["blank_precision"], metrics["blank_recall"] = blank_scores(corpus.truth, [])  # it flags none
     metrics["img2pdf_seconds"] = run.img2pdf_seconds
     raw["ocrmypdf"] = {"load_average_before": load, "run": asdict(run), "score": result, "metrics": metrics}
