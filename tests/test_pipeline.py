@@ -57,6 +57,10 @@ def test_batch_becomes_a_searchable_pdfa(station_env: Settings, redis_conn: redi
     assert batch.state in (BatchState.done, BatchState.needs_review), batch.error
     assert [p.state for p in batch.pages] == [PageState.done] * 3
     assert [p.blank for p in batch.pages] == [False, True, False], "the blank back must be flagged"
+    # The benchmark's per-stage profile reads each page's CPU seconds by stage; a text page was read.
+    seconds = batch.pages[0].details["seconds"]
+    assert {"load", "orientation", "deskew", "blank", "ocr"} <= set(seconds), seconds
+    assert seconds["ocr"] > 0 and "ocr" not in batch.pages[1].details["seconds"], "a blank page is not read"
     pdf = Path(batch.pdf_path or "")
     with pikepdf.open(pdf) as doc:
         assert len(doc.pages) == 2, "blank pages are left out of the PDF"

@@ -19,7 +19,7 @@ from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
 from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
 from workers.stages.separator import SeparatorMark, printed_heading_read, read_separator
-from workers.stopwatch import Stopwatch, stage
+from workers.stopwatch import stage, timed_stages
 
 MIN_DPI = 200  # DA/T 31-2017: text records are digitised at no less than 200 dpi
 
@@ -134,6 +134,7 @@ def _skew_source(skew: Any, angle: float | None) -> str | None:
     return "text" if skew.found else "sheet edges" if angle is not None else None
 
 
+@timed_stages
 def process_page_image(
     source: Path,
     index: int,
@@ -151,22 +152,6 @@ def process_page_image(
     instead of the station's decision, and a page a person corrected is never taken for a separator sheet.
     ``details["seconds"]`` gives the CPU seconds of each stage (see :mod:`workers.stopwatch`).
     """
-    with Stopwatch() as watch:
-        outcome = _process(source, index, engine, max_pixels, render_dpi, min_confidence, reader, choices)
-    outcome.details["seconds"] = watch.rounded()
-    return outcome
-
-
-def _process(
-    source: Path,
-    index: int,
-    engine: OcrEngine,
-    max_pixels: int,
-    render_dpi: int,
-    min_confidence: float,
-    reader: LineReader | None,
-    choices: Choices | None,
-) -> PageOutcome:
     with stage("load"):
         loaded = load_page(source, index, max_pixels=max_pixels, render_dpi=render_dpi)
     dpi = min(loaded.dpi)

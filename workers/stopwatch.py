@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 _current: contextvars.ContextVar[Stopwatch | None] = contextvars.ContextVar("stopwatch", default=None)
 
@@ -35,6 +37,27 @@ class Stopwatch:
 
     def rounded(self) -> dict[str, float]:
         return {name: round(value, 3) for name, value in self.seconds.items()}
+
+
+class _HasDetails(Protocol):
+    details: dict[str, Any]
+
+
+P = ParamSpec("P")
+T = TypeVar("T", bound=_HasDetails)
+
+
+def timed_stages(func: Callable[P, T]) -> Callable[P, T]:
+    """Run ``func`` with a watch open and put its stages' CPU seconds in the result's ``details["seconds"]``."""
+
+    @functools.wraps(func)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        with Stopwatch() as watch:
+            result = func(*args, **kwargs)
+        result.details["seconds"] = watch.rounded()
+        return result
+
+    return run
 
 
 @contextlib.contextmanager
