@@ -93,12 +93,22 @@ def line_crops(grey: np.ndarray, dpi: float = 300, count: int = LINES_READ) -> l
     return [crop for _, crop in found[:count]]
 
 
-def _reading(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, int]:
-    """Mean confidence of reading these lines, and how many letters or characters were read."""
-    read = reader(crops)
-    if not read:
-        return 0.0, 0
-    return float(np.mean([score for _, score in read])), sum(ch.isalnum() for text, _ in read for ch in text)
+def _letters(text: str) -> int:
+    return sum(ch.isalnum() for ch in text)
+
+
+def _readings(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, float, int]:
+    """Mean confidence of reading these lines as they are and upside down, and the most letters or
+    characters read either way. Only lines read as text one way or the other count: a crop that holds
+    a table's rule, or a stamp, reads as nothing both ways and says nothing about the way up (on real
+    forms such crops made upright pages look illegible)."""
+    as_is = reader(crops)
+    flipped = reader([np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
+    pairs = [(a, f) for a, f in zip(as_is, flipped, strict=True) if max(_letters(a[0]), _letters(f[0])) >= 2]
+    if not pairs:
+        return 0.0, 0.0, 0
+    letters = max(sum(_letters(a[0]) for a, _ in pairs), sum(_letters(f[0]) for _, f in pairs))
+    return float(np.mean([a[1] for a, _ in pairs])), float(np.mean([f[1] for _, f in pairs])), letters
 
 
 @dataclass(frozen=True)
@@ -117,9 +127,8 @@ def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float,
     crops = line_crops(np.asarray(deskew(across, skew.angle)), dpi)
     if not crops:
         return _Reading(0.0, 0.0, False, skew)
-    as_is, letters = _reading(reader, crops)
-    flipped, letters_flipped = _reading(reader, [np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
-    legible = max(as_is, flipped) >= READABLE and max(letters, letters_flipped) >= MIN_LETTERS
+    as_is, flipped, letters = _readings(reader, crops)
+    legible = max(as_is, flipped) >= READABLE and letters >= MIN_LETTERS
     return _Reading(as_is, flipped, legible, skew)
 
 
