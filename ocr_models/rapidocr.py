@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ocr_models import runtime
 from ocr_models.base import PageText, TextLine, is_cjk, join_pieces
+from ocr_models.runtime import check_runtime as runtime_check
 from workers.errors import ConfigError, TransientError
 
 # Longest side of the page image given to the detector: an A4 page at 300 dpi is reduced to 36 %,
@@ -60,34 +64,159 @@ def keep_tensor_memory() -> None:
         libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
 
 
-def _config() -> dict[str, Any]:
+def model_path(role: str) -> Path:
+    """The wheel's ONNX file for ``det`` (line detection) or ``rec`` (recognition)."""
+    return package_dir() / "models" / {"det": "ch_PP-OCRv4_det_infer.onnx", "rec": "ch_PP-OCRv4_rec_infer.onnx"}[role]
+
+
+@functools.cache
+def detector(name: str = runtime.DEFAULT_RUNTIME) -> Any:
+    """RapidOCR's detector (its pre- and post-processing), its model run by ``runtime``."""
+    from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
     from rapidocr_onnxruntime.utils import read_yaml
 
-    root = package_dir()
-    config: dict[str, Any] = read_yaml(str(root / "config.yaml"))
-    for part in ("Det", "Cls", "Rec"):
-        config[part]["model_path"] = str(root / config[part]["model_path"])
-        config[part]["intra_op_num_threads"] = 1
-        config[part]["inter_op_num_threads"] = 1
-    return config
-
-
-@functools.cache
-def detector() -> Any:
-    from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
-
     keep_tensor_memory()
-    config = _config()["Det"]
+    config: dict[str, Any] = read_yaml(str(package_dir() / "config.yaml"))["Det"]
+    config["model_path"] = str(model_path("det"))
+    config["intra_op_num_threads"] = config["inter_op_num_threads"] = 1
     config["limit_type"], config["limit_side_len"] = "max", DET_MAX_SIDE
-    return TextDetector(config)
+    # RapidOCR's pre- and post-processing with the model run by our session: its __init__ is not
+    # called, as it would make an onnxruntime session of its own whatever the runtime.
+    found = TextDetector.__new__(TextDetector)
+    found.limit_side_len, found.limit_type = config["limit_side_len"], config["limit_type"]
+    found.mean, found.std, found.preprocess_op = config["mean"], config["std"], None
+    from rapidocr_onnxruntime.ch_ppocr_det.utils import DBPostProcess
+
+    found.postprocess_op = DBPostProcess(
+        thresh=config["thresh"],
+        box_thresh=config["box_thresh"],
+        max_candidates=config["max_candidates"],
+        unclip_ratio=config["unclip_ratio"],
+        use_dilation=config["use_dilation"],
+        score_mode=config["score_mode"],
+    )
+    run = runtime.session(model_path("det"), name)
+    found.infer = lambda tensor: [run(tensor)]
+    return found
 
 
-@functools.cache
-def recogniser() -> Any:
-    from rapidocr_onnxruntime.ch_ppocr_rec import TextRecognizer
+# The recogniser reads lines 48 px high; its output has one step for every 8 px of width.
+REC_HEIGHT = 48
+REC_STEP = 8
+# Lines are read in batches of similar width, each padded to the widest of its batch: the widest at most
+# MAX_PADDING times the narrowest, and at most BATCH_PIXELS of input in one run.
+MAX_PADDING = 1.25
+BATCH_PIXELS = 48 * 320 * 8
+MIN_WIDTH = 0  # no narrower input (RapidOCR pads every batch to 320 px)
+MAX_WIDTH = 100 * REC_HEIGHT  # a longer crop (a rule taken for a line) is squeezed to this
 
+
+@dataclass(frozen=True)
+class LineReading:
+    text: str
+    score: float  # mean confidence of its characters, 0..1
+    columns: tuple[int, ...]  # the output step each character was read at
+
+
+def _rec_input(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A line scaled to 48 px high as the model takes it (BGR, channels first, -1..1), and which of its
+    columns hold ink (for the word spaces)."""
+    import cv2
+
+    h, w = crop.shape[:2]
+    width = max(1, min(math.ceil(REC_HEIGHT * w / max(h, 1)), MAX_WIDTH))
+    scaled = cv2.resize(_bgr(crop), (width, REC_HEIGHT))
+    grey = scaled.min(axis=2)
+    threshold, _ = cv2.threshold(grey, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = (grey < threshold).any(axis=0)
+    return (scaled.astype(np.float32).transpose(2, 0, 1) / 127.5) - 1.0, ink
+
+
+def _batches(widths: list[int]) -> list[list[int]]:
+    """Indices grouped narrowest first, so that little of each batch is padding."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            first, widest = max(widths[batch[0]], MIN_WIDTH, 1), max(widths[i], MIN_WIDTH)
+            if widest <= MAX_PADDING * first and widest * REC_HEIGHT * (len(batch) + 1) <= BATCH_PIXELS:
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
+def _decode(probs: np.ndarray, chars: tuple[str, ...]) -> LineReading:
+    """Greedy CTC: the likeliest class at each step, repeats merged, blanks (class 0) dropped."""
+    best = probs.argmax(axis=1)
+    keep = best != 0
+    keep[1:] &= best[1:] != best[:-1]
+    steps = np.nonzero(keep)[0]
+    if not len(steps):
+        return LineReading("", 0.0, ())
+    text = "".join(chars[k - 1] if k <= len(chars) else " " for k in best[steps])
+    return LineReading(text, float(probs[steps, best[steps]].mean()), tuple(int(c) for c in steps))
+
+
+# A Latin word space the recogniser left out: a run of ink-free columns between two letters at least
+# SPACE_RUN times the line's median run between letters, and at least SPACE_MIN of the line's height.
+SPACE_RUN = 2.5
+SPACE_MIN = 0.25
+
+
+def _widest_gap(ink: np.ndarray) -> int:
+    """The longest run of ink-free columns."""
+    best = run = 0
+    for has_ink in ink:
+        run = 0 if has_ink else run + 1
+        best = max(best, run)
+    return best
+
+
+def word_spaces(reading: LineReading, ink: np.ndarray) -> LineReading:
+    """``reading`` with a space put back between two Latin characters that a word space separates
+    (PP-OCR's recogniser drops some). Nothing goes next to a Chinese character (Chinese has no word
+    spaces), nor between two digits."""
+    text, cols = reading.text, reading.columns
+    pairs = [
+        (i, _widest_gap(ink[cols[i] * REC_STEP + REC_STEP // 2 : cols[i + 1] * REC_STEP + REC_STEP // 2]))
+        for i in range(len(text) - 1)
+        if not (text[i].isspace() or text[i + 1].isspace() or is_cjk(text[i]) or is_cjk(text[i + 1]))
+    ]
+    if len(pairs) < 2:
+        return reading
+    usual = float(np.median([gap for _, gap in pairs]))
+    least = max(SPACE_RUN * usual, SPACE_MIN * REC_HEIGHT)
+    # A letter on one side at least: a gap inside a number (an ID number printed in groups) is kept
+    # shut, so that a search for the whole number finds it.
+    wide = {i for i, gap in pairs if gap >= least and (text[i].isalpha() or text[i + 1].isalpha())}
+    if not wide:
+        return reading
+    spaced = "".join(ch + (" " if i in wide else "") for i, ch in enumerate(text))
+    columns = tuple(c for i, col in enumerate(cols) for c in ((col, col) if i in wide else (col,)))
+    return LineReading(spaced, reading.score, columns)
+
+
+def recognise_lines(crops: Sequence[np.ndarray], name: str = runtime.DEFAULT_RUNTIME) -> list[LineReading]:
+    """Read single text lines (grey or RGB arrays), in the order given."""
+    if not crops:
+        return []
     keep_tensor_memory()
-    return TextRecognizer(_config()["Rec"])
+    run = runtime.session(model_path("rec"), name)
+    chars = runtime.characters(model_path("rec"), name)
+    prepared = [_rec_input(c) for c in crops]
+    inputs = [x for x, _ in prepared]
+    out: list[LineReading | None] = [None] * len(inputs)
+    for batch in _batches([x.shape[2] for x in inputs]):
+        width = max(max(inputs[i].shape[2] for i in batch), MIN_WIDTH)
+        tensor = np.zeros((len(batch), 3, REC_HEIGHT, width), dtype=np.float32)
+        for row, i in enumerate(batch):
+            tensor[row, :, :, : inputs[i].shape[2]] = inputs[i]
+        probs = run(tensor)
+        for row, i in enumerate(batch):
+            out[i] = word_spaces(_decode(probs[row], chars), prepared[i][1])
+    return [r for r in out if r is not None]
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:
@@ -96,12 +225,9 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-def read_lines(crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+def read_lines(crops: Sequence[np.ndarray], name: str = runtime.DEFAULT_RUNTIME) -> list[tuple[str, float]]:
     """Read single text lines (grey or RGB arrays): text and confidence 0..1 for each."""
-    if not crops:
-        return []
-    results, _ = recogniser()([_bgr(c) for c in crops])
-    return [(str(text), float(score)) for text, score, *_ in results]
+    return [(r.text, r.score) for r in recognise_lines(crops, name)]
 
 
 def _crop_line(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
@@ -157,9 +283,14 @@ class RapidOcrEngine:
 
     name = "rapidocr"
 
-    def __init__(self, languages: str = "ch", timeout: float = 300) -> None:
+    def __init__(self, languages: str = "ch", timeout: float = 300, runtime: str = runtime.DEFAULT_RUNTIME) -> None:
         self.languages = languages
         self.timeout = timeout
+        self.runtime = runtime_check(runtime)
+
+    def read_lines(self, crops: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Single text lines read by this engine's runtime (the orientation stage's reader)."""
+        return read_lines(crops, self.runtime)
 
     def recognise(self, image: Image.Image) -> PageText:
         rgb = image.convert("RGB") if image.mode != "RGB" else image
@@ -170,12 +301,12 @@ class RapidOcrEngine:
             size = (round(rgb.width * scale), round(rgb.height * scale))
             small = np.asarray(rgb.resize(size, Image.Resampling.LANCZOS))
         try:
-            quads, _ = detector()(_bgr(small))
+            quads, _ = detector(self.runtime)(_bgr(small))
             # Lines are found on the reduced page and read from the full one: the recogniser gets
             # every stroke the scan has, the detector's memory stays small.
             rows = _rows([] if quads is None else [q / scale for q in quads])
             ordered = [(quad, i) for i, row in enumerate(rows) for quad in row]
-            read = read_lines([_crop_line(full, quad) for quad, _ in ordered])
+            read = read_lines([_crop_line(full, quad) for quad, _ in ordered], self.runtime)
         except Exception as err:  # onnxruntime raises its own exception types
             raise TransientError(f"RapidOCR failed on this page: {err}") from err
         pieces: dict[int, list[tuple[np.ndarray, str, float]]] = {}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_models.base import OcrEngine
+from ocr_models.runtime import DEFAULT_RUNTIME, check_runtime
+from ocr_models.runtime import version as runtime_version
 from workers.durable import sha256_of
 from workers.errors import ConfigError, MissingProgram
 from workers.exec import tesseract
@@ -94,13 +96,19 @@ def model_dir(name: str) -> Path:
 
 
 @functools.cache
-def check(name: str, languages: str = "") -> EngineInfo:
-    """The engine's registry entry, after checking its program and model files; raises with what to do."""
+def check(name: str, languages: str = "", runtime: str = DEFAULT_RUNTIME) -> EngineInfo:
+    """The engine's registry entry, after checking its program, runtime and model files; raises with what to do."""
     info = ENGINES.get(name)
     if info is None:
         raise ConfigError(f"Unknown OCR engine {name!r}; known: {', '.join(ENGINES)}.")
     if name == "tesseract":
         tesseract.check(languages or info.languages)
+    # The orientation stage reads lines with PP-OCR whatever the engine, so the runtime is always checked.
+    check_runtime(runtime)
+    try:
+        runtime_version(runtime)
+    except ImportError as err:
+        raise MissingProgram(f"The OCR runtime {runtime} is not installed ({err}); run `make run`.") from err
     folder = model_dir(name)
     for model in info.models:
         path = folder / model.name
@@ -114,8 +122,9 @@ def check(name: str, languages: str = "") -> EngineInfo:
     return info
 
 
-def build_engine(name: str, *, languages: str, timeout: float) -> OcrEngine:
-    """The engine chosen by settings (``languages`` applies to Tesseract; empty means its default)."""
+def build_engine(name: str, *, languages: str, timeout: float, runtime: str = DEFAULT_RUNTIME) -> OcrEngine:
+    """The engine chosen by settings (``languages`` applies to Tesseract, empty meaning its default;
+    ``runtime`` to RapidOCR: what runs its models, see ocr_models/runtime.py)."""
     if name == "tesseract":
         from ocr_models.tesseract import TesseractEngine
 
@@ -123,5 +132,5 @@ def build_engine(name: str, *, languages: str, timeout: float) -> OcrEngine:
     if name == "rapidocr":
         from ocr_models.rapidocr import RapidOcrEngine
 
-        return RapidOcrEngine(timeout=timeout)
+        return RapidOcrEngine(timeout=timeout, runtime=runtime)
     raise ConfigError(f"Unknown OCR engine {name!r}; known: {', '.join(ENGINES)}.")

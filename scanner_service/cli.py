@@ -57,7 +57,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.exec import tesseract
 
     settings = _settings(args)
-    registry.check(settings.ocr_engine, settings.ocr_languages)
+    registry.check(settings.ocr_engine, settings.ocr_languages, settings.ocr_runtime)
     tesseract.single_thread_env()
     import cv2
 
@@ -71,7 +71,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # Load and run the models and stages once before RQ forks a work horse per page: every horse
     # starts with them ready in memory (shared, copy-on-write) instead of paying ~1.5 s per page.
     with tempfile.TemporaryDirectory() as tmp:
-        warm_up(build_engine(settings.ocr_engine, languages=settings.ocr_languages, timeout=60), Path(tmp))
+        engine = build_engine(
+            settings.ocr_engine, languages=settings.ocr_languages, timeout=60, runtime=settings.ocr_runtime
+        )
+        warm_up(engine, Path(tmp))
     _give_back_free_memory()
     connection = q.connect(settings)
     # The work horse RQ forks for each page, and its scheduler process, die with this worker: a horse

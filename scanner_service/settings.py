@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         description="Seconds between worker heartbeats; a dead worker's page is re-run after ~60 s more",
     )
     ocr_engine: str = Field(default="rapidocr", description="OCR engine: rapidocr (PP-OCR) or tesseract")
+    ocr_runtime: str = Field(
+        default="openvino",
+        description="What runs PP-OCR's models (rapidocr engine): openvino or onnxruntime; the same model files",
+    )
     ocr_languages: str = Field(default="chi_sim+eng", description="Tesseract's languages (tesseract engine only)")
     min_confidence: float = Field(default=60.0, description="Mean OCR confidence below which a page is flagged")
     jpeg_quality: int = 80

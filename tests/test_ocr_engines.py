@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import shutil
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -13,6 +15,7 @@ from rapidfuzz.distance import Levenshtein
 
 from ocr_models import registry
 from ocr_models.base import PageText
+from ocr_models.runtime import RUNTIMES
 from scanner_service.exceptions import ConfigError, MissingProgram
 from tests.blank_pages import mc
 
@@ -39,8 +42,9 @@ def printed_page() -> Image.Image:
     return mc.draw_lines(LINES, "serif", 300)
 
 
-def test_rapidocr_reads_a_chinese_page_in_order(printed_page: Image.Image) -> None:
-    page = registry.build_engine("rapidocr", languages="", timeout=60).recognise(printed_page)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_rapidocr_reads_a_chinese_page_in_order(printed_page: Image.Image, runtime: str) -> None:
+    page = registry.build_engine("rapidocr", languages="", timeout=60, runtime=runtime).recognise(printed_page)
     assert page.engine == "rapidocr"
     assert _cer(page) <= 0.01
     # Reading order: the title first, the date last; a row split at its wide spaces stays one line.
@@ -61,6 +65,53 @@ def test_tesseract_reads_the_same_page_through_the_same_interface(printed_page: 
     assert page.engine == "tesseract"
     assert "承包经营权合同" in page.text.replace(" ", "")
     assert _cer(page) <= 0.25  # Tesseract's floor on Chinese print is far above RapidOCR's
+
+
+def test_both_runtimes_read_the_same_text(printed_page: Image.Image) -> None:
+    """OpenVINO and onnxruntime run the same model files: the same lines, the same characters."""
+    pages = [
+        registry.build_engine("rapidocr", languages="", timeout=60, runtime=r).recognise(printed_page) for r in RUNTIMES
+    ]
+    assert [line.text for line in pages[0].lines] == [line.text for line in pages[1].lines]
+    assert [line.box for line in pages[0].lines] == [line.box for line in pages[1].lines]
+
+
+def _read_in_child(page: Image.Image, runtime: str, out: Any) -> None:
+    out.put(registry.build_engine("rapidocr", languages="", timeout=60, runtime=runtime).recognise(page).text)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_forked_work_horse_reads_with_the_models_its_parent_loaded(printed_page: Image.Image, runtime: str) -> None:
+    """RQ forks a work horse per page from a worker that warmed the models up: the child must read with
+    them (OpenVINO's and onnxruntime's thread pools must not hang it) and read what the parent reads."""
+    parent = registry.build_engine("rapidocr", languages="", timeout=60, runtime=runtime).recognise(printed_page).text
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_read_in_child, args=(printed_page, runtime, out))
+    child.start()
+    try:
+        assert out.get(timeout=60) == parent
+    finally:
+        child.join(10)
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == 0
+
+
+def test_a_number_printed_in_groups_is_read_whole_and_latin_words_keep_their_spaces() -> None:
+    """Word spaces are put back between Latin words, never inside a number: an ID number printed in
+    groups is found by a search for the whole number."""
+    page = mc.draw_lines(["身份证号码：130602　197702255719", "Total amount paid"], "serif", 300)
+    text = registry.build_engine("rapidocr", languages="", timeout=60).recognise(page).text
+    assert "130602197702255719" in text.replace("　", "")
+    assert "Total amount paid" in text
+
+
+def test_an_unknown_runtime_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="known: openvino, onnxruntime"):
+        registry.check("rapidocr", "", "tensorrt")
+    with pytest.raises(ConfigError):
+        registry.build_engine("rapidocr", languages="", timeout=1, runtime="tensorrt")
 
 
 def test_rapidocr_reads_a_latin_page() -> None:

@@ -166,7 +166,8 @@ def process_page_image(
         return PageOutcome(
             image=sheet, dpi=loaded.dpi, text=text, blank=False, flags=[PageFlag.separator], details=details
         )
-    image, orientation, notes = straighten(loaded.image, dpi, reader or default_reader(), choices)
+    reader = reader or getattr(engine, "read_lines", None) or default_reader()  # PP-OCR's, as the engine runs it
+    image, orientation, notes = straighten(loaded.image, dpi, reader, choices)
     details.update(notes)
     flags: list[PageFlag] = []
     with stage("blank"):

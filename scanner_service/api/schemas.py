@@ -363,7 +363,13 @@ class DiskPublic(BaseModel):
     reason: Literal["few_pages", "low_fraction"] | None
 
 
+class OcrPublic(BaseModel):
+    engine: str = Field(description="The OCR engine pages are read with: rapidocr (PP-OCRv4) or tesseract")
+    runtime: str = Field(description="What runs PP-OCR's models: openvino or onnxruntime (the same model files)")
+
+
 class StationPublic(BaseModel):
     queue: QueuePublic
     disk: DiskPublic
+    ocr: OcrPublic
     batches: dict[str, int] = Field(description="How many batches the caller may see are in each state")

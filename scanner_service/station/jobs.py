@@ -110,7 +110,9 @@ def _derive_page(settings: Settings, page_id: int) -> str:
         job.meta["stage"] = "ocr"
         job.save_meta()
     try:
-        engine = build_engine(engine_name, languages=settings.ocr_languages, timeout=settings.page_timeout)
+        engine = build_engine(
+            engine_name, languages=settings.ocr_languages, timeout=settings.page_timeout, runtime=settings.ocr_runtime
+        )
         outcome = process_page_image(
             source,
             index,

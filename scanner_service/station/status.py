@@ -107,10 +107,11 @@ def queue_status(connection: redis.Redis) -> QueueStatus:
 
 
 def station_status(settings: Settings) -> dict[str, Any]:
-    """``queue`` (:class:`QueueStatus`) and ``disk`` (:class:`DiskStatus`) as plain data."""
+    """``queue`` (:class:`QueueStatus`), ``disk`` (:class:`DiskStatus`) and the OCR settings, as plain data."""
     connection = q.connect(settings)
     try:
         queue = queue_status(connection)
     finally:
         connection.close()
-    return {"queue": asdict(queue), "disk": asdict(disk_status(settings))}
+    ocr = {"engine": settings.ocr_engine, "runtime": settings.ocr_runtime}
+    return {"queue": asdict(queue), "disk": asdict(disk_status(settings)), "ocr": ocr}

@@ -130,7 +130,7 @@ class Station:
         self._inbox = lifeline.SignalInbox([*STOP_SIGNALS, signal.SIGCHLD])
         # What a dying child leaves (a Tesseract its work horse ran) comes to us, not to init: see _end_orphans.
         lifeline.become_subreaper()
-        registry.check(s.ocr_engine, s.ocr_languages)
+        registry.check(s.ocr_engine, s.ocr_languages, s.ocr_runtime)
         for folder in (s.data, s.inbox, Layout.of(s).spool, Layout.of(s).quarantine, Layout.of(s).archive):
             folder.mkdir(parents=True, exist_ok=True)
         self._take_lock()

@@ -409,7 +409,9 @@ def _derive(
     engine_name: str,
     work: Path,
 ) -> Derivation:
-    engine = build_engine(engine_name, languages=settings.ocr_languages, timeout=settings.page_timeout)
+    engine = build_engine(
+        engine_name, languages=settings.ocr_languages, timeout=settings.page_timeout, runtime=settings.ocr_runtime
+    )
     outcome = process_page_image(
         master,
         0,
