@@ -28,13 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import psutil
 
 from ocr_models.base import OcrEngine
 from ocr_models.registry import build_engine
+from ocr_models.runtime import DEFAULT_RUNTIME, RUNTIMES
 from workers.exec import tesseract
 from workers.pipeline import process_page_image, warm_up
 
-VERSIONS = ("numpy", "opencv-python", "onnxruntime", "rapidocr-onnxruntime", "pillow")
+VERSIONS = ("numpy", "opencv-python", "onnxruntime", "openvino", "rapidocr-onnxruntime", "pillow")
 
 
 def cpu_seconds() -> float:
@@ -85,17 +87,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--fork", action="store_true", help="each page in a forked child, as RQ runs it")
     parser.add_argument("--json", type=Path, help="write every figure and the text read here")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME, help="what runs PP-OCR's models")
     args = parser.parse_args(argv)
     tesseract.single_thread_env()
     cv2.setNumThreads(1)  # as the worker does: one page, one core
-    engine = build_engine("rapidocr", languages="", timeout=600)
+    engine = build_engine("rapidocr", languages="", timeout=600, runtime=args.runtime)
     with tempfile.TemporaryDirectory() as tmp:
         warm_up(engine, Path(tmp))  # session set-up is paid once per worker, not per page
     gc.collect()  # and, as the worker does, the warm-up's freed memory goes back before the pages
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     versions = {name: metadata.version(name) for name in VERSIONS}
-    print(" ".join(f"{k}={v}" for k, v in versions.items()), flush=True)
+    worker = psutil.Process().memory_info().rss / 2**20
+    print(" ".join(f"{k}={v}" for k, v in versions.items()), f"runtime={args.runtime}", flush=True)
+    print(f"warmed-up process: {worker:.0f} MiB RSS", flush=True)
     rows: list[dict[str, Any]] = []
     for page in args.pages:
         cpu, wall, peak, text = [], [], 0.0, ""
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     total_wall = sum(r["wall"] for r in rows)
     print(f"total\tcpu {total_cpu:.2f} s\twall {total_wall:.2f} s\t{len(rows)} pages")
     if args.json:
-        report = {"versions": versions, "fork": args.fork, "pages": rows}
+        report = {"versions": versions, "runtime": args.runtime, "fork": args.fork, "worker_mib": worker, "pages": rows}
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1))
     return 0
 

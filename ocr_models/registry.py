@@ -41,7 +41,8 @@ class EngineInfo:
 ENGINES: dict[str, EngineInfo] = {
     "rapidocr": EngineInfo(
         name="rapidocr",
-        package="PyPI wheel rapidocr-onnxruntime (PP-OCR models of PaddleOCR, ONNX, inside the wheel)",
+        package="PyPI wheel rapidocr-onnxruntime (PP-OCR models of PaddleOCR, ONNX, inside the wheel; "
+        "run by OpenVINO or onnxruntime, SCANSTATION_OCR_RUNTIME)",
         version="1.4.4",
         models=(
             ModelFile(
@@ -87,8 +88,8 @@ ENGINES: dict[str, EngineInfo] = {
 
 def model_dir(name: str) -> Path:
     if name == "rapidocr":
-        # Imported when chosen: the engine modules load their runtime (onnxruntime) on import, which a
-        # station reading with Tesseract, or a command that only checks settings, should not pay for.
+        # Imported when chosen: the engine module loads its runtime (OpenVINO, onnxruntime) on use, which
+        # a station reading with Tesseract, or a command that only checks settings, should not pay for.
         from ocr_models.rapidocr import package_dir
 
         return package_dir() / "models"
