@@ -107,7 +107,6 @@ REC_STEP = 8
 # MAX_PADDING times the narrowest, and at most BATCH_PIXELS of input in one run.
 MAX_PADDING = 1.25
 BATCH_PIXELS = 48 * 320 * 8
-MIN_WIDTH = 0  # no narrower input (RapidOCR pads every batch to 320 px)
 MAX_WIDTH = 100 * REC_HEIGHT  # a longer crop (a rule taken for a line) is squeezed to this
 
 
@@ -139,7 +138,7 @@ def _batches(widths: list[int]) -> list[list[int]]:
     for i in order:
         if batches:
             batch = batches[-1]
-            first, widest = max(widths[batch[0]], MIN_WIDTH, 1), max(widths[i], MIN_WIDTH)
+            first, widest = max(widths[batch[0]], 1), widths[i]
             if widest <= MAX_PADDING * first and widest * REC_HEIGHT * (len(batch) + 1) <= BATCH_PIXELS:
                 batch.append(i)
                 continue
@@ -209,7 +208,7 @@ def recognise_lines(crops: Sequence[np.ndarray], name: str = runtime.DEFAULT_RUN
     inputs = [x for x, _ in prepared]
     out: list[LineReading | None] = [None] * len(inputs)
     for batch in _batches([x.shape[2] for x in inputs]):
-        width = max(max(inputs[i].shape[2] for i in batch), MIN_WIDTH)
+        width = max(inputs[i].shape[2] for i in batch)  # no padding up to 320 px, as RapidOCR did
         tensor = np.zeros((len(batch), 3, REC_HEIGHT, width), dtype=np.float32)
         for row, i in enumerate(batch):
             tensor[row, :, :, : inputs[i].shape[2]] = inputs[i]

@@ -3,7 +3,7 @@
 Both read the same ONNX files (those the registry checks), so changing the runtime changes no model.
 A session is called with one input tensor and returns the model's first output. Sessions are made once
 per process, before RQ forks its work horses; both runtimes run correctly in a forked child when made
-with one thread (OpenVINO's thread pool is then not used; checked by tests/test_ocr_runtime.py).
+with one thread (OpenVINO's thread pool is then not used; checked by tests/test_ocr_engines.py).
 
 Chosen by ``SCANSTATION_OCR_RUNTIME``; the default was chosen by measurement (ocr_models/README.md).
 """
