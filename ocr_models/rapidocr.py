@@ -108,6 +108,9 @@ REC_STEP = 8
 MAX_PADDING = 1.25
 BATCH_PIXELS = 48 * 320 * 8
 MAX_WIDTH = 100 * REC_HEIGHT  # a longer crop (a rule taken for a line) is squeezed to this
+# A batch is at least this wide: OpenVINO returns an empty output for inputs under 5 px wide (a tall,
+# thin box the detector took for a line), where onnxruntime reads them.
+MIN_BATCH_WIDTH = 2 * REC_STEP
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,8 @@ def recognise_lines(crops: Sequence[np.ndarray], name: str = runtime.DEFAULT_RUN
     inputs = [x for x, _ in prepared]
     out: list[LineReading | None] = [None] * len(inputs)
     for batch in _batches([x.shape[2] for x in inputs]):
-        width = max(inputs[i].shape[2] for i in batch)  # no padding up to 320 px, as RapidOCR did
+        # No padding up to 320 px, as RapidOCR did.
+        width = max(MIN_BATCH_WIDTH, *(inputs[i].shape[2] for i in batch))
         tensor = np.zeros((len(batch), 3, REC_HEIGHT, width), dtype=np.float32)
         for row, i in enumerate(batch):
             tensor[row, :, :, : inputs[i].shape[2]] = inputs[i]

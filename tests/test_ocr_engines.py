@@ -107,6 +107,26 @@ def test_a_number_printed_in_groups_is_read_whole_and_latin_words_keep_their_spa
     assert "Total amount paid" in text
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_a_sliver_taken_for_a_line_does_not_stop_the_page_being_read(runtime: str) -> None:
+    """The detector can take a tall thin mark (a table's rule, a fold) for a line: cut out, it is a few
+    pixels wide at the recogniser's height. Read beside a real line, it reads as nothing, and the
+    real line is still read (OpenVINO returned no output for such a batch, failing the whole page)."""
+    import numpy as np
+
+    from ocr_models.rapidocr import read_lines
+
+    line = np.asarray(mc.draw_lines(["农村土地承包经营权合同"], "serif", 300).convert("L"))
+    rows = np.nonzero((line < 128).any(axis=1))[0]
+    cols = np.nonzero((line < 128).any(axis=0))[0]
+    crop = line[rows[0] - 10 : rows[-1] + 10, cols[0] - 10 : cols[-1] + 10]
+    sliver = np.full((crop.shape[0], 3), 40, dtype=np.uint8)
+    read = read_lines([sliver, sliver.copy(), crop], runtime)
+    assert len(read) == 3
+    assert read[2][0] == "农村土地承包经营权合同"
+    assert not any(ch.isalnum() and not ch.isascii() for ch in read[0][0] + read[1][0])
+
+
 def test_an_unknown_runtime_is_a_configuration_error() -> None:
     with pytest.raises(ConfigError, match="known: openvino, onnxruntime"):
         registry.check("rapidocr", "", "tensorrt")
