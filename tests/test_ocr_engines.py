@@ -68,12 +68,17 @@ def test_tesseract_reads_the_same_page_through_the_same_interface(printed_page: 
 
 
 def test_both_runtimes_read_the_same_text(printed_page: Image.Image) -> None:
-    """OpenVINO and onnxruntime run the same model files: the same lines, the same characters."""
+    """OpenVINO and onnxruntime run the same model files: the same lines, the same characters. Up to a
+    character's full-width or half-width form (NFKC, as search folds them): on some CPUs the two
+    runtimes' rounding tips a near tie between "：" and ":" differently (seen on this project's CI machine)."""
     pages = [
         registry.build_engine("rapidocr", languages="", timeout=60, runtime=r).recognise(printed_page) for r in RUNTIMES
     ]
-    assert [line.text for line in pages[0].lines] == [line.text for line in pages[1].lines]
-    assert [line.box for line in pages[0].lines] == [line.box for line in pages[1].lines]
+    texts = [[unicodedata.normalize("NFKC", line.text) for line in page.lines] for page in pages]
+    assert texts[0] == texts[1]
+    # The boxes within half a millimetre (6 px at 300 dpi): the detector's rounding differs a little too.
+    for a, b in zip(pages[0].lines, pages[1].lines, strict=True):
+        assert max(abs(p - q) for p, q in zip(a.box, b.box, strict=True)) <= 6, (a.box, b.box)
 
 
 def _read_in_child(page: Image.Image, runtime: str, out: Any) -> None:
