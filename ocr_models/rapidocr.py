@@ -296,24 +296,47 @@ class RapidOcrEngine:
         return read_lines(crops, self.runtime)
 
     def recognise(self, image: Image.Image) -> PageText:
+        return self.read_found(image, self.find_lines(image))
+
+    def find_lines(self, image: Image.Image) -> list[np.ndarray]:
+        """The text lines the detector finds on the page: quadrilaterals (4×2, clockwise from the top
+        left) in pixels of ``image``. Found on a reduced copy (at most DET_MAX_SIDE px), read from the
+        full page: the recogniser gets every stroke the scan has, the detector's memory stays small."""
         rgb = image.convert("RGB") if image.mode != "RGB" else image
-        full = np.asarray(rgb)
         scale = min(1.0, DET_MAX_SIDE / max(rgb.size))
-        small = full
+        small = rgb
         if scale < 1.0:
-            size = (round(rgb.width * scale), round(rgb.height * scale))
-            small = np.asarray(rgb.resize(size, Image.Resampling.LANCZOS))
+            small = rgb.resize((round(rgb.width * scale), round(rgb.height * scale)), Image.Resampling.LANCZOS)
         try:
-            quads, _ = detector(self.runtime)(_bgr(small))
-            # Lines are found on the reduced page and read from the full one: the recogniser gets
-            # every stroke the scan has, the detector's memory stays small.
-            rows = _rows([] if quads is None else [q / scale for q in quads])
-            ordered = [(quad, i) for i, row in enumerate(rows) for quad in row]
-            read = read_lines([_crop_line(full, quad) for quad, _ in ordered], self.runtime)
-        except Exception as err:  # onnxruntime raises its own exception types
+            quads, _ = detector(self.runtime)(_bgr(np.asarray(small)))
+        except Exception as err:  # the runtimes raise their own exception types
+            raise TransientError(f"RapidOCR failed on this page: {err}") from err
+        return [] if quads is None else [np.asarray(q, dtype=np.float64) / scale for q in quads]
+
+    def line_crops(self, image: Image.Image, quads: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each line cut out of the page and made level, as the recogniser reads it."""
+        full = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        return [_crop_line(full, quad) for quad in quads]
+
+    def read_found(
+        self, image: Image.Image, quads: Sequence[np.ndarray], known: dict[int, tuple[str, float]] | None = None
+    ) -> PageText:
+        """The page's text from the lines ``find_lines`` found. ``known`` holds readings already made
+        of some of them, by index in ``quads`` (the orientation stage's, of the same crops): those lines
+        are not read again."""
+        known = known or {}
+        rows = _rows(list(quads))
+        index = {id(quad): i for i, quad in enumerate(quads)}
+        ordered = [(quad, r) for r, row in enumerate(rows) for quad in row]
+        todo = [quad for quad, _ in ordered if index[id(quad)] not in known]
+        try:
+            fresh = iter(read_lines(self.line_crops(image, todo), self.runtime))
+        except Exception as err:  # the runtimes raise their own exception types
             raise TransientError(f"RapidOCR failed on this page: {err}") from err
         pieces: dict[int, list[tuple[np.ndarray, str, float]]] = {}
-        for (quad, row), (text, score) in zip(ordered, read, strict=True):
+        for quad, row in ordered:
+            i = index[id(quad)]
+            text, score = known[i] if i in known else next(fresh)
             text = _clean(text)
             if text and score >= MIN_LINE_SCORE:
                 pieces.setdefault(row, []).append((quad, text, score))

@@ -91,7 +91,7 @@ def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
         CODE,
         {
             "001.jpg": "scan_0004.jpg",
-            "002.png": faint("scan_0003.jpg", 0.3, turn=180),
+            "002.png": faint("scan_0003.jpg", 0.3, turn=90),
             "003.png": faint("scan_0001.jpg", 0.12),
             "004.jpg": "scan_0006.jpg",
         },
@@ -109,25 +109,25 @@ def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
     assert page(detail, 3)["open_flags"] == ["blank"] and page(detail, 4)["open_flags"] == ["blank"]
     with session_scope(station_env.effective_database_url) as session:
         station_text = session.query(Page).filter(Page.batch_id == batch_id, Page.seq == 2).one().text
-    assert "东方家园" not in (station_text or "").replace(" ", ""), "upside down, the station reads nothing useful"
+    assert "东方家园" not in (station_text or "").replace(" ", ""), "sideways, the station reads nothing useful"
 
     # Who may correct: a reader never, an operator of another fonds does not even see the batch.
     assert (
-        client.patch(f"{url}/pages/2", json={"turn": 180}, headers=bearer(station_env, "reader", "C015")).status_code
+        client.patch(f"{url}/pages/2", json={"turn": 90}, headers=bearer(station_env, "reader", "C015")).status_code
         == 403
     )
     assert (
-        client.patch(f"{url}/pages/2", json={"turn": 180}, headers=bearer(station_env, "operator", "C016")).status_code
+        client.patch(f"{url}/pages/2", json={"turn": 90}, headers=bearer(station_env, "operator", "C016")).status_code
         == 404
     )
 
-    turned = client.patch(f"{url}/pages/2", json={"turn": 180}, headers={**operator, "If-Match": '"1"'})
+    turned = client.patch(f"{url}/pages/2", json={"turn": 90}, headers={**operator, "If-Match": '"1"'})
     assert turned.status_code == 200, turned.text
     assert turned.json()["version"] == 2 and turned.headers["etag"] == '"2"' and turned.json()["state"] == "queued"
-    assert turned.json()["correction"] == {"turn": 180} and turned.json()["open_flags"] == []
-    stale = client.patch(f"{url}/pages/2", json={"turn": 90}, headers={**operator, "If-Match": '"1"'})
+    assert turned.json()["correction"] == {"turn": 90} and turned.json()["open_flags"] == []
+    stale = client.patch(f"{url}/pages/2", json={"turn": 270}, headers={**operator, "If-Match": '"1"'})
     assert stale.status_code == 409 and stale.json()["reason"] == "stale_version"
-    again = client.patch(f"{url}/pages/2", json={"turn": 180}, headers=operator)
+    again = client.patch(f"{url}/pages/2", json={"turn": 90}, headers=operator)
     assert again.status_code == 200 and again.json()["version"] == 2, "a retry changes nothing"
     assert client.patch(f"{url}/pages/3", json={"blank": False}, headers=operator).status_code == 200
     waiting = q.get_queue(redis_conn).job_ids
@@ -136,7 +136,7 @@ def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
 
     detail = client.get(url, headers=operator).json()
     assert [page(detail, s)["state"] for s in (1, 2, 3, 4)] == ["done"] * 4
-    assert page(detail, 2)["details"]["turn"] == 180 and page(detail, 3)["blank"] is False
+    assert page(detail, 2)["details"]["turn"] == 90 and page(detail, 3)["blank"] is False
     texts = pdf_pages_text(client.get(f"{url}/pdf", headers=operator).content, tmp_path)
     assert len(texts) == 3, "the cleared blank is in the PDF now"
     assert "东方家园" in texts[1], "the page turned by hand reads the right way"
@@ -168,7 +168,7 @@ def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
     with session_scope(station_env.effective_database_url) as session:
         again_page = session.query(Page).filter(Page.batch_id == batch_id, Page.seq == 2).one()
         assert (again_page.text, again_page.flags) == (station_text, ["orientation_unsure"])
-    assert client.patch(f"{url}/pages/2", json={"turn": 180}, headers=operator).status_code == 200
+    assert client.patch(f"{url}/pages/2", json={"turn": 90}, headers=operator).status_code == 200
     run_queue(redis_conn)
 
     # Accept what is left (page 4's blank, page 3's unsure way up): done, and filed under its 档号.
@@ -188,9 +188,9 @@ def test_a_batch_is_corrected_accepted_and_filed_upright_and_in_order(
     # The history says who did what; a filed page is corrected in its item.
     history = page(detail, 2)["history"]
     assert [h["action"] for h in history] == ["page", "undo", "page"]
-    assert history[0]["who"] == "operator C015" and history[0]["after"] == {"turn": 180}
+    assert history[0]["who"] == "operator C015" and history[0]["after"] == {"turn": 90}
     assert [(h["action"], h["after"]) for h in detail["history"]] == [("order", {"seqs": [3, 1, 2, 4]})]
-    filed = client.patch(f"{url}/pages/2", json={"turn": 90}, headers=operator)
+    filed = client.patch(f"{url}/pages/2", json={"turn": 270}, headers=operator)
     assert filed.status_code == 409 and filed.json()["reason"] == "page_filed" and CODE in filed.json()["detail"]
 
 

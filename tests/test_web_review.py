@@ -1,5 +1,5 @@
 """The 批次详情 screen in a real browser on a real station: an operator reviews a batch with the keyboard only
-(a page fed upside down that the station was unsure about, a back page taken for blank that carries a pencil
+(a page fed sideways that the station was unsure about, a back page taken for blank that carries a pencil
 note), accepts what remains and files it under a 档号 found as she types; pages reordered by drag and drop;
 a 500-page batch opens in under a second."""
 
@@ -111,7 +111,7 @@ def test_an_operator_reviews_a_batch_by_keyboard_and_files_it(web: Web, tmp_path
         name,
         {
             "001.jpg": "scan_0004.jpg",  # a land contract, upright
-            "002.png": faint("scan_0003.jpg", 0.3, turn=180),  # fed upside down, faded: the station is unsure
+            "002.png": faint("scan_0003.jpg", 0.3, turn=90),  # fed sideways, faded: the station is unsure
             "003.png": pencilled_back(),
         },
     )
@@ -140,7 +140,7 @@ def test_an_operator_reviews_a_batch_by_keyboard_and_files_it(web: Web, tmp_path
     expect(page.locator("#grid-count")).to_contain_text("显示 2 / 3 页")
     web.shot("batch-review")
 
-    # Keyboard only from here. J / K move through the pages shown; ] twice turns the page 180°.
+    # Keyboard only from here. J / K move through the pages shown; ] turns the page a quarter right.
     page.keyboard.press("j")
     expect(page.locator("#viewer-title")).to_contain_text("第 3 页")
     page.keyboard.press("k")
@@ -148,9 +148,8 @@ def test_an_operator_reviews_a_batch_by_keyboard_and_files_it(web: Web, tmp_path
     page.keyboard.press("+")
     page.keyboard.press("0")
     page.keyboard.press("]")
-    page.keyboard.press("]")
-    turned = wait_page(web, batch_id, 2, lambda p: p["state"] == "done" and p["version"] == 3)
-    assert turned["correction"] == {"turn": 180} and turned["details"]["turn"] == 180 and turned["open_flags"] == []
+    turned = wait_page(web, batch_id, 2, lambda p: p["state"] == "done" and p["version"] == 2)
+    assert turned["correction"] == {"turn": 90} and turned["details"]["turn"] == 90 and turned["open_flags"] == []
     assert found(web, "东方家园") == [(batch_id, 2)], "turned upright, the page reads"
     expect(page.locator('.thumb[data-seq="2"] .mark')).to_have_text("✎ 已更正")
     expect(page.locator("#viewer-state")).to_have_text("完成")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -17,7 +18,15 @@ from workers.stages.border import crop_border, sheet_angle
 from workers.stages.compress import usage_image
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
-from workers.stages.orientation import LineReader, Orientation, detect_orientation, turn_upright
+from workers.stages.orientation import (
+    LineReader,
+    Orientation,
+    detect_orientation,
+    line_axis,
+    longest_lines,
+    turn_upright,
+    way_up,
+)
 from workers.stages.separator import SeparatorMark, printed_heading_read, read_separator
 from workers.stopwatch import stage, timed_stages
 
@@ -72,19 +81,31 @@ class PageOutcome:
 
 
 def straighten(
-    image: Image.Image, dpi: float, reader: LineReader, choices: Choices | None = None
+    image: Image.Image,
+    dpi: float,
+    reader: LineReader,
+    choices: Choices | None = None,
+    *,
+    axis_only: bool = False,
+    decided: Orientation | None = None,
 ) -> tuple[Image.Image, Orientation, dict[str, Any]]:
     """Orientation → deskew → border crop, each decided on the page as it is after the previous one,
     unless a person chose it (``choices``): a chosen crop box is cut from the master first, a chosen turn
-    or angle is used as it is."""
+    or angle is used as it is.
+
+    ``axis_only``: only which way the lines run is decided here (turn 0 or 90), upright or upside down
+    being left to the caller (:func:`workers.stages.orientation.way_up` on the lines the OCR finds).
+    ``decided``: the station's orientation, already decided on this master."""
     choices = choices or Choices()
     if image.mode not in ("L", "RGB"):
         image = image.convert("L" if image.mode in ("1", "I;16", "I", "F") else "RGB")
     if isinstance(choices.crop, tuple):
         image = image.crop(_crop_box(choices.crop, image.width, image.height))
-    if choices.turn is None:
+    if choices.turn is None and decided is not None:
+        orientation = decided
+    elif choices.turn is None:
         with stage("orientation"):
-            orientation = detect_orientation(image, reader, dpi)
+            orientation = line_axis(image, dpi) if axis_only else detect_orientation(image, reader, dpi)
     else:
         orientation = Orientation(turn=choices.turn % 360, confidence=1.0, axis_ratio=0.0, reading=(0.0, 0.0))
     with stage("deskew"):
@@ -102,8 +123,7 @@ def straighten(
             image, border = crop_border(image)
         box = list(border.box) if border.box else None
     notes = {
-        "turn": orientation.turn,
-        "orientation_confidence": orientation.confidence,
+        **orientation_notes(orientation),
         "skew_deg": round(angle or 0.0, 3),
         "skew_from": _skew_source(skew, angle),
         "skew_lines": skew.lines if skew is not None else 0,
@@ -112,6 +132,60 @@ def straighten(
         "turn_from": "station" if choices.turn is None else "person",
     }
     return image, orientation, notes
+
+
+_AS_IT_CAME = Orientation(turn=0, confidence=0.0, axis_ratio=0.0, reading=(0.0, 0.0))
+
+
+@runtime_checkable
+class LineFinder(Protocol):
+    """An OCR engine that finds a page's lines before it reads them (``ocr_models.rapidocr``)."""
+
+    name: str
+
+    def recognise(self, image: Image.Image) -> PageText: ...
+    def find_lines(self, image: Image.Image) -> list[np.ndarray]: ...
+    def line_crops(self, image: Image.Image, quads: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+    def read_found(
+        self, image: Image.Image, quads: Sequence[np.ndarray], known: dict[int, tuple[str, float]] | None = None
+    ) -> PageText: ...
+
+
+def _read_way_up(
+    master: Image.Image,
+    image: Image.Image,
+    axis: Orientation,
+    dpi: float,
+    engine: LineFinder,
+    reader: LineReader,
+    choices: Choices | None,
+) -> tuple[Image.Image, Orientation, PageText, dict[str, Any]]:
+    """The text of a page straightened with only its lines' axis known: the lines are found, the
+    longest are read both ways up, and the page is read as it is (those readings reused) when it is
+    upright. Upside down, it is straightened again turned half round and read afresh; when neither way
+    reads as text, the orientation is decided from the master as without an engine (the other axis
+    tried too) and the page is read as it then is. Returns the page, its orientation, its text and
+    what changed in the straightening notes."""
+    with stage("ocr"):
+        quads = engine.find_lines(image)
+    with stage("orientation"):
+        chosen = longest_lines(quads)
+        up = way_up(engine.line_crops(image, [quads[i] for i in chosen]), reader)
+    reading = (round(up.as_is, 3), round(up.flipped, 3))
+    confidence = round(min(axis.confidence, up.confidence), 3)
+    if up.legible and not up.upside_down:
+        orientation = replace(axis, confidence=confidence, reading=reading)
+        with stage("ocr"):
+            text = engine.read_found(image, quads, known=dict(zip(chosen, up.readings, strict=True)))
+        return image, orientation, text, orientation_notes(orientation)
+    if up.legible:
+        decided = replace(axis, turn=(axis.turn + 180) % 360, confidence=confidence, reading=reading)
+        image, orientation, notes = straighten(master, dpi, reader, choices, decided=decided)
+    else:
+        image, orientation, notes = straighten(master, dpi, reader, choices)
+    with stage("ocr"):
+        text = engine.recognise(image)
+    return image, orientation, text, notes
 
 
 def _crop_box(crop: tuple[int, int, int, int], width: int, height: int) -> tuple[int, int, int, int]:
@@ -126,6 +200,10 @@ def _crop_box(crop: tuple[int, int, int, int], width: int, height: int) -> tuple
             reason_code="bad_crop",
         )
     return box
+
+
+def orientation_notes(orientation: Orientation) -> dict[str, Any]:
+    return {"turn": orientation.turn, "orientation_confidence": orientation.confidence}
 
 
 def _skew_source(skew: Any, angle: float | None) -> str | None:
@@ -167,7 +245,10 @@ def process_page_image(
             image=sheet, dpi=loaded.dpi, text=text, blank=False, flags=[PageFlag.separator], details=details
         )
     reader = reader or getattr(engine, "read_lines", None) or default_reader()  # PP-OCR's, as the engine runs it
-    image, orientation, notes = straighten(loaded.image, dpi, reader, choices)
+    # With an engine that finds lines first (PP-OCR), upright or upside down is read on the lines it
+    # found, and those readings are its text: no line is read twice. Otherwise it is decided first.
+    finds_lines = isinstance(engine, LineFinder) and (choices is None or choices.turn is None)
+    image, orientation, notes = straighten(loaded.image, dpi, reader, choices, axis_only=finds_lines)
     details.update(notes)
     flags: list[PageFlag] = []
     with stage("blank"):
@@ -176,14 +257,25 @@ def process_page_image(
     blank = verdict.blank if choices is None or choices.blank is None else choices.blank
     if choices is not None and choices.blank is not None:
         details["blank_from"] = "person"
+    if blank and finds_lines and orientation.turn:
+        # A blank sheet is left as it came, as when its orientation is read first (nothing on it reads).
+        image, orientation, notes = straighten(loaded.image, dpi, reader, choices, decided=_AS_IT_CAME)
+        details.update(notes)
     if blank:
         flags.append(PageFlag.blank)
         text = PageText(width=image.width, height=image.height, engine=engine.name)
     else:
+        if finds_lines:
+            assert isinstance(engine, LineFinder)
+            image, orientation, text, again = _read_way_up(
+                loaded.image, image, orientation, dpi, engine, reader, choices
+            )
+            details.update(again)
+        else:
+            with stage("ocr"):
+                text = engine.recognise(image)
         if not orientation.sure:
             flags.append(PageFlag.orientation_unsure)
-        with stage("ocr"):
-            text = engine.recognise(image)
         if choices is None and printed_heading_read(text.text):
             details["separator"] = asdict(
                 SeparatorMark(None, readable=False, detail="the sheet's heading was read, but none of its codes")

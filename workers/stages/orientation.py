@@ -28,6 +28,7 @@ LineReader = Callable[[Sequence[np.ndarray]], list[tuple[str, float]]]
 LINES_READ = 4
 MIN_LINE_HEIGHT_IN = 0.04  # a text line is at least this high (about 3 pt type)
 MAX_CROP_RATIO = 12
+MAX_READ_RATIO = 16  # detected lines read both ways up: at most this long (longer ones rank as this long)
 AXIS_SURE = 1.08  # rows this much sharper than columns (or the reverse) decide the axis with confidence
 READ_SURE = 0.3  # mean reading confidence one way ahead of the other by this much decides up/down
 READABLE = 0.5  # below this mean reading confidence both ways, the lines are not text the reader knows
@@ -97,18 +98,18 @@ def _letters(text: str) -> int:
     return sum(ch.isalnum() for ch in text)
 
 
-def _readings(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, float, int]:
-    """Mean confidence of reading these lines as they are and upside down, and the most letters or
-    characters read either way. Only lines read as text one way or the other count: a crop that holds
-    a table's rule, or a stamp, reads as nothing both ways and says nothing about the way up (on real
-    forms such crops made upright pages look illegible)."""
+def _readings(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, float, int, list[tuple[str, float]]]:
+    """Mean confidence of reading these lines as they are and upside down, the most letters or
+    characters read either way, and the readings as they are. Only lines read as text one way or the
+    other count: a crop that holds a table's rule, or a stamp, reads as nothing both ways and says
+    nothing about the way up (on real forms such crops made upright pages look illegible)."""
     as_is = reader(crops)
     flipped = reader([np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
     pairs = [(a, f) for a, f in zip(as_is, flipped, strict=True) if max(_letters(a[0]), _letters(f[0])) >= 2]
     if not pairs:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0, as_is
     letters = max(sum(_letters(a[0]) for a, _ in pairs), sum(_letters(f[0]) for _, f in pairs))
-    return float(np.mean([a[1] for a, _ in pairs])), float(np.mean([f[1] for _, f in pairs])), letters
+    return float(np.mean([a[1] for a, _ in pairs])), float(np.mean([f[1] for _, f in pairs])), letters, as_is
 
 
 @dataclass(frozen=True)
@@ -127,9 +128,67 @@ def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float,
     crops = line_crops(np.asarray(deskew(across, skew.angle)), dpi)
     if not crops:
         return _Reading(0.0, 0.0, False, skew)
-    as_is, flipped, letters = _readings(reader, crops)
+    as_is, flipped, letters, _ = _readings(reader, crops)
     legible = max(as_is, flipped) >= READABLE and letters >= MIN_LETTERS
     return _Reading(as_is, flipped, legible, skew)
+
+
+def _axis_confidence(ratio: float) -> float:
+    return min(1.0, abs(float(np.log(max(ratio, 1e-9)))) / float(np.log(AXIS_SURE)))
+
+
+def line_axis(image: Image.Image, dpi: float = 300) -> Orientation:
+    """Only which way the lines run, from the ink: turn 0 or 90, the axis's confidence, and the skew
+    of the page so turned. Whether that is upright or upside down is left to :func:`way_up`, read on
+    the lines the OCR engine finds (so that those readings serve the OCR too)."""
+    grey = grey_array(image)
+    ink = ink_map(grey, dpi)
+    ratio = axis_ratio(ink, dpi)
+    base = 90 if ratio < 1.0 else 0
+    across = ink if base == 0 else ink_map(np.asarray(turn_upright(Image.fromarray(grey), base)), dpi)
+    skew = estimate_skew_from_ink(across, dpi)
+    return Orientation(base, round(_axis_confidence(ratio), 3), round(float(ratio), 3), (0.0, 0.0), skew)
+
+
+def longest_lines(quads: Sequence[np.ndarray], count: int = LINES_READ) -> list[int]:
+    """Indices of the ``count`` widest of the detected lines (quadrilaterals) that are at least three
+    and at most MAX_READ_RATIO times as wide as high: enough characters to tell up from down, and not
+    so long that reading them upside down costs much."""
+    sizes = []
+    for i, quad in enumerate(quads):
+        width = float(np.linalg.norm(quad[0] - quad[1]))
+        height = float(np.linalg.norm(quad[0] - quad[3])) or 1.0
+        ratio = width / height
+        # Up to MAX_READ_RATIO, the longer the better; beyond it, the shorter the better.
+        rank = ratio if ratio <= MAX_READ_RATIO else MAX_READ_RATIO - ratio / 1000
+        sizes.append((rank, ratio, i))
+    usable = [item for item in sizes if item[1] >= 3] or sizes
+    return [i for _, _, i in sorted(usable, reverse=True)[:count]]
+
+
+@dataclass(frozen=True)
+class WayUp:
+    as_is: float  # mean reading confidence of the lines as they are
+    flipped: float  # ... and upside down
+    legible: bool  # the lines read as text one way or the other
+    readings: list[tuple[str, float]]  # the lines read as they are, in the order given
+
+    @property
+    def upside_down(self) -> bool:
+        return self.flipped > self.as_is
+
+    @property
+    def confidence(self) -> float:
+        return min(1.0, abs(self.as_is - self.flipped) / READ_SURE) if self.legible else 0.0
+
+
+def way_up(crops: list[np.ndarray], reader: LineReader) -> WayUp:
+    """Upright or upside down, from lines cut out of a page whose lines run across (skew removed)."""
+    if not crops:
+        return WayUp(0.0, 0.0, False, [])
+    as_is, flipped, letters, readings = _readings(reader, crops)
+    legible = max(as_is, flipped) >= READABLE and letters >= MIN_LETTERS
+    return WayUp(as_is, flipped, legible, readings)
 
 
 def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300) -> Orientation:
@@ -139,7 +198,7 @@ def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300)
     ratio = axis_ratio(ink, dpi)
     base = 90 if ratio < 1.0 else 0
     read = _read_both_ways(grey, base, reader, dpi, ink)
-    axis_conf = min(1.0, abs(float(np.log(max(ratio, 1e-9)))) / float(np.log(AXIS_SURE)))
+    axis_conf = _axis_confidence(ratio)
     if not read.legible:  # the profile may have chosen wrong (little text, a table): try the other axis
         base = 90 - base
         read = _read_both_ways(grey, base, reader, dpi, ink)
