@@ -81,9 +81,16 @@ def blocks(lines: Iterator[str]) -> Iterator[Block]:
 
 
 def watch(
-    base: str, auth: dict[str, str], until: Callable[[list[Block]], bool], *, timeout: float = 60, **params: Any
+    base: str,
+    auth: dict[str, str],
+    until: Callable[[list[Block]], bool],
+    *,
+    timeout: float = 60,
+    opened: threading.Event | None = None,
+    **params: Any,
 ) -> list[Block]:
-    """Open the stream, read blocks until ``until`` holds (or the time is up), then go away."""
+    """Open the stream, read blocks until ``until`` holds (or the time is up), then go away. ``opened`` is
+    set once the reply's headers are in: the stream's starting point ("from now") is fixed by then."""
     got: list[Block] = []
     deadline = time.monotonic() + timeout
     with (
@@ -92,6 +99,8 @@ def watch(
     ):
         assert reply.status_code == 200, reply.read()
         assert reply.headers["content-type"].startswith("text/event-stream")
+        if opened is not None:
+            opened.set()
         for block in blocks(reply.iter_lines()):
             got.append(block)
             if until(got) or time.monotonic() > deadline:
@@ -461,13 +470,18 @@ def test_rows_postgresql_commits_out_of_order_are_each_sent_once_in_order(
     engine = get_engine(postgres_url)
     got: list[Block] = []
 
+    opened = threading.Event()
+
     def viewer(base: str) -> None:
-        got.extend(watch(base, admin, lambda got: len(events(got)) >= 3, timeout=30))
+        got.extend(watch(base, admin, lambda got: len(events(got)) >= 3, timeout=30, opened=opened))
 
     with serving(settings) as base:
         thread = threading.Thread(target=viewer, args=(base,))
         thread.start()
-        time.sleep(1.0)  # connected, reading from now
+        # Connected, reading from now: on a busy machine the reply took over a second, and the stream
+        # then started after the first rows below were written (CI saw only "after").
+        assert opened.wait(20), "the stream answered"
+        time.sleep(1.0)  # a poll or two with nothing new
         with engine.connect() as conn:
             idle = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in%'"
             assert conn.execute(text(idle)).scalar() == 0, "an open stream holds no transaction open"
