@@ -98,55 +98,71 @@ def _letters(text: str) -> int:
     return sum(ch.isalnum() for ch in text)
 
 
-def _readings(reader: LineReader, crops: list[np.ndarray]) -> tuple[float, float, int, list[tuple[str, float]]]:
-    """Mean confidence of reading these lines as they are and upside down, the most letters or
-    characters read either way, and the readings as they are. Only lines read as text one way or the
+@dataclass(frozen=True)
+class WayUp:
+    as_is: float  # mean reading confidence of the lines as they are
+    flipped: float  # ... and upside down
+    legible: bool  # the lines read as text one way or the other
+    readings: list[tuple[str, float]]  # the lines read as they are, in the order given
+
+    @property
+    def upside_down(self) -> bool:
+        return self.flipped > self.as_is
+
+    @property
+    def confidence(self) -> float:
+        return min(1.0, abs(self.as_is - self.flipped) / READ_SURE) if self.legible else 0.0
+
+
+def way_up(crops: list[np.ndarray], reader: LineReader) -> WayUp:
+    """Upright or upside down, from lines cut out of a page whose lines run across (skew removed): the
+    mean confidence of reading them as they are and upside down. Only lines read as text one way or the
     other count: a crop that holds a table's rule, or a stamp, reads as nothing both ways and says
     nothing about the way up (on real forms such crops made upright pages look illegible)."""
+    if not crops:
+        return WayUp(0.0, 0.0, False, [])
     as_is = reader(crops)
     flipped = reader([np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
     pairs = [(a, f) for a, f in zip(as_is, flipped, strict=True) if max(_letters(a[0]), _letters(f[0])) >= 2]
     if not pairs:
-        return 0.0, 0.0, 0, as_is
+        return WayUp(0.0, 0.0, False, as_is)
     letters = max(sum(_letters(a[0]) for a, _ in pairs), sum(_letters(f[0]) for _, f in pairs))
-    return float(np.mean([a[1] for a, _ in pairs])), float(np.mean([f[1] for _, f in pairs])), letters, as_is
+    mean_as_is, mean_flipped = float(np.mean([a[1] for a, _ in pairs])), float(np.mean([f[1] for _, f in pairs]))
+    legible = max(mean_as_is, mean_flipped) >= READABLE and letters >= MIN_LETTERS
+    return WayUp(mean_as_is, mean_flipped, legible, as_is)
 
 
-@dataclass(frozen=True)
-class _Reading:
-    as_is: float  # mean confidence reading the lines as they are
-    flipped: float  # ... and upside down
-    legible: bool
-    skew: Skew
-
-
-def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float, ink: InkMap | None = None) -> _Reading:
-    """Turn the scan back by ``base``, level it, and read its longest lines as they are and upside down.
-    ``ink`` is the scan's ink map when ``base`` is 0 (it is the same)."""
-    across = turn_upright(Image.fromarray(grey), base)
-    skew = estimate_skew_from_ink(ink if ink is not None and base == 0 else ink_map(np.asarray(across), dpi), dpi)
-    crops = line_crops(np.asarray(deskew(across, skew.angle)), dpi)
-    if not crops:
-        return _Reading(0.0, 0.0, False, skew)
-    as_is, flipped, letters, _ = _readings(reader, crops)
-    legible = max(as_is, flipped) >= READABLE and letters >= MIN_LETTERS
-    return _Reading(as_is, flipped, legible, skew)
+def _axis(image: Image.Image, dpi: float) -> tuple[np.ndarray, InkMap, float, int]:
+    """The scan in grey, its ink, rows' sharpness over columns', and the quarter turn that makes its
+    lines run across by that profile (0 or 90)."""
+    grey = grey_array(image)
+    ink = ink_map(grey, dpi)
+    ratio = axis_ratio(ink, dpi)
+    return grey, ink, ratio, 90 if ratio < 1.0 else 0
 
 
 def _axis_confidence(ratio: float) -> float:
     return min(1.0, abs(float(np.log(max(ratio, 1e-9)))) / float(np.log(AXIS_SURE)))
 
 
+def _turned_back(grey: np.ndarray, base: int, ink: InkMap, dpi: float) -> tuple[Image.Image, Skew]:
+    """The scan turned back by ``base`` and its skew so turned (``ink``, the scan's, serves when ``base`` is 0)."""
+    across = turn_upright(Image.fromarray(grey), base)
+    return across, estimate_skew_from_ink(ink if base == 0 else ink_map(np.asarray(across), dpi), dpi)
+
+
+def _read_both_ways(grey: np.ndarray, base: int, reader: LineReader, dpi: float, ink: InkMap) -> tuple[WayUp, Skew]:
+    """Turn the scan back by ``base``, level it, and read its longest lines as they are and upside down."""
+    across, skew = _turned_back(grey, base, ink, dpi)
+    return way_up(line_crops(np.asarray(deskew(across, skew.angle)), dpi), reader), skew
+
+
 def line_axis(image: Image.Image, dpi: float = 300) -> Orientation:
     """Only which way the lines run, from the ink: turn 0 or 90, the axis's confidence, and the skew
     of the page so turned. Whether that is upright or upside down is left to :func:`way_up`, read on
     the lines the OCR engine finds (so that those readings serve the OCR too)."""
-    grey = grey_array(image)
-    ink = ink_map(grey, dpi)
-    ratio = axis_ratio(ink, dpi)
-    base = 90 if ratio < 1.0 else 0
-    across = ink if base == 0 else ink_map(np.asarray(turn_upright(Image.fromarray(grey), base)), dpi)
-    skew = estimate_skew_from_ink(across, dpi)
+    grey, ink, ratio, base = _axis(image, dpi)
+    _, skew = _turned_back(grey, base, ink, dpi)
     return Orientation(base, round(_axis_confidence(ratio), 3), round(float(ratio), 3), (0.0, 0.0), skew)
 
 
@@ -166,51 +182,21 @@ def longest_lines(quads: Sequence[np.ndarray], count: int = LINES_READ) -> list[
     return [i for _, _, i in sorted(usable, reverse=True)[:count]]
 
 
-@dataclass(frozen=True)
-class WayUp:
-    as_is: float  # mean reading confidence of the lines as they are
-    flipped: float  # ... and upside down
-    legible: bool  # the lines read as text one way or the other
-    readings: list[tuple[str, float]]  # the lines read as they are, in the order given
-
-    @property
-    def upside_down(self) -> bool:
-        return self.flipped > self.as_is
-
-    @property
-    def confidence(self) -> float:
-        return min(1.0, abs(self.as_is - self.flipped) / READ_SURE) if self.legible else 0.0
-
-
-def way_up(crops: list[np.ndarray], reader: LineReader) -> WayUp:
-    """Upright or upside down, from lines cut out of a page whose lines run across (skew removed)."""
-    if not crops:
-        return WayUp(0.0, 0.0, False, [])
-    as_is, flipped, letters, readings = _readings(reader, crops)
-    legible = max(as_is, flipped) >= READABLE and letters >= MIN_LETTERS
-    return WayUp(as_is, flipped, legible, readings)
-
-
 def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300) -> Orientation:
     """How the scan is turned; turn it back with ``turn_upright(image, turn)``."""
-    grey = grey_array(image)
-    ink = ink_map(grey, dpi)
-    ratio = axis_ratio(ink, dpi)
-    base = 90 if ratio < 1.0 else 0
-    read = _read_both_ways(grey, base, reader, dpi, ink)
+    grey, ink, ratio, base = _axis(image, dpi)
+    up, skew = _read_both_ways(grey, base, reader, dpi, ink)
     axis_conf = _axis_confidence(ratio)
-    if not read.legible:  # the profile may have chosen wrong (little text, a table): try the other axis
+    if not up.legible:  # the profile may have chosen wrong (little text, a table): try the other axis
         base = 90 - base
-        read = _read_both_ways(grey, base, reader, dpi, ink)
+        up, skew = _read_both_ways(grey, base, reader, dpi, ink)
         axis_conf = 0.0
-    as_is, flipped, legible = read.as_is, read.flipped, read.legible
-    reading = (round(as_is, 3), round(flipped, 3))
-    if not legible:
+    reading = (round(up.as_is, 3), round(up.flipped, 3))
+    if not up.legible:
         # Nothing legible either way (a blank sheet's holes, a photo): leave the page as it is.
         return Orientation(0, 0.0, round(float(ratio), 3), reading)
-    turn = (base + (180 if flipped > as_is else 0)) % 360
-    read_conf = min(1.0, abs(as_is - flipped) / READ_SURE)
-    return Orientation(turn, round(float(min(axis_conf, read_conf)), 3), round(float(ratio), 3), reading, read.skew)
+    turn = (base + (180 if up.upside_down else 0)) % 360
+    return Orientation(turn, round(float(min(axis_conf, up.confidence)), 3), round(float(ratio), 3), reading, skew)
 
 
 def turn_upright(image: Image.Image, turn: int) -> Image.Image:
