@@ -246,25 +246,21 @@ def _crop_line(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     )
 
 
-def _rows(quads: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """Rows top to bottom, boxes left to right; a box whose vertical centre lies within the previous
-    box's height is on the same row (a signature line split at its wide spaces)."""
-    boxes = sorted(quads, key=lambda q: float(q[:, 1].mean()))
-    rows: list[list[np.ndarray]] = []
-    for quad in boxes:
-        top, bottom = float(quad[:, 1].min()), float(quad[:, 1].max())
-        centre = (top + bottom) / 2
+def _rows(quads: Sequence[np.ndarray]) -> list[list[int]]:
+    """Indices of ``quads`` in rows, top to bottom, each left to right; a box whose vertical centre lies
+    within the previous box's height is on the same row (a signature line split at its wide spaces)."""
+    rows: list[list[int]] = []
+    for i in sorted(range(len(quads)), key=lambda i: float(quads[i][:, 1].mean())):
+        top, bottom = float(quads[i][:, 1].min()), float(quads[i][:, 1].max())
         if rows:
-            last = rows[-1][0]
-            l_top, l_bottom = float(last[:, 1].min()), float(last[:, 1].max())
-            if l_top <= centre <= l_bottom:
-                rows[-1].append(quad)
+            last = quads[rows[-1][0]]
+            if float(last[:, 1].min()) <= (top + bottom) / 2 <= float(last[:, 1].max()):
+                rows[-1].append(i)
                 continue
-        rows.append([quad])
-    return [sorted(row, key=lambda q: float(q[:, 0].min())) for row in rows]
+        rows.append([i])
+    return [sorted(row, key=lambda i: float(quads[i][:, 0].min())) for row in rows]
 
 
-# The recogniser's dictionary has the radical 丶, which running Chinese text never uses; it is 、 misread.
 MISREADINGS = str.maketrans({"丶": "、"})
 
 
@@ -314,8 +310,9 @@ class RapidOcrEngine:
         return [] if quads is None else [np.asarray(q, dtype=np.float64) / scale for q in quads]
 
     def line_crops(self, image: Image.Image, quads: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Each line cut out of the page and made level, as the recogniser reads it."""
-        full = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        """Each line cut out of the page and made level, as the recogniser reads it (a grey page stays
+        grey: the recogniser repeats its one channel, as a conversion to RGB would)."""
+        full = np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
         return [_crop_line(full, quad) for quad in quads]
 
     def read_found(
@@ -325,24 +322,23 @@ class RapidOcrEngine:
         of some of them, by index in ``quads`` (the orientation stage's, of the same crops): those lines
         are not read again."""
         known = known or {}
-        rows = _rows(list(quads))
-        index = {id(quad): i for i, quad in enumerate(quads)}
-        ordered = [(quad, r) for r, row in enumerate(rows) for quad in row]
-        todo = [quad for quad, _ in ordered if index[id(quad)] not in known]
+        rows = _rows(quads)
+        todo = [i for row in rows for i in row if i not in known]
         try:
-            fresh = iter(read_lines(self.line_crops(image, todo), self.runtime))
+            fresh = read_lines(self.line_crops(image, [quads[i] for i in todo]), self.runtime)
         except Exception as err:  # the runtimes raise their own exception types
             raise TransientError(f"RapidOCR failed on this page: {err}") from err
+        read = {**known, **dict(zip(todo, fresh, strict=True))}
         pieces: dict[int, list[tuple[np.ndarray, str, float]]] = {}
-        for quad, row in ordered:
-            i = index[id(quad)]
-            text, score = known[i] if i in known else next(fresh)
-            text = _clean(text)
-            if text and score >= MIN_LINE_SCORE:
-                pieces.setdefault(row, []).append((quad, text, score))
+        for r, row in enumerate(rows):
+            for i in row:
+                text, score = read[i]
+                text = _clean(text)
+                if text and score >= MIN_LINE_SCORE:
+                    pieces.setdefault(r, []).append((quads[i], text, score))
         result = PageText(width=image.width, height=image.height, engine=self.name)
-        for row in sorted(pieces):
-            result.lines.append(_row_line(pieces[row], image.size))
+        for r in sorted(pieces):
+            result.lines.append(_row_line(pieces[r], image.size))
         return result
 
 
