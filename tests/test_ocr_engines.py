@@ -9,12 +9,14 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
 from ocr_models import registry
 from ocr_models.base import PageText
+from ocr_models.rapidocr import read_lines
 from ocr_models.runtime import RUNTIMES
 from scanner_service.exceptions import ConfigError, MissingProgram
 from tests.blank_pages import mc
@@ -117,10 +119,6 @@ def test_a_sliver_taken_for_a_line_does_not_stop_the_page_being_read(runtime: st
     """The detector can take a tall thin mark (a table's rule, a fold) for a line: cut out, it is a few
     pixels wide at the recogniser's height. Read beside a real line, it reads as nothing, and the
     real line is still read (OpenVINO returned no output for such a batch, failing the whole page)."""
-    import numpy as np
-
-    from ocr_models.rapidocr import read_lines
-
     line = np.asarray(mc.draw_lines(["农村土地承包经营权合同"], "serif", 300).convert("L"))
     rows = np.nonzero((line < 128).any(axis=1))[0]
     cols = np.nonzero((line < 128).any(axis=0))[0]
