@@ -77,7 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         warm_up(engine, Path(tmp))
     _give_back_free_memory()
     connection = q.connect(settings)
-    # The work horse RQ forks for each page, and its scheduler process, die with this worker: a horse
+    # The work horse RQ forks for each page dies with this worker: a horse
     # left behind would finish its page while the page runs again elsewhere.
     lifeline.children_die_with_me()
     worker = Worker(
@@ -85,12 +85,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
         connection=connection,
         name=q.worker_name(os.getpid()),
         job_monitoring_interval=settings.job_monitoring_interval,
-        # An idle worker wakes every worker_ttl - 15 s; at each wake-up past maintenance_interval it
-        # takes over the scheduler (which runs retries with back-off) if the worker holding it died.
         worker_ttl=45,
         maintenance_interval=30,
     )
-    worker.work(with_scheduler=True, burst=args.burst, logging_level="WARNING")
+    # No scheduler here: it runs as a process of its own (cmd_scheduler). Forked from this worker, it
+    # held 260 MB of the worker's memory (the models, the warm-up) to queue retries once a second.
+    worker.work(with_scheduler=False, burst=args.burst, logging_level="WARNING")
+    return 0
+
+
+def cmd_scheduler(args: argparse.Namespace) -> int:
+    """Queue the retries whose back-off is over (RQ's scheduler), in a small process of its own.
+
+    The supervisor restarts it when it dies; a new one frees the lock a dead one left (else retries
+    would wait for it to expire)."""
+    from rq.scheduler import RQScheduler
+
+    from scanner_service.station import queue as q
+
+    settings = _settings(args)
+    connection = q.connect(settings)
+    q.release_dead_scheduler_lock(connection)
+    scheduler = RQScheduler([q.QUEUE_NAME], connection=connection, logging_level="WARNING")
+    scheduler.acquire_locks()
+    scheduler.work()  # until SIGTERM or SIGINT; it then gives its lock back
     return 0
 
 
@@ -369,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     sub.add_parser("watch", parents=[common], help="run the inbox watcher").set_defaults(func=cmd_watch)
+    sub.add_parser("scheduler", parents=[common], help="run the scheduler of retries").set_defaults(func=cmd_scheduler)
 
     api = sub.add_parser("api", parents=[common], help="run the HTTP API")
     api.add_argument("--host")

@@ -60,7 +60,7 @@ def _alive(procs: list[Proc]) -> list[Proc]:
 
 
 def _leads_group(pid: int) -> bool:
-    """An RQ work horse leads a process group of its own (the worker's scheduler process does not)."""
+    """An RQ work horse leads a process group of its own (a process the worker forked otherwise does not)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -161,7 +161,7 @@ class Up:
         return next(int(p["pid"]) for p in self.state()["processes"] if p["role"] == role)
 
     def tree(self) -> list[Proc]:
-        """The supervisor and every process under it now (redis, workers, their horses and scheduler, …)."""
+        """The supervisor and every process under it now (redis, workers, their horses, scheduler, …)."""
         top = self.supervisor()
         pids = [top, *lifeline.descendants(top)]
         return [(p, t) for p in pids if (t := lifeline.start_time(p)) is not None]
@@ -313,7 +313,7 @@ def test_a_killed_supervisor_leaves_nothing_and_the_next_station_clears_leftover
     redis_dir = up.data / "redis"
     tree = up.tree()
     roles = {p["role"] for p in up.state()["processes"]}
-    assert roles == {"redis", "worker-1", "watcher", "api"}
+    assert roles == {"redis", "worker-1", "watcher", "api", "scheduler"}
     second = subprocess.run([*up.command()[:-4], "--port", str(_free_port())], env=up.env, capture_output=True)
     assert second.returncode == 12 and f"already running on {up.data} (pid {up.supervisor()})" in second.stderr.decode()
     assert up.proc is not None
@@ -382,12 +382,33 @@ def test_worker_killed_mid_batch_takes_its_horse_and_no_page_is_lost(up: Up) -> 
     worker = up.pid_of("worker-1")
     under = [(p, t) for p in lifeline.descendants(worker) if (t := lifeline.start_time(p)) is not None]
     os.kill(worker, signal.SIGKILL)  # the worker only: its horse must not go on with the page alone
-    _until("the horse and scheduler gone with their worker", lambda: not _alive(under), 5, every=0.1)
+    _until("the horse gone with its worker", lambda: not _alive(under), 5, every=0.1)
     batch = up.wait_batch(lambda b: b["state"] in FINAL, 240)
     assert_every_page_once(up, batch, PAGES)
     detail = up.json(f"/api/batches/{batch['id']}")
     assert max(p["attempts"] for p in detail["page_list"]) >= 2, "the page cut off ran again"
     assert "queued again" in up.log()
+    assert up.stop() < 30
+
+
+@pytest.mark.slow
+def test_a_killed_scheduler_is_restarted_and_a_cut_off_page_is_still_retried(up: Up) -> None:
+    """The scheduler is a small process of its own, not a fork of a worker holding the models; killed,
+    it comes back, and the retry of a page cut off (which waits for it) still runs."""
+    up.start()
+    up.drop("batch", PAGES)
+    up.wait_mid_batch()
+    forked = [p for p in lifeline.children(up.pid_of("worker-1")) if not _leads_group(p)]
+    assert not forked, f"the worker forked a process that is not a work horse: {forked}"
+    old = up.pid_of("scheduler")
+    os.kill(old, signal.SIGKILL)
+    _until("a new scheduler", lambda: up.pid_of("scheduler") != old, 30)
+    os.kill(up.pid_of("worker-1"), signal.SIGKILL)  # its page goes back with a back-off: the scheduler queues it
+    batch = up.wait_batch(lambda b: b["state"] in FINAL, 240)
+    assert_every_page_once(up, batch, PAGES)
+    detail = up.json(f"/api/batches/{batch['id']}")
+    assert max(p["attempts"] for p in detail["page_list"]) >= 2, "the page cut off ran again"
+    assert "scheduler (pid" in up.log() and "restarting" in up.log()
     assert up.stop() < 30
 
 

@@ -3,7 +3,7 @@
 Every child of ``scanstation up`` is started through this module (``python -m scanner_service.station.lifeline
 PARENT_PID -- PROGRAM ARGS``): it asks the kernel to SIGKILL the process when the supervisor dies
 (``PR_SET_PDEATHSIG``), checks that the supervisor has not died already, and only then runs the program.
-A worker also gives every process it forks (RQ work horses, the RQ scheduler) the same lifeline to the
+A worker also gives every process it forks (the RQ work horses) the same lifeline to the
 worker. So a supervisor killed with SIGKILL takes its whole tree with it at once.
 
 Signals are read from a pipe (:class:`SignalInbox`), never acted on inside a signal handler.

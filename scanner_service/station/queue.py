@@ -175,8 +175,8 @@ def requeue_jobs_of(connection: redis.Redis, worker_names: Collection[str]) -> l
 def release_dead_scheduler_lock(connection: redis.Redis) -> bool:
     """Free the queue's scheduler lock if the scheduler holding it is a process of this machine that died.
 
-    RQ's scheduler (it queues retries at their time) runs inside one worker; a dead one would hold the
-    lock until it expires, and retries would wait as long.
+    RQ's scheduler (it queues retries at their time; ``scanstation scheduler``) holds it while alive; a
+    dead one would hold the lock until it expires, and retries would wait as long.
     """
     key = RQScheduler.get_locking_key(QUEUE_NAME)
     holder: bytes | None = connection.get(key)  # type: ignore[assignment]  # a client without decode_responses

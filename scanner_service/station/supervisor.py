@@ -1,4 +1,4 @@
-"""``scanstation up``: redis-server, workers, watcher and API in one supervised process tree.
+"""``scanstation up``: redis-server, workers, watcher, API and scheduler in one supervised process tree.
 
 Stopping: SIGTERM, SIGINT (Ctrl-C) or SIGHUP stops the station within 30 s: workers get STOP_GRACE
 seconds to finish their page (RQ warm shutdown), then whatever still runs is killed and its page goes
@@ -45,7 +45,7 @@ from workers.exec import redis_server
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE = {"worker": 20.0, "watcher": 5.0, "api": 5.0}  # seconds after SIGTERM before SIGKILL
+STOP_GRACE = {"worker": 20.0, "watcher": 5.0, "api": 5.0, "scheduler": 5.0}  # seconds after SIGTERM before SIGKILL
 REDIS_GRACE = 5.0  # then Redis: the whole stop stays under 30 s
 FORCE_AFTER = 1.0  # a stop signal this long after the first one kills at once (make sends two together)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -149,6 +149,7 @@ class Station:
             where = ["--data", str(s.data), "--inbox", str(s.inbox)]  # also tells `ps` which station it is
             self.children = [Child(f"worker-{i + 1}", [*cli, "worker", *where]) for i in range(s.workers)]
             self.children += [Child("watcher", [*cli, "watch", *where]), Child("api", [*cli, "api", *where])]
+            self.children.append(Child("scheduler", [*cli, "scheduler", *where]))
             for child in self.children:
                 self._start(child)
             self._write_state()
