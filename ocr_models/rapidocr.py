@@ -30,6 +30,11 @@ from workers.errors import ConfigError, TransientError
 # read from the full page). Time and memory grow with the area: measured here, 310 MB at 1280 px,
 # 400 MB at 1600, 620 MB at 2000; CER on 40 corpus pages was no worse at 1280 than at 1600.
 DET_MAX_SIDE = 1280
+# A found region is kept as a line when the detector's mean score inside its box is at least this
+# (RapidOCR's default is 0.5). A line between a checkbox and a long rule to fill in scores 0.3-0.5 and
+# was lost whole: on the 25 real forms, 0.3 finds 98.93 % of the labelled characters (0.5: 98.25 %)
+# with the same precision (99.55 %); 0.2 finds the same as 0.3.
+DET_BOX_THRESH = 0.3
 MIN_LINE_SCORE = 0.5  # lines the recogniser reads with less confidence are dropped as noise
 
 
@@ -89,7 +94,7 @@ def detector(name: str = runtime.DEFAULT_RUNTIME) -> Any:
 
     found.postprocess_op = DBPostProcess(
         thresh=config["thresh"],
-        box_thresh=config["box_thresh"],
+        box_thresh=DET_BOX_THRESH,
         max_candidates=config["max_candidates"],
         unclip_ratio=config["unclip_ratio"],
         use_dilation=config["use_dilation"],
