@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from ocr_models.rapidocr import read_lines
+from ocr_models.rapidocr import RapidOcrEngine, read_lines
 from tests.blank_pages import blank_sheet, scan, text_page
 from tests.conftest import REAL
 from workers.stages.border import crop_border, sheet_angle
 from workers.stages.deskew import deskew, estimate_skew
-from workers.stages.orientation import detect_orientation, turn_upright
+from workers.stages.orientation import UPRIGHT_READ, detect_orientation, longest_lines, turn_upright, way_up
 
 # (seed, font, dpi, skew in degrees): every typeface, both resolutions, the whole ±15° range.
 SKEWED = [
@@ -82,6 +82,27 @@ def test_orientation_of_a_latin_typewritten_page(turn: int) -> None:
     found = detect_orientation(page, read_lines, 300)
     assert found.turn == turn
     assert found.sure
+
+
+@pytest.mark.parametrize("turn", [0, 180])
+def test_lines_that_read_surely_as_they_are_are_not_read_upside_down_too(turn: int) -> None:
+    """The detector's lines of an upright page read once (UPRIGHT_READ); upside down, both ways."""
+    page, paper = text_page(34, font="ming")
+    image = scan(page, paper, 34, angle=0.0, turn=turn)
+    engine = RapidOcrEngine()
+    quads = engine.find_lines(image)
+    crops = engine.line_crops(image, [quads[i] for i in longest_lines(quads)])
+    calls: list[int] = []
+
+    def reader(lines: list[np.ndarray]) -> list[tuple[str, float]]:
+        calls.append(len(lines))
+        return read_lines(lines)
+
+    up = way_up(crops, reader, upright_at=UPRIGHT_READ)
+    assert up.legible and up.confidence >= 0.5
+    assert up.upside_down is (turn == 180)
+    assert len(calls) == (1 if turn == 0 else 2), calls
+    assert (up.flipped is None) is (turn == 0)
 
 
 def test_turn_upright_undoes_each_turn() -> None:

@@ -19,6 +19,7 @@ from workers.stages.compress import usage_image
 from workers.stages.deskew import deskew, estimate_skew
 from workers.stages.load import load_page
 from workers.stages.orientation import (
+    UPRIGHT_READ,
     LineReader,
     Orientation,
     detect_orientation,
@@ -170,16 +171,16 @@ def _read_way_up(
         quads = engine.find_lines(image)
     with stage("orientation"):
         chosen = longest_lines(quads)
-        up = way_up(engine.line_crops(image, [quads[i] for i in chosen]), reader)
-    reading = (round(up.as_is, 3), round(up.flipped, 3))
+        # The detector's lines, read by its own recogniser: UPRIGHT_READ was measured with it.
+        up = way_up(engine.line_crops(image, [quads[i] for i in chosen]), reader, upright_at=UPRIGHT_READ)
     confidence = round(min(axis.confidence, up.confidence), 3)
     if up.legible and not up.upside_down:
-        orientation = replace(axis, confidence=confidence, reading=reading)
+        orientation = replace(axis, confidence=confidence, reading=up.reading)
         with stage("ocr"):
             text = engine.read_found(image, quads, known=dict(zip(chosen, up.readings, strict=True)))
         return image, orientation, text, orientation_notes(orientation)
     if up.legible:
-        decided = replace(axis, turn=(axis.turn + 180) % 360, confidence=confidence, reading=reading)
+        decided = replace(axis, turn=(axis.turn + 180) % 360, confidence=confidence, reading=up.reading)
         image, orientation, notes = straighten(master, dpi, reader, choices, decided=decided)
     else:
         image, orientation, notes = straighten(master, dpi, reader, choices)

@@ -33,6 +33,10 @@ AXIS_SURE = 1.08  # rows this much sharper than columns (or the reverse) decide 
 READ_SURE = 0.3  # mean reading confidence one way ahead of the other by this much decides up/down
 READABLE = 0.5  # below this mean reading confidence both ways, the lines are not text the reader knows
 MIN_LETTERS = 4  # ... nor when fewer letters or characters than this were read
+# Lines that read this well as they are are upright; they are then not read upside down as well. By
+# PP-OCRv4's recogniser, measured on the 25 real forms and 40 synthetic pages each fed both ways up
+# (130 readings): lines the right way up read 0.977-0.999, the wrong way up at most 0.25.
+UPRIGHT_READ = 0.9
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,8 @@ class Orientation:
     turn: int  # degrees the scan is turned counter-clockwise from upright: 0, 90, 180 or 270
     confidence: float  # 0..1
     axis_ratio: float  # sharpness of rows over columns in the scan (> 1: lines run across)
-    reading: tuple[float, float]  # mean reading confidence as turned back, and the other way up
+    # Mean reading confidence as turned back, and the other way up (None: not read, see UPRIGHT_READ).
+    reading: tuple[float, float | None]
     # The skew measured on the way (the same whether the page is then turned 180° or not), so the
     # deskew stage need not measure it again; None when no text was legible.
     skew: Skew | None = None
@@ -101,27 +106,44 @@ def _letters(text: str) -> int:
 @dataclass(frozen=True)
 class WayUp:
     as_is: float  # mean reading confidence of the lines as they are
-    flipped: float  # ... and upside down
+    flipped: float | None  # ... and upside down; None when not read (they read as upright: UPRIGHT_READ)
     legible: bool  # the lines read as text one way or the other
     readings: list[tuple[str, float]]  # the lines read as they are, in the order given
 
     @property
     def upside_down(self) -> bool:
-        return self.flipped > self.as_is
+        return self.flipped is not None and self.flipped > self.as_is
 
     @property
     def confidence(self) -> float:
-        return min(1.0, abs(self.as_is - self.flipped) / READ_SURE) if self.legible else 0.0
+        if not self.legible:
+            return 0.0
+        if self.flipped is None:
+            return 1.0
+        return min(1.0, abs(self.as_is - self.flipped) / READ_SURE)
+
+    @property
+    def reading(self) -> tuple[float, float | None]:
+        """As Orientation.reading keeps it."""
+        return round(self.as_is, 3), None if self.flipped is None else round(self.flipped, 3)
 
 
-def way_up(crops: list[np.ndarray], reader: LineReader) -> WayUp:
+def way_up(crops: list[np.ndarray], reader: LineReader, *, upright_at: float | None = None) -> WayUp:
     """Upright or upside down, from lines cut out of a page whose lines run across (skew removed): the
     mean confidence of reading them as they are and upside down. Only lines read as text one way or the
     other count: a crop that holds a table's rule, or a stamp, reads as nothing both ways and says
-    nothing about the way up (on real forms such crops made upright pages look illegible)."""
+    nothing about the way up (on real forms such crops made upright pages look illegible).
+
+    ``upright_at``: lines that read as text as they are with at least this mean confidence are taken
+    as upright, and not read upside down (UPRIGHT_READ, for a reader it was measured with)."""
     if not crops:
         return WayUp(0.0, 0.0, False, [])
     as_is = reader(crops)
+    if upright_at is not None:
+        text = [a for a in as_is if _letters(a[0]) >= 2]
+        mean = float(np.mean([a[1] for a in text])) if text else 0.0
+        if mean >= upright_at and sum(_letters(a[0]) for a in text) >= MIN_LETTERS:
+            return WayUp(mean, None, True, as_is)
     flipped = reader([np.ascontiguousarray(c[::-1, ::-1]) for c in crops])
     pairs = [(a, f) for a, f in zip(as_is, flipped, strict=True) if max(_letters(a[0]), _letters(f[0])) >= 2]
     if not pairs:
@@ -191,12 +213,11 @@ def detect_orientation(image: Image.Image, reader: LineReader, dpi: float = 300)
         base = 90 - base
         up, skew = _read_both_ways(grey, base, reader, dpi, ink)
         axis_conf = 0.0
-    reading = (round(up.as_is, 3), round(up.flipped, 3))
     if not up.legible:
         # Nothing legible either way (a blank sheet's holes, a photo): leave the page as it is.
-        return Orientation(0, 0.0, round(float(ratio), 3), reading)
+        return Orientation(0, 0.0, round(float(ratio), 3), up.reading)
     turn = (base + (180 if up.upside_down else 0)) % 360
-    return Orientation(turn, round(float(min(axis_conf, up.confidence)), 3), round(float(ratio), 3), reading, skew)
+    return Orientation(turn, round(float(min(axis_conf, up.confidence)), 3), round(float(ratio), 3), up.reading, skew)
 
 
 def turn_upright(image: Image.Image, turn: int) -> Image.Image:
