@@ -22,6 +22,7 @@ from PIL import Image
 
 from ocr_models import runtime
 from ocr_models.base import PageText, TextLine, is_cjk, join_pieces
+from ocr_models.cells import box_of, horizontal_rules, ruled_cells
 from ocr_models.runtime import check_runtime as runtime_check
 from workers.errors import ConfigError, TransientError
 
@@ -336,16 +337,32 @@ class RapidOcrEngine:
         except Exception as err:  # the runtimes raise their own exception types
             raise TransientError(f"RapidOCR failed on this page: {err}") from err
         read = {**known, **dict(zip(todo, fresh, strict=True))}
-        pieces: dict[int, list[tuple[np.ndarray, str, float]]] = {}
-        for r, row in enumerate(rows):
-            for i in row:
-                text, score = read[i]
-                text = _clean(text)
-                if text and score >= MIN_LINE_SCORE:
-                    pieces.setdefault(r, []).append((quads[i], text, score))
+        kept: dict[int, tuple[np.ndarray, str, float]] = {}
+        for i, (text, score) in read.items():
+            text = _clean(text)
+            if text and score >= MIN_LINE_SCORE:
+                kept[i] = (quads[i], text, score)
+        boxes = [box_of(q) for q in quads]
+        cell_of = {i: cell for cell in ruled_cells(boxes, horizontal_rules(image)) for i in cell}
         result = PageText(width=image.width, height=image.height, engine=self.name)
-        for r in sorted(pieces):
-            result.lines.append(_row_line(pieces[r], image.size))
+        done: set[int] = set()
+        for row in rows:
+            # A row's pieces make one line, but a ruled cell of several lines met in it: that cell's
+            # lines come whole at that point, each a line of its own (ocr_models/cells.py).
+            pieces: list[tuple[np.ndarray, str, float]] = []
+            for i in row:
+                if i in done:
+                    continue
+                if i in cell_of:
+                    if pieces:
+                        result.lines.append(_row_line(pieces, image.size))
+                        pieces = []
+                    done.update(cell_of[i])
+                    result.lines.extend(_row_line([kept[c]], image.size) for c in cell_of[i] if c in kept)
+                elif i in kept:
+                    pieces.append(kept[i])
+            if pieces:
+                result.lines.append(_row_line(pieces, image.size))
         return result
 
 
