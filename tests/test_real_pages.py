@@ -44,3 +44,14 @@ def test_a_form_line_between_a_checkbox_and_a_rule_to_fill_in_is_read() -> None:
     assert "本人需要协助进行投票。我所需要的协助如下" in text
     assert "本人没有街道居住地址或者长久居住地址" in text
     assert "宾夕法尼亚州选民登记申请表" in text  # and the page's other lines still read as they did
+
+
+@pytest.mark.slow
+def test_a_form_label_on_two_lines_of_its_cell_is_read_whole() -> None:
+    """出生 over 年月 in one ruled cell, its value beside: the label is not split by the value's row."""
+    engine = build_engine("rapidocr", languages="chi_sim+eng", timeout=120)
+    page = CORPUS / "forms" / "pages" / "form_003.jpg"
+    outcome = process_page_image(page, 0, engine=engine, max_pixels=150_000_000, render_dpi=300, min_confidence=60)
+    lines = [line.text for line in outcome.text.lines]
+    for top, bottom in (("出生", "年月"), ("政治", "面貌"), ("婚姻", "状况"), ("联系", "电话")):
+        assert lines[lines.index(top) + 1] == bottom, lines[:30]
