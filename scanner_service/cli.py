@@ -77,8 +77,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         warm_up(engine, Path(tmp))
     _give_back_free_memory()
     connection = q.connect(settings)
-    # The work horse RQ forks for each page dies with this worker: a horse
-    # left behind would finish its page while the page runs again elsewhere.
+    # The work horse RQ forks for each page dies with this worker: a horse left behind would finish its
+    # page while the page runs again elsewhere.
     lifeline.children_die_with_me()
     worker = Worker(
         [q.get_queue(connection)],
