@@ -423,8 +423,9 @@ def test_a_port_held_by_another_program_is_named_and_nothing_starts(up: Up) -> N
     assert not (up.data / "redis" / "redis.sock").exists(), "no redis-server was started"
 
 
-def test_the_scheduler_lock_of_a_dead_worker_is_freed_and_a_live_ones_kept(redis_conn: redis.Redis) -> None:
-    """Retries wait for RQ's scheduler; a lock left by a dead one would hold them for a minute."""
+def test_the_scheduler_lock_of_a_dead_scheduler_is_freed_and_a_live_ones_kept(redis_conn: redis.Redis) -> None:
+    """Retries wait for RQ's scheduler; a lock left by a dead one would hold them for a minute (a new
+    scheduler frees it when it starts)."""
     key = RQScheduler.get_locking_key(q.QUEUE_NAME)
     gone = subprocess.Popen(["true"])
     gone.wait()

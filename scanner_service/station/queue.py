@@ -168,7 +168,6 @@ def requeue_jobs_of(connection: redis.Redis, worker_names: Collection[str]) -> l
         # Expire those entries now, then let RQ handle them as it handles any expired one.
         connection.zadd(registry.key, dict.fromkeys(abandoned, 0), xx=True)
         registry.cleanup(timestamp=1)
-    release_dead_scheduler_lock(connection)
     return sorted(set(abandoned.values()))
 
 
