@@ -269,6 +269,7 @@ def _rows(quads: Sequence[np.ndarray]) -> list[list[int]]:
     return [sorted(row, key=lambda i: float(quads[i][:, 0].min())) for row in rows]
 
 
+# The recogniser's dictionary has the radical 丶, which running Chinese text never uses; it is 、 misread.
 MISREADINGS = str.maketrans({"丶": "、"})
 
 

@@ -148,8 +148,11 @@ class Station:
             cli = [sys.executable, "-m", "scanner_service.cli"]
             where = ["--data", str(s.data), "--inbox", str(s.inbox)]  # also tells `ps` which station it is
             self.children = [Child(f"worker-{i + 1}", [*cli, "worker", *where]) for i in range(s.workers)]
-            self.children += [Child("watcher", [*cli, "watch", *where]), Child("api", [*cli, "api", *where])]
-            self.children.append(Child("scheduler", [*cli, "scheduler", *where]))
+            self.children += [
+                Child("watcher", [*cli, "watch", *where]),
+                Child("api", [*cli, "api", *where]),
+                Child("scheduler", [*cli, "scheduler", *where]),
+            ]
             for child in self.children:
                 self._start(child)
             self._write_state()
