@@ -4,7 +4,7 @@ ENV DEBIAN_FRONTEND=noninteractive PYTHONUNBUFFERED=1 OMP_THREAD_LIMIT=1 \
     SCANSTATION_DATA=/data SCANSTATION_INBOX=/inbox SCANSTATION_HOST=0.0.0.0
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng \
-      ghostscript poppler-utils qpdf redis-server libgl1 libglib2.0-0 \
+      ghostscript poppler-utils qpdf xorriso redis-server libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # The pinned dependencies first (their layer is kept until the lock changes), then the package alone.

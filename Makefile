@@ -7,7 +7,7 @@ INBOX ?= ./inbox
 PORT ?= 8000
 WORKERS ?= 2
 # Debian packages the station calls; fonts-* are for generating test and benchmark pages.
-APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscript poppler-utils qpdf \
+APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscript poppler-utils qpdf xorriso \
 	redis-server fonts-noto-cjk fonts-arphic-ukai fonts-arphic-uming python3-venv \
 	libgl1 libglib2.0-0
 # Debian's chromium for the web page's tests: Playwright drives it (no browser is ever downloaded).

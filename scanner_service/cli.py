@@ -368,6 +368,67 @@ def cmd_separators(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from scanner_service.archive.access import Caller
+    from scanner_service.archive.db import migrate
+    from scanner_service.archive.export import ExportSpec, export_archive
+    from scanner_service.archive.export.choose import parse_volume_size, parse_years
+    from scanner_service.archive.models import Role
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    spec = ExportSpec(
+        fonds=args.fonds,
+        category=args.category,
+        years=parse_years(args.years),
+        items=tuple(args.items or ()),
+        include_restricted=args.include_restricted,
+        recipient=args.recipient,
+        purpose=args.purpose,
+        volume_size=parse_volume_size(args.volume_size),
+    )
+    # Whoever runs the command holds the data folder: it exports as an admin, under the name given.
+    caller = Caller(name=args.by or getpass.getuser(), role=Role.admin)
+    columns = (TextColumn("PDFs"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=args.quiet) as bar:
+        task = bar.add_task("copy", total=None)
+        report = export_archive(
+            settings,
+            caller,
+            spec,
+            Path(args.to),
+            iso=Path(args.iso) if args.iso else None,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    for volume in report.volumes:
+        iso = f"; ISO {volume.iso}" if volume.iso else ""
+        print(f"{volume.folder}: {volume.items} items, {volume.pages} pages, {volume.bytes / 1e6:.1f} MB{iso}")
+    for left in report.left_out:
+        print(f"left out  {left.archival_code}  ({left.reason_code}) {left.reason}")
+    print(
+        f"export #{report.export_id}: {report.items} items, {report.pages} pages in {len(report.volumes)} "
+        f"volume(s), {len(report.left_out)} left out; open index.html in a browser to use it"
+    )
+    return 0 if report.items else 4
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from scanner_service.archive.export import verify_export
+
+    reports = verify_export(Path(args.folder))
+    for report in reports:
+        for line in report.lines():
+            print(f"{report.folder.name}/  {line}" if len(reports) > 1 else line)
+        verdict = "OK" if report.ok else f"{len(report.changed)} changed, {len(report.missing)} missing"
+        print(
+            f"{report.folder}: {report.checked} files checked ({report.bytes_read / 2**20:.1f} MiB), {verdict}, "
+            f"{len(report.extra)} not in the manifest"
+        )
+    return 0 if all(r.ok for r in reports) else 11
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, help="data folder (default ./data or $SCANSTATION_DATA)")
@@ -446,6 +507,29 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--sheet", help="XLSX sheet name (default: the first)")
     imp.set_defaults(func=cmd_catalogue_import)
+
+    export = sub.add_parser(
+        "export", parents=[common], help="送档下乡: the archive as a folder (and ISO) a browser opens offline"
+    )
+    export.add_argument("--to", required=True, help="folder to write (must not exist or be empty)")
+    export.add_argument("--iso", help="also write an ISO 9660 image (with --volume-size: FILE-1.iso, FILE-2.iso …)")
+    export.add_argument("--fonds", help="only this fonds (全宗号)")
+    export.add_argument("--category", help="only this 门类 (WS, KJ …)")
+    export.add_argument("--years", help="only these years: 2013 or 1998-2013")
+    export.add_argument("--items", nargs="+", metavar="档号", help="only these items")
+    export.add_argument(
+        "--include-restricted", action="store_true", help="also the restricted items named with --items"
+    )
+    export.add_argument("--for", dest="recipient", help="for whom: the archive room it goes to (利用登记)")
+    export.add_argument("--purpose", help="why (利用登记)")
+    export.add_argument("--volume-size", help="split into volumes of CD (700 MB), DVD (4.7 GB), or a size: 650M")
+    export.add_argument("--by", help="the exporter's name in the 利用登记 (default: your login name)")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(func=cmd_export)
+
+    verify = sub.add_parser("verify-export", parents=[common], help="check an export's files against its manifest")
+    verify.add_argument("folder")
+    verify.set_defaults(func=cmd_verify_export)
 
     sheets = sub.add_parser("separators", parents=[common], help="print separator sheets (PDF) for catalogue items")
     sheets.add_argument("--fonds", required=True)

@@ -381,6 +381,44 @@ class AccessRecord(Base):
     client: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
+class ExportState(str, enum.Enum):
+    running = "running"
+    done = "done"
+    failed = "failed"  # why: ``error``; an export cut off by a stop is marked failed at the next start
+
+
+class ExportRecord(Base):
+    """送档下乡: one offline export (a folder, and its ISO images if asked), who made it, for whom, of what.
+
+    Each item that went in also has its line in the 利用登记 (action ``export``)."""
+
+    __tablename__ = "exports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    who: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id", ondelete="SET NULL"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    recipient: Mapped[str | None] = mapped_column(Text, nullable=True, doc="For whom: the archive room it goes to")
+    purpose: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Fonds, category, years, items asked")
+    state: Mapped[ExportState] = mapped_column(Enum(ExportState, native_enum=False, length=20), index=True)
+    folder: Mapped[str] = mapped_column(Text, doc="Where it was written")
+    isos: Mapped[list[str]] = mapped_column(JSON, default=list, doc="The ISO images written, one per volume")
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    volumes: Mapped[int] = mapped_column(Integer, default=0)
+    done_bytes: Mapped[int] = mapped_column(BigInteger, default=0, doc="PDF bytes copied so far (progress)")
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    left_out: Mapped[list[dict[str, str]]] = mapped_column(
+        JSON, default=list, doc="Items not exported: archival_code, reason_code, reason"
+    )
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class Grant(Base):
     """An archivist's permission for one token or one person to see one restricted item (密级 or not open)."""
 

@@ -115,7 +115,7 @@ def _is_cjk(char: str) -> bool:
     return i >= 0 and code <= _CJK_RANGES[i][1]
 
 
-def _tokens(text: str) -> list[_Token]:
+def page_tokens(text: str) -> list[_Token]:
     """The tokens of ``text`` with where each came from: one per CJK character, one per run of other letters
     and digits (cut every MAX_WORD_CHARS); everything else separates.
 
@@ -180,7 +180,7 @@ def terms_of(text: str) -> str:
     NFKC: ``王强，身份证号１１０１０５１９４９１２３１００２Ｘ　2013-05-01`` →
     ``王 强 身 份 证 号 11010519491231002x 2013 05 01``.
     """
-    return " ".join(token[0] for token in _tokens(text))
+    return " ".join(token[0] for token in page_tokens(text))
 
 
 def new_entry(
@@ -215,7 +215,7 @@ def _phrases(query: str) -> list[tuple[str, ...]]:
     nothing searchable left out."""
     phrases: list[tuple[str, ...]] = []
     for part in query.split():  # str.split() also splits at the ideographic space U+3000
-        phrase = tuple(token[0] for token in _tokens(part))
+        phrase = tuple(token[0] for token in page_tokens(part))
         if phrase and phrase not in phrases:
             phrases.append(phrase)
     return phrases
@@ -428,7 +428,7 @@ def snippet(text: str, query: str, *, width: int = 40) -> str:
 
 
 def _snippet(text: str, phrases: list[tuple[str, ...]], *, width: int = 40) -> str:
-    tokens = _tokens(text)
+    tokens = page_tokens(text)
     words = [token[0] for token in tokens]
     spans: list[tuple[int, int]] = []
     for phrase in phrases:
