@@ -402,7 +402,7 @@ var SS = (function () {
     var main = el("main");
     var itemsHit = {};
     hits.forEach(function (hit) { itemsHit[itemOfPage(hit.page)] = true; });
-    var summary = make("p", { id: "search-summary", className: "summary" });
+    var summary = make("p", { id: "search-summary", className: "summary", "data-q": query });
     var ol = make("ol", { className: "hits", id: "hits" });
     main.replaceChildren(summary, ol);
     if (!hits.length) {
