@@ -132,9 +132,12 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     from scanner_service.api.app import create_app
     from scanner_service.archive.db import migrate
+    from scanner_service.archive.export.run import mark_cut_off
 
     settings = _settings(args)
     migrate(settings.effective_database_url)
+    if cut := mark_cut_off(settings):  # exports this API was writing when it stopped
+        logging.getLogger(__name__).warning("%d export(s) cut off by the last stop marked failed", cut)
     # Without a limit uvicorn waits, when stopped, for every request still open: a client that stalls
     # (an upload it does not finish, a download it does not read) would hold the stop forever.
     app = create_app(settings)

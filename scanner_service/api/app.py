@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from scanner_service import __version__
-from scanner_service.api.routes import admin, archive, batches, items, session, station, stream, web
+from scanner_service.api.routes import admin, archive, batches, exports, items, session, station, stream, web
 from scanner_service.api.schemas import ErrorBody, Health, RequestIssue, RowIssue, error_responses, error_schemas
 from scanner_service.archive.archival_code import InvalidArchivalCode
 from scanner_service.archive.catalogue_import import CatalogueImportError
@@ -112,6 +112,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(stream.router)
     app.include_router(station.router)
+    app.include_router(exports.router)
     web.mount(app)
     generated_openapi = app.openapi
 

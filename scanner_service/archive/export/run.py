@@ -92,13 +92,56 @@ def export_archive(
     progress: Progress | None = None,
 ) -> ExportReport:
     """Export what ``spec`` asks and ``caller`` may export to the folder ``to`` (and ISO images)."""
+    return prepare_export(settings, caller, spec, to, iso=iso).write(progress)
+
+
+@dataclass
+class PreparedExport:
+    """An export chosen and recorded (state running), its files not written yet: the API answers with its
+    record at once and writes it in the background."""
+
+    settings: Settings
+    caller: access.Caller
+    spec: ExportSpec
+    items: list[site.ExportItem]
+    report: ExportReport
+    iso: Path | None
+
+    @property
+    def export_id(self) -> int:
+        return self.report.export_id
+
+    def write(self, progress: Progress | None = None) -> ExportReport:
+        """Write the export; on any failure nothing is left under its name and its record says why."""
+        to = self.report.folder
+        tmp = to.with_name(f".{to.name}.part-{uuid.uuid4().hex[:8]}")
+        try:
+            _write(self.settings, self.spec, self.caller, self.items, self.report, tmp, self.iso, progress)
+        except BaseException as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            with session_scope(self.settings.effective_database_url) as session:
+                session.execute(
+                    update(ExportRecord)
+                    .where(ExportRecord.id == self.export_id)
+                    .values(
+                        state=ExportState.failed, error=str(err) or type(err).__name__, finished_at=datetime.now(UTC)
+                    )
+                )
+            raise
+        return self.report
+
+
+def prepare_export(
+    settings: Settings, caller: access.Caller, spec: ExportSpec, to: Path, *, iso: Path | None = None
+) -> PreparedExport:
+    """Check the target, choose the items (errors here are the caller's: unknown items, a fonds not its
+    own), read what the files need from the catalogue and record the export as running."""
     to = to.absolute()
     check_target(to)
     if iso is not None:
         iso = iso.absolute()
         disc.xorriso()  # before hours of copying, not after
-    url = settings.effective_database_url
-    with session_scope(url) as session:
+    with session_scope(settings.effective_database_url) as session:
         selection = choose_items(session, caller, spec)
         items = [_load(settings, session, item) for item in selection.items]
         record = ExportRecord(
@@ -108,27 +151,16 @@ def export_archive(
             user_id=caller.user_id,
             recipient=spec.recipient,
             purpose=spec.purpose,
-            request=spec.describe(),
+            request={**spec.describe(), "fonds_exported": sorted({item.fonds for item in items})},
             state=ExportState.running,
             folder=str(to),
+            total_bytes=sum(item.pdf_size for item in items),
+            left_out=[vars(x) for x in selection.left_out],
         )
         session.add(record)
         session.flush()
-        export_id = record.id
-    report = ExportReport(export_id, to, left_out=list(selection.left_out))
-    tmp = to.with_name(f".{to.name}.part-{uuid.uuid4().hex[:8]}")
-    try:
-        _write(settings, spec, caller, items, report, tmp, iso, progress)
-    except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        with session_scope(url) as session:
-            session.execute(
-                update(ExportRecord)
-                .where(ExportRecord.id == export_id)
-                .values(state=ExportState.failed, error=str(err) or type(err).__name__, finished_at=datetime.now(UTC))
-            )
-        raise
-    return report
+        report = ExportReport(record.id, to, left_out=list(selection.left_out))
+    return PreparedExport(settings, caller, spec, items, report, iso)
 
 
 def _write(

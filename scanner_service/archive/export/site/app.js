@@ -373,6 +373,45 @@ var SS = (function () {
     return node;
   }
 
+  /* The pages that hold every phrase of the query, handed out a few at a time. A phrase of one or two
+   * tokens is one term of the index, so its pages are exact. For a longer one the pages that hold all its
+   * pairs are candidates, and each is read (its text shard loaded) when it is about to be shown: a common
+   * phrase over 20,000 pages answers with its first hits at once instead of reading every page first. */
+  function Hits(candidates, long) {
+    this.candidates = candidates;
+    this.long = long;
+    this.cursor = 0; // candidates read so far
+    this.pages = long.length ? [] : candidates; // pages known to hold the query
+  }
+  Hits.prototype.exact = function () { return !this.long.length || this.cursor >= this.candidates.length; };
+  Hits.prototype.count = function () {
+    return this.long.length ? this.pages.length + this.candidates.length - this.cursor : this.candidates.length;
+  };
+  Hits.prototype.items = function () {
+    var seen = {};
+    this.pages.forEach(function (page) { seen[itemOfPage(page)] = true; });
+    return Object.keys(seen).length;
+  };
+  /* The next n hits after the first `shown`, each with its page's text. */
+  Hits.prototype.take = function (shown, n) {
+    var self = this;
+    function step() {
+      if (self.pages.length >= shown + n || self.cursor >= self.candidates.length || !self.long.length) {
+        var next = self.pages.slice(shown, shown + n);
+        return Promise.all(next.map(pageText)).then(function (texts) {
+          return next.map(function (page, k) { return { page: page, text: texts[k] || "" }; });
+        });
+      }
+      var batch = self.candidates.slice(self.cursor, self.cursor + Math.max(shown + n - self.pages.length, 8));
+      self.cursor += batch.length;
+      return Promise.all(batch.map(pageText)).then(function (texts) {
+        batch.forEach(function (page, k) { if (occurrences(texts[k] || "", self.long).length) self.pages.push(page); });
+        return step();
+      });
+    }
+    return step();
+  };
+
   function search(query) {
     var started = performance.now();
     var list = phrases(query);
@@ -384,67 +423,57 @@ var SS = (function () {
     list.forEach(function (phrase) { termsOf(phrase).forEach(function (t) { if (terms.indexOf(t) < 0) terms.push(t); }); });
     return Promise.all(terms.map(postings)).then(function (lists) {
       lists.sort(function (a, b) { return a.length - b.length; });
-      var pages = lists.reduce(intersect);
-      var long = list.some(function (phrase) { return phrase.length > 2; });
-      if (!long) return pages.map(function (page) { return { page: page }; });
-      return Promise.all(pages.map(function (page) {
-        return pageText(page).then(function (text) {
-          var spans = occurrences(text, list.filter(function (phrase) { return phrase.length > 2; }));
-          return spans.length ? { page: page, text: text } : null;
-        });
-      })).then(function (hits) { return hits.filter(Boolean); });
-    }).then(function (hits) {
-      return showHits(query, list, hits, started);
+      var long = list.filter(function (phrase) { return phrase.length > 2; });
+      return showHits(query, list, new Hits(lists.reduce(intersect), long), started);
     }).catch(function (err) { setStatus(err.message, true); });
   }
 
   function showHits(query, list, hits, started) {
     var main = el("main");
-    var itemsHit = {};
-    hits.forEach(function (hit) { itemsHit[itemOfPage(hit.page)] = true; });
     var summary = make("p", { id: "search-summary", className: "summary", "data-q": query });
     var ol = make("ol", { className: "hits", id: "hits" });
     main.replaceChildren(summary, ol);
-    if (!hits.length) {
-      summary.textContent = "本盘中没有找到“" + query + "”。";
-      summary.setAttribute("data-ms", String(Math.round(performance.now() - started)));
-      return Promise.resolve();
+    var shown = 0, first = true;
+    function tell() {
+      var ms = Math.round(performance.now() - started);
+      if (!hits.count()) {
+        summary.textContent = "本盘中没有找到“" + query + "”。";
+      } else {
+        var count = hits.exact() ? "找到 " + hits.count() + " 页，在 " + hits.items() + " 件档案中"
+          : "找到约 " + hits.count() + " 页";
+        summary.textContent = count + (first ? "（用时 " + (ms / 1000).toFixed(2) + " 秒）" : "") +
+          "。点击题名打开 PDF 的那一页。";
+      }
+      if (first) summary.setAttribute("data-ms", String(ms));
+      first = false;
     }
-    var shown = 0;
     function more() {
-      var next = hits.slice(shown, shown + PAGE_SIZE);
-      shown += next.length;
-      return Promise.all(next.map(function (hit) {
-        return hit.text !== undefined ? hit.text : pageText(hit.page);
-      })).then(function (texts) {
-        next.forEach(function (hit, k) {
+      return hits.take(shown, PAGE_SIZE).then(function (next) {
+        shown += next.length;
+        next.forEach(function (hit) {
           var index = itemOfPage(hit.page), item = cat.items[index];
           var pageNo = hit.page - item.first + 1;
-          var text = texts[k] || "";
           var link = make("a", { className: "open", href: pdfHref(item, pageNo) }, [
             make("span", { className: "code", text: item.code }), " " + (item.d.title || "")
           ]);
           ol.appendChild(make("li", { className: "hit" }, [
             link, make("span", { className: "page", text: "第 " + pageNo + " 页" }),
             make("a", { className: "page", href: "#/i/" + index, text: "著录信息" }),
-            snippet(text, occurrences(text, list))
+            snippet(hit.text, occurrences(hit.text, list))
           ]));
         });
         var button = el("more");
         if (button) button.remove();
-        if (shown < hits.length) {
-          var again = make("button", { id: "more", className: "plain", type: "button", text: "显示更多（还有 " + (hits.length - shown) + " 页）" });
-          again.addEventListener("click", more);
+        var left = hits.count() - shown;
+        if (left > 0) {
+          var again = make("button", { id: "more", className: "plain", type: "button",
+            text: "显示更多（还有" + (hits.exact() ? " " : "约 ") + left + " 页）" });
+          again.addEventListener("click", function () { more().then(tell); });
           main.appendChild(again);
         }
       });
     }
-    return more().then(function () {
-      var ms = Math.round(performance.now() - started);
-      summary.textContent = "找到 " + hits.length + " 页，在 " + Object.keys(itemsHit).length + " 件档案中（用时 " +
-        (ms / 1000).toFixed(2) + " 秒）。点击题名打开 PDF 的那一页。";
-      summary.setAttribute("data-ms", String(ms));
-    });
+    return more().then(tell);
   }
 
   function route() {
