@@ -10,8 +10,9 @@ WORKERS ?= 2
 APT_PACKAGES := tesseract-ocr tesseract-ocr-chi-sim tesseract-ocr-eng ghostscript poppler-utils qpdf xorriso \
 	redis-server fonts-noto-cjk fonts-arphic-ukai fonts-arphic-uming python3-venv \
 	libgl1 libglib2.0-0
-# Debian's chromium for the web page's tests: Playwright drives it (no browser is ever downloaded).
-TEST_APT_PACKAGES := chromium
+# Debian's chromium for the web page's tests: Playwright drives it (no browser is ever downloaded); Debian's
+# firefox-esr for the offline export's, driven over WebDriver BiDi (tests/firefox.py).
+TEST_APT_PACKAGES := chromium firefox-esr
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Every Python package pinned, with hashes: the dev lock for the Makefile's venv (run and test), the

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import redis
@@ -444,3 +445,36 @@ def test_an_archivist_exports_through_the_api_follows_it_and_downloads_its_disc_
     assert missing.status_code == 404 and "C015-WS·2013-Y-BGS-0099" in missing.json()["detail"]
     bad = client.post("/api/exports", json={"years": "2013 to 1998"}, headers=archivist)
     assert bad.status_code == 422 and bad.json()["reason"] == "bad_years"
+
+
+def test_the_export_works_in_firefox_too_from_file_with_no_network(filed: Settings, tmp_path: Path) -> None:
+    """Debian's firefox-esr (WebDriver BiDi): browse to an item, search a name, the hit's link to its page."""
+    from tests.firefox import FIREFOX, Firefox
+
+    if not Path(FIREFOX).exists():
+        pytest.fail(f"Debian's firefox-esr is not at {FIREFOX}: `make test` installs it (apt-get install firefox-esr)")
+    report = export_archive(filed, ADMIN, ExportSpec(), tmp_path / "送档")
+    firefox = Firefox()
+    try:
+        firefox.goto((report.folder / "index.html").as_uri() + "#/f/C015/WS/2013")
+        row = firefox.wait_for(
+            "document.querySelector('#main tbody tr') && document.querySelector('#main tbody tr').innerText"
+        )
+        assert CONTRACTS in row and "农村土地承包经营权合同（罗杰军、孔英）" in row
+        firefox.evaluate(
+            "(document.querySelector('#q').value = '孔英', document.querySelector('#search-form').requestSubmit(), 1)"
+        )
+        summary = firefox.wait_for(
+            "document.querySelector('#search-summary[data-ms]') && document.querySelector('#search-summary').innerText"
+        )
+        assert "找到 1 页，在 1 件档案中" in summary
+        href = firefox.evaluate("document.querySelector('#hits a.open').getAttribute('href')")
+        assert href.endswith(".pdf#page=2") and (report.folder / unquote(href.split("#")[0])).is_file()
+        assert firefox.evaluate("document.querySelector('#hits mark').innerText") == "孔英"
+        assert not [url for url in firefox.requests if not url.startswith(("file:", "data:", "blob:", "about:"))]
+        assert not firefox.console_errors, firefox.console_errors
+        # The watch would have seen a request that left: one made on purpose is seen, and fails.
+        assert firefox.evaluate("fetch('http://192.0.2.1/probe').then(() => 'answered', () => 'refused')") == "refused"
+        assert "http://192.0.2.1/probe" in firefox.requests
+    finally:
+        firefox.close()

@@ -42,14 +42,14 @@ class ExportRequest(BaseModel):
         default_factory=list, max_length=10_000, description="档号 of the items (either style); empty = all asked"
     )
     include_restricted: bool = Field(
-        default=False, description="Also the restricted items named in 'items' (密级, or not 开放)"
+        default=False, strict=True, description="Also the restricted items named in 'items' (密级, or not 开放)"
     )
     recipient: str | None = Field(default=None, max_length=200, pattern=NO_NUL, description="For whom (利用登记)")
     purpose: str | None = Field(default=None, max_length=500, pattern=NO_NUL, description="Why (利用登记)")
     volume_size: str | None = Field(
         default=None, max_length=20, pattern=NO_NUL, description="CD, DVD, DVD-DL, BD or a size such as 650M"
     )
-    iso: bool = Field(default=True, description="Write an ISO 9660 image of each volume")
+    iso: bool = Field(default=True, strict=True, description="Write an ISO 9660 image of each volume")
 
 
 class LeftOutPublic(BaseModel):
