@@ -443,6 +443,7 @@ def test_an_archivist_exports_through_the_api_follows_it_and_downloads_its_disc_
     assert client.get("/api/exports", headers=other).json() == []
     missing = client.post("/api/exports", json={"items": ["C015-WS·2013-Y-BGS-0099"]}, headers=archivist)
     assert missing.status_code == 404 and "C015-WS·2013-Y-BGS-0099" in missing.json()["detail"]
+    assert len(list((filed.data / "exports").iterdir())) == 1  # a refused request leaves no folder behind
     bad = client.post("/api/exports", json={"years": "2013 to 1998"}, headers=archivist)
     assert bad.status_code == 422 and bad.json()["reason"] == "bad_years"
 
@@ -478,3 +479,11 @@ def test_the_export_works_in_firefox_too_from_file_with_no_network(filed: Settin
         assert "http://192.0.2.1/probe" in firefox.requests
     finally:
         firefox.close()
+
+
+def test_odd_titles_make_names_every_disc_and_system_takes() -> None:
+    assert site.safe_name('合同/附件:第*1?"份"<>|. ') == "合同_附件_第_1_份_"
+    assert site.safe_name("  \t\n ") == "_" and site.safe_name("....") == "_"
+    long = site.safe_name("村" * 300)
+    assert len(long) == site.NAME_LIMIT and len(long.encode()) < 255
+    assert site.safe_name("Cafe\u0301") == "Caf\u00e9"  # NFC: one é, as Joliet and Windows expect

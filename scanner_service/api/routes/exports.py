@@ -128,7 +128,13 @@ def start_export(
     )
     folder = Layout.of(settings).data / "exports" / f"{datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
     folder.mkdir(parents=True)
-    prepared = prepare_export(settings, token, spec, folder / "export", iso=folder / "export.iso" if body.iso else None)
+    try:
+        prepared = prepare_export(
+            settings, token, spec, folder / "export", iso=folder / "export.iso" if body.iso else None
+        )
+    except BaseException:
+        folder.rmdir()  # nothing was written in it: the request was refused
+        raise
 
     def write() -> None:
         try:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from scanner_service.archive import access
 from scanner_service.archive import archival_code as ac
@@ -122,7 +122,7 @@ def choose_items(session: Session, caller: access.Caller, spec: ExportSpec) -> S
     access.require_role(caller, *EXPORTERS)
     if spec.fonds:
         access.require_fonds(caller, spec.fonds)
-    stmt = select(Item).where(access.item_filter(caller))
+    stmt = select(Item).where(access.item_filter(caller)).options(selectinload(Item.pages))
     named: set[str] = set()
     if spec.items:
         keys = {str(ac.parse(text)): text for text in spec.items}

@@ -27,7 +27,8 @@ PAGE_FILES = ("index.html", "verify.html")  # at the top of the volume; the rest
 MANIFEST = "manifest-sha256.txt"
 MANIFEST_SCRIPT = "data/manifest.js"
 README = "说明.txt"
-NAME_CHARS = 40  # of a title in a file name: Joliet keeps 103 characters, and names must stay readable
+NAME_CHARS = 40  # of a title in a file name, after the 档号: names must stay readable
+NAME_LIMIT = 80  # of any name in the export
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 
 
@@ -72,11 +73,12 @@ class ExportItem:
         return f"{self.folder()}/{self.stem()}.pdf"
 
 
-def safe_name(text: str) -> str:
+def safe_name(text: str, limit: int = NAME_LIMIT) -> str:
     """``text`` as a file name on every disc and system: no separators, no characters Windows refuses,
-    no trailing dots or spaces, NFC."""
-    name = _UNSAFE.sub("_", unicodedata.normalize("NFC", text))
-    return " ".join(name.split()).rstrip(". ") or "_"
+    no trailing dots or spaces, NFC, at most ``limit`` characters (Joliet keeps 103, and 255 bytes of
+    UTF-8 is the limit of most file systems)."""
+    name = " ".join(_UNSAFE.sub("_", unicodedata.normalize("NFC", text)).split())
+    return name[:limit].rstrip(". ") or "_"
 
 
 @dataclass

@@ -479,7 +479,9 @@ var SS = (function () {
   function route() {
     if (!cat) return;
     var hash = location.hash.replace(/^#\/?/, "");
-    var parts = hash.split("/").map(function (p) { return decodeURIComponent(p); });
+    var parts = hash.split("/").map(function (p) {
+      try { return decodeURIComponent(p); } catch (err) { return p; } // a hash typed by hand
+    });
     window.scrollTo(0, 0);
     if (parts[0] === "s" && parts[1]) search(parts.slice(1).join("/"));
     else if (parts[0] === "i") showItem(Number(parts[1]));
