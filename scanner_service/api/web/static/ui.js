@@ -121,6 +121,9 @@ const REASONS = {
   bad_pages: "页码不完整：每一页都要出现一次。",
   own_account: "不能停用自己的账号或更改自己的角色、全宗：请另一位管理员操作。",
   admin_fonds: "管理员不限全宗：请清空全宗，或改为档案员。",
+  bad_years: "年度写法不对：写一个年度（2013）或一个范围（1998-2013）。",
+  bad_volume_size: "分卷大小写法不对：写 CD、DVD，或如 650M、4.7G 的大小。",
+  disc_failed: "光盘映像（ISO）没有做成：请查看工作站日志后重试。",
 };
 
 export function zhError(err) {
