@@ -27,7 +27,7 @@ from scanner_service.archive.export import ExportSpec, choose_items, disc, expor
 from scanner_service.archive.export.offline_index import decode_postings, encode_postings, term_hash
 from scanner_service.archive.models import AccessRecord, ExportRecord, ExportState, Item, Role
 from scanner_service.archive.search import page_tokens
-from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.exceptions import Conflict, NotFound, UnusableInput
 from scanner_service.settings import Settings
 from tests.test_archive import bearer, scan
 from tests.web import CHROMIUM, SCREENS
@@ -500,3 +500,37 @@ def test_odd_titles_make_names_every_disc_and_system_takes() -> None:
     long = site.safe_name("村" * 300)
     assert len(long) == site.NAME_LIMIT and len(long.encode()) < 255
     assert site.safe_name("Cafe\u0301") == "Caf\u00e9"  # NFC: one é, as Joliet and Windows expect
+
+
+def test_an_export_with_nothing_to_export_or_an_iso_that_exists_is_refused_before_anything_is_written(
+    filed: Settings, tmp_path: Path
+) -> None:
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    with pytest.raises(UnusableInput) as refused:
+        export_archive(filed, ADMIN, ExportSpec(items=(CLOSED,)), usb / "none")
+    assert refused.value.reason_code == "nothing_to_export" and CLOSED in refused.value.message
+    (usb / "村档.iso").write_bytes(b"a disc image burnt last year")
+    with pytest.raises(Conflict):
+        export_archive(filed, ADMIN, ExportSpec(), usb / "out", iso=usb / "村档.iso")
+    with pytest.raises(UnusableInput):
+        export_archive(filed, ADMIN, ExportSpec(), usb / "out", iso=usb / "out" / "x.iso")
+    assert (usb / "村档.iso").read_bytes() == b"a disc image burnt last year"
+    assert sorted(p.name for p in usb.iterdir()) == ["村档.iso"]
+    with session_scope(filed.effective_database_url) as session:
+        assert not session.scalars(select(ExportRecord)).all()
+
+
+def test_an_archivist_of_one_fonds_never_sees_an_export_that_left_out_items_of_another(
+    filed: Settings, tmp_path: Path
+) -> None:
+    """An admin's export of C015 lists its closed item as left out: a C016 archivist must not read that."""
+    client = TestClient(create_app(filed))
+    admin = bearer(filed)
+    reply = client.post("/api/exports", json={"items": [CONTRACTS, CLOSED], "iso": False}, headers=admin)
+    assert reply.status_code == 202, reply.text
+    other = bearer(filed, "archivist", "C016")
+    assert client.get(f"/api/exports/{reply.json()['id']}", headers=other).status_code == 404
+    assert client.get("/api/exports", headers=other).json() == []
+    own = bearer(filed, "archivist", "C015")
+    assert client.get(f"/api/exports/{reply.json()['id']}", headers=own).status_code == 200

@@ -88,11 +88,17 @@ def _public(record: ExportRecord) -> dict[str, Any]:
 
 
 def _visible(token: access.Caller, record: ExportRecord) -> bool:
-    """An admin sees every export; an archivist of some fonds, the exports of those fonds only."""
+    """An admin (or an archivist of every fonds) sees every export; an archivist of some fonds, the exports
+    it made and those whose every fonds (asked, exported, left out) is one of its own: a record lists the
+    items left out, restricted ones too."""
     scope = access.fonds_scope(token)
     if scope is None:
         return True
-    return set((record.request or {}).get("fonds_exported") or []) <= set(scope)
+    own = (token.user_id is not None and record.user_id == token.user_id) or (
+        token.token_id is not None and record.token_id == token.token_id
+    )
+    touched = set((record.request or {}).get("fonds_touched") or [])
+    return own or (bool(touched) and touched <= set(scope))
 
 
 def _record(session: SessionDep, token: access.Caller, export_id: int) -> ExportRecord:

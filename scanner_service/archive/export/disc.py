@@ -96,7 +96,8 @@ def make_iso(folder: Path, iso: Path, label: str) -> None:
         "-outdev", str(tmp),
         "-volid", label,
         "-joliet", "on",
-        "-compliance", "joliet_long_names",
+        # UTF-16, not UCS-2: a name with a character beyond the BMP (𠮷, common in names) is kept whole.
+        "-compliance", "joliet_long_names:joliet_utf16",
         "-rockridge", "on",
         "-map", str(folder), "/",
         "-commit",

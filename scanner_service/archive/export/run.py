@@ -22,14 +22,15 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from scanner_service.archive import access
+from scanner_service.archive import archival_code as ac
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.export import disc, site
-from scanner_service.archive.export.choose import ExportSpec, LeftOut, choose_items
+from scanner_service.archive.export.choose import ExportSpec, LeftOut, Selection, choose_items
 from scanner_service.archive.export.manifest import VOLUME_PREFIX, write_manifest
 from scanner_service.archive.filing import describe, pdf_page_numbers
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ExportRecord, ExportState, Fonds, Item
-from scanner_service.exceptions import Conflict, NotFound
+from scanner_service.exceptions import Conflict, NotFound, UnusableInput
 from scanner_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class ExportReport:
     folder: Path
     volumes: list[VolumeReport] = field(default_factory=list)
     left_out: list[LeftOut] = field(default_factory=list)
+    isos_written: list[Path] = field(default_factory=list)  # begun, in volume order (removed if it fails)
 
     @property
     def items(self) -> int:
@@ -73,6 +75,23 @@ def check_target(to: Path) -> None:
         raise Conflict(f"{to} already exists and is not empty: an export is never written over anything.")
     if not to.parent.is_dir():
         raise NotFound(f"{to.parent}: no such folder to write the export in.")
+
+
+def check_iso(iso: Path, to: Path) -> None:
+    """The ISO image is written beside the export, never inside it, never over a file, in a folder that is."""
+    if to == iso or to in iso.parents:
+        raise UnusableInput(f"{iso}: the ISO image cannot be inside the export folder {to}.", reason_code="iso_inside")
+    if not iso.parent.is_dir():
+        raise NotFound(f"{iso.parent}: no such folder to write the ISO image in.")
+    taken = [p for p in (iso, *iso.parent.glob(f"{iso.stem}-*{iso.suffix or '.iso'}")) if p.exists()]
+    if taken:
+        raise Conflict(f"{taken[0]} already exists: an export is never written over anything.")
+
+
+def fonds_touched(spec: ExportSpec, selection: Selection) -> list[str]:
+    """Every fonds an export's record speaks of (asked, exported, left out): who may read the record."""
+    codes = {item.fonds for item in selection.items} | {ac.parse(x.archival_code).fonds for x in selection.left_out}
+    return sorted(codes | ({spec.fonds.upper()} if spec.fonds else set()))
 
 
 def iso_paths(iso: Path, volumes: int) -> list[Path]:
@@ -119,6 +138,9 @@ class PreparedExport:
             _write(self.settings, self.spec, self.caller, self.items, self.report, tmp, self.iso, progress)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            for path in self.report.isos_written:
+                path.unlink(missing_ok=True)
+            self.report.isos_written.clear()
             with session_scope(self.settings.effective_database_url) as session:
                 session.execute(
                     update(ExportRecord)
@@ -140,9 +162,21 @@ def prepare_export(
     check_target(to)
     if iso is not None:
         iso = iso.absolute()
+        check_iso(iso, to)
         disc.xorriso()  # before hours of copying, not after
     with session_scope(settings.effective_database_url) as session:
         selection = choose_items(session, caller, spec)
+        if not selection.items:
+            reasons = "; ".join(f"{x.archival_code}: {x.reason}" for x in selection.left_out[:5])
+            raise UnusableInput(
+                "Nothing to export: no open item with pages filed matches"
+                + (
+                    f" ({len(selection.left_out)} left out: {reasons}{' …' if len(selection.left_out) > 5 else ''})."
+                    if reasons
+                    else "."
+                ),
+                reason_code="nothing_to_export",
+            )
         items = [_load(settings, session, item) for item in selection.items]
         record = ExportRecord(
             who=caller.name,
@@ -151,7 +185,7 @@ def prepare_export(
             user_id=caller.user_id,
             recipient=spec.recipient,
             purpose=spec.purpose,
-            request={**spec.describe(), "fonds_exported": sorted({item.fonds for item in items})},
+            request={**spec.describe(), "fonds_touched": fonds_touched(spec, selection)},
             state=ExportState.running,
             folder=str(to),
             total_bytes=sum(item.pdf_size for item in items),
@@ -178,6 +212,10 @@ def _write(
     for item in too_big:
         report.left_out.append(
             LeftOut(item.archival_code, "too_big", f"its PDF ({item.pdf_size / 1e6:.0f} MB) does not fit on one volume")
+        )
+    if not volumes:
+        raise UnusableInput(
+            "Nothing to export: no item fits on a volume of that size.", reason_code="nothing_to_export"
         )
     single = len(volumes) <= 1
     folders = [tmp if single else tmp / f"{VOLUME_PREFIX}{n}" for n in range(1, len(volumes) + 1)] or [tmp]
@@ -219,19 +257,24 @@ def _write(
     for volume, on in zip(written, kept, strict=False):
         site.write_volume(volume, on, everything, meta, len(written))
         write_manifest(volume)
-    tmp.rename(report.folder)
-    for volume, on in zip(written, kept, strict=False):
-        final = report.folder if single else report.folder / volume.folder.name
-        report.volumes.append(
-            VolumeReport(final, len(on), sum(i.pages for i in on), sum(d.size for d in volume.files.values()))
-        )
-    if iso is not None:
+    if iso is not None:  # from the folder still under its temporary name: a failure here leaves no export
         fonds = sorted({item.fonds for item in everything})
         day = str(meta["made_at"])[:10].replace("-", "")
-        count = len(report.volumes)
-        for number, (done_volume, path) in enumerate(zip(report.volumes, iso_paths(iso, count), strict=True), 1):
-            disc.make_iso(done_volume.folder, path, disc.volume_label(fonds, day, number, count))
-            done_volume.iso = path
+        for number, (volume, path) in enumerate(zip(written, iso_paths(iso, len(written)), strict=True), 1):
+            report.isos_written.append(path)
+            disc.make_iso(volume.folder, path, disc.volume_label(fonds, day, number, len(written)))
+    tmp.rename(report.folder)
+    for number, (volume, on) in enumerate(zip(written, kept, strict=False)):
+        final = report.folder if single else report.folder / volume.folder.name
+        report.volumes.append(
+            VolumeReport(
+                final,
+                len(on),
+                sum(i.pages for i in on),
+                sum(d.size for d in volume.files.values()),
+                report.isos_written[number] if report.isos_written else None,
+            )
+        )
     _record_done(settings, caller, spec, report, everything, total)
 
 

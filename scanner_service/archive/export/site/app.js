@@ -405,7 +405,11 @@ var SS = (function () {
       var batch = self.candidates.slice(self.cursor, self.cursor + Math.max(shown + n - self.pages.length, 8));
       self.cursor += batch.length;
       return Promise.all(batch.map(pageText)).then(function (texts) {
-        batch.forEach(function (page, k) { if (occurrences(texts[k] || "", self.long).length) self.pages.push(page); });
+        batch.forEach(function (page, k) {
+          var text = texts[k] || "";
+          var all = self.long.every(function (phrase) { return occurrences(text, [phrase]).length; });
+          if (all) self.pages.push(page);
+        });
         return step();
       });
     }
