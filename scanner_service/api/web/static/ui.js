@@ -124,6 +124,8 @@ const REASONS = {
   bad_years: "年度写法不对：写一个年度（2013）或一个范围（1998-2013）。",
   bad_volume_size: "分卷大小写法不对：写 CD、DVD，或如 650M、4.7G 的大小。",
   disc_failed: "光盘映像（ISO）没有做成：请查看工作站日志后重试。",
+  nothing_to_export: "没有可导出的档案：所选范围内没有已归档的开放档案。",
+  iso_inside: "光盘映像（ISO）不能放在导出文件夹里面。",
 };
 
 export function zhError(err) {
