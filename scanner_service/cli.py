@@ -414,7 +414,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"export #{report.export_id}: {report.items} items, {report.pages} pages in {len(report.volumes)} "
         f"volume(s), {len(report.left_out)} left out; open index.html in a browser to use it"
     )
-    return 0 if report.items else 4
+    return 0  # an export with nothing in it is refused (nothing_to_export) before this
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ from scanner_service.archive.search import page_tokens
 from scanner_service.exceptions import Conflict, NotFound, UnusableInput
 from scanner_service.settings import Settings
 from tests.test_archive import bearer, scan
-from tests.web import CHROMIUM, SCREENS
+from tests.web import SCREENS
 
 CONTRACTS = "C015-WS·2013-Y-BGS-0001"  # open: two land contracts, 罗杰军 on page 1, 孔英 on page 2
 CLOSED = "C015-WS·2013-Y-BGS-0002"  # 开放标识 控制: 孟明's contract
@@ -41,19 +41,6 @@ CATALOGUE = f"""序号,档号,题名,责任者,日期,页数,开放标识,密级
 3,{OTHER},土地承包合同（范华）,东部风景社区村民委员会,20010323,1,开放,
 """
 ADMIN = Caller(name="张档案员", role=Role.admin)
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    """Debian's chromium for this module only: a Playwright left running for the session would keep its
-    event loop on the main thread, and the tests after this module that run one of their own (anyio.run)
-    would fail."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -57,8 +57,10 @@ def web_station(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Station]:
         station.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():  # type: ignore[no-untyped-def]
+    """Debian's chromium, for one test module: a Playwright left running past its module keeps its event
+    loop on the main thread, and a later test that runs one of its own (anyio.run) fails."""
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
