@@ -432,6 +432,65 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 11
 
 
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from scanner_service.archive.access import Caller
+    from scanner_service.archive.db import migrate
+    from scanner_service.archive.export.choose import parse_years
+    from scanner_service.archive.models import Role
+    from scanner_service.archive.transfer import TransferSpec, transfer_fonds
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    spec = TransferSpec(fonds=args.fonds, years=parse_years(args.years), recipient=args.recipient)
+    caller = Caller(name=args.by or getpass.getuser(), role=Role.admin)  # who holds the data folder
+    columns = (TextColumn("items"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=args.quiet) as bar:
+        task = bar.add_task("copy", total=None)
+        report = transfer_fonds(
+            settings,
+            caller,
+            spec,
+            Path(args.to),
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    for left in report.left_out:
+        print(f"left out  {left.archival_code}  ({left.reason_code}) {left.reason}")
+    print(
+        f"{report.bag}: a valid BagIt bag of {report.items} items, {report.pages} pages, {report.files} files "
+        f"({report.bytes / 1e6:.1f} MB), {len(report.left_out)} left out"
+    )
+    return 0
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from scanner_service.archive.access import Caller
+    from scanner_service.archive.db import migrate
+    from scanner_service.archive.filing import recover_journals
+    from scanner_service.archive.models import Role
+    from scanner_service.archive.transfer import receive_bag
+
+    settings = _settings(args)
+    migrate(settings.effective_database_url)
+    recover_journals(settings)
+    caller = Caller(name=args.by or getpass.getuser(), role=Role.admin)
+    with Progress(TextColumn("items"), BarColumn(), MofNCompleteColumn(), disable=args.quiet) as bar:
+        task = bar.add_task("file", total=None)
+        report = receive_bag(
+            settings, caller, Path(args.bag), progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    for code in report.already:
+        print(f"already here  {code}")
+    print(
+        f"{report.bag}: bag valid; {len(report.filed)} items filed ({report.pages} pages, {report.files} files), "
+        f"{len(report.already)} already here" + (f"; from {report.source}" if report.source else "")
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", type=Path, help="data folder (default ./data or $SCANSTATION_DATA)")
@@ -529,6 +588,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--by", help="the exporter's name in the 利用登记 (default: your login name)")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     export.set_defaults(func=cmd_export)
+
+    transfer = sub.add_parser(
+        "transfer", parents=[common], help="移交: a fonds as a BagIt bag for the county archive (scanstation receive)"
+    )
+    transfer.add_argument("--fonds", required=True, help="the fonds (全宗号) to hand over")
+    transfer.add_argument("--years", help="only these years: 2013 or 1998-2013")
+    transfer.add_argument("--to", required=True, help="the bag's folder to write (must not exist or be empty)")
+    transfer.add_argument("--for", dest="recipient", help="接收单位: the archive it goes to (bag-info, 利用登记)")
+    transfer.add_argument("--by", help="who hands it over (default: your login name)")
+    transfer.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    transfer.set_defaults(func=cmd_transfer)
+
+    receive = sub.add_parser(
+        "receive", parents=[common], help="接收: check a transfer bag and file its items under their own 档号"
+    )
+    receive.add_argument("bag", help="the bag's folder")
+    receive.add_argument("--by", help="who receives it (default: your login name)")
+    receive.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    receive.set_defaults(func=cmd_receive)
 
     verify = sub.add_parser("verify-export", parents=[common], help="check an export's files against its manifest")
     verify.add_argument("folder")

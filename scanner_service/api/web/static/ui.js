@@ -204,7 +204,7 @@ export const FLAG = {
 export const ROLE = { admin: "管理员", archivist: "档案员", operator: "操作员", reader: "查阅者" };
 // What the 利用登记 says was done (its action codes), in one wording for every screen that lists it.
 export const ACCESS_ACTION = {
-  pdf: "下载 PDF", page_text: "查看文字", page_hocr: "查看文字位置", page_image: "查看图像", thumbnail: "缩略图", export: "离线导出（送档下乡）",
+  pdf: "下载 PDF", page_text: "查看文字", page_hocr: "查看文字位置", page_image: "查看图像", thumbnail: "缩略图", export: "离线导出（送档下乡）", transfer: "移交",
 };
 
 // A single-key shortcut applies unless the person is typing in a field.
