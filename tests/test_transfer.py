@@ -65,10 +65,10 @@ def sender(station_env: Settings, redis_conn: redis.Redis) -> Settings:
     return station_env
 
 
-def second_station(root: Path) -> Settings:
+def second_station(root: Path, database_url: str | None = None) -> Settings:
     """Station B (the county archive): a data folder and catalogue of its own."""
     (root / "inbox").mkdir(parents=True)
-    settings = build_settings(data=root / "data", inbox=root / "inbox")
+    settings = build_settings(data=root / "data", inbox=root / "inbox", database_url=database_url)
     migrate(settings.effective_database_url)
     return settings
 
@@ -160,6 +160,12 @@ def test_a_bag_from_one_station_is_received_by_another_as_it_was(sender: Setting
     assert sorted(logged) == [CONTRACTS, CLOSED]  # in the 利用登记
 
     county = second_station(tmp_path / "county")
+    # The county archive imported an older list first: the item is in its catalogue, with no pages.
+    older = f"序号,档号,题名,页数\n1,{CONTRACTS},旧题名,2\n"
+    reply = TestClient(create_app(county)).post(
+        "/api/catalogue", params={"filename": "旧目录.csv"}, content=older.encode(), headers=bearer(county)
+    )
+    assert reply.status_code == 200, reply.text
     received = cli(county, "receive", str(bag), "--by", "李接收")
     assert received.returncode == 0, received.stderr
     assert "2 items filed" in received.stdout, received.stdout
@@ -275,3 +281,36 @@ def test_a_folder_that_is_not_a_bag_is_refused(station_env: Settings, tmp_path: 
     with pytest.raises(BagInvalid, match="not a readable BagIt bag"):
         receive_bag(station_env, Caller(name="x", role=Role.admin), tmp_path / "not-a-bag")
     assert count(station_env, Item) == (0,)
+
+
+def test_a_transfer_of_an_archive_with_a_changed_file_is_refused_and_leaves_nothing(
+    sender: Settings, tmp_path: Path
+) -> None:
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "x.txt").write_text("something")
+    refused = cli(sender, "transfer", "--fonds", "C015", "--to", str(taken))
+    assert refused.returncode == 10 and "never written over" in refused.stderr, refused.stderr
+
+    master = f"C015/WS/2013/{CLOSED}/{CLOSED}-0001.jpg"
+    flip_byte(sender.data / "archive" / master)
+    refused = cli(sender, "transfer", "--fonds", "C015", "--to", str(tmp_path / "bag"))
+    assert refused.returncode == 18, refused.stdout + refused.stderr
+    assert f"{master} (master) changed since it was recorded" in refused.stderr
+    assert "scanstation audit" in refused.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "inbox", "taken"]  # no bag, no half bag
+    with session_scope(sender.effective_database_url) as session:
+        assert session.scalar(select(func.count()).where(AccessRecord.action == "transfer")) == 0
+
+
+@pytest.mark.postgres
+def test_a_bag_is_received_into_a_postgresql_catalogue(sender: Settings, tmp_path: Path, postgres_url: str) -> None:
+    bag = tmp_path / "bag"
+    transfer(sender, bag)
+    county = second_station(tmp_path / "county", database_url=postgres_url)
+    report = receive_bag(county, Caller(name="李接收", role=Role.admin), bag)
+    assert sorted(report.filed) == [CONTRACTS, CLOSED] and report.already == []
+    assert holdings(county) == {code: item for code, item in holdings(sender).items() if code != OTHER}
+    assert found(county, "孔英") == [hit for hit in found(sender, "孔英") if hit[0] == CONTRACTS] != []
+    again = receive_bag(county, Caller(name="李接收", role=Role.admin), bag)
+    assert again.filed == [] and sorted(again.already) == [CONTRACTS, CLOSED]

@@ -97,7 +97,7 @@ def transfer_fonds(
             "allow_new_items": fonds_row.allow_new_items if fonds_row else True,
         }
     report = TransferReport(to)
-    keys = [key for key, _, pages in chosen if pages]
+    keys = [(key, written) for key, written, pages in chosen if pages]
     report.left_out += [LeftOut(written, "no_pages", "no pages filed") for _, written, pages in chosen if not pages]
     if not keys:
         raise UnusableInput(
@@ -110,8 +110,8 @@ def transfer_fonds(
     tmp.mkdir()
     try:
         items = []
-        for n, key in enumerate(keys, 1):
-            copied = _copy_item(settings, key, tmp, report)
+        for n, (key, written) in enumerate(keys, 1):
+            copied = _copy_item(settings, key, written, tmp, report)
             if copied is not None:
                 items.append(copied)
             if progress is not None:
@@ -174,12 +174,12 @@ def transfer_fonds(
     return report
 
 
-def _copy_item(settings: Settings, key: str, tmp: Path, report: TransferReport) -> dict[str, Any] | None:
+def _copy_item(settings: Settings, key: str, written: str, tmp: Path, report: TransferReport) -> dict[str, Any] | None:
     """Copy one item's recorded files into the bag and write its record and XML; its catalogue row (None
     if it is left out)."""
     with item_lock(settings, key, timeout=LOCK_WAIT) as held:
         if not held:
-            report.left_out.append(LeftOut(key, "busy", "a filing of the item did not end in time; transfer again"))
+            report.left_out.append(LeftOut(written, "busy", "a filing of the item did not end in time; transfer again"))
             return None
         recover_item(settings, key)  # a filing a crash cut off is finished or undone first
         with session_scope(settings.effective_database_url) as session:
