@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -18,14 +19,14 @@ import bagit
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from scanner_service.api.app import create_app
 from scanner_service.archive.access import Caller
 from scanner_service.archive.catalogue_import import read_catalogue
 from scanner_service.archive.db import migrate, session_scope
 from scanner_service.archive.filing import steps
-from scanner_service.archive.models import AccessRecord, ArchiveFile, Correction, Event, FileKind, Item, Role
+from scanner_service.archive.models import AccessRecord, ArchiveFile, Correction, Event, FileKind, Item, ItemPage, Role
 from scanner_service.archive.transfer import BagInvalid, receive_bag
 from scanner_service.settings import Settings, build_settings
 from tests.test_archive import bearer, scan
@@ -291,6 +292,20 @@ def test_a_transfer_of_an_archive_with_a_changed_file_is_refused_and_leaves_noth
     (taken / "x.txt").write_text("something")
     refused = cli(sender, "transfer", "--fonds", "C015", "--to", str(taken))
     assert refused.returncode == 10 and "never written over" in refused.stderr, refused.stderr
+
+    # A corrected page still being derived again: its item waits for the next transfer, and is said to.
+    with session_scope(sender.effective_database_url) as session:
+        item = session.scalar(select(Item).where(Item.code_key == CONTRACTS))
+        assert item is not None
+        item.pages[0].state = "queued"
+    done = cli(sender, "transfer", "--fonds", "C015", "--to", str(tmp_path / "first"))
+    assert done.returncode == 0, done.stderr
+    assert f"left out  {CONTRACTS}  (busy)" in done.stdout and "1 items" in done.stdout, done.stdout
+    assert [str(r.code) for r in read_catalogue(tmp_path / "first" / "data" / "归档文件目录.csv").rows] == [CLOSED]
+    shutil.rmtree(tmp_path / "first")
+    with session_scope(sender.effective_database_url) as session:
+        session.execute(update(ItemPage).values(state="done"))
+        session.execute(delete(AccessRecord))
 
     master = f"C015/WS/2013/{CLOSED}/{CLOSED}-0001.jpg"
     flip_byte(sender.data / "archive" / master)
