@@ -432,6 +432,10 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 11
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def cmd_transfer(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -458,7 +462,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     for left in report.left_out:
         print(f"left out  {left.archival_code}  ({left.reason_code}) {left.reason}")
     print(
-        f"{report.bag}: a valid BagIt bag of {report.items} items, {report.pages} pages, {report.files} files "
+        f"{report.bag}: a valid BagIt bag of {_count(report.items, 'item')}, {report.pages} pages, "
+        f"{report.files} files "
         f"({report.bytes / 1e6:.1f} MB), {len(report.left_out)} left out"
     )
     return 0
@@ -485,7 +490,8 @@ def cmd_receive(args: argparse.Namespace) -> int:
     for code in report.already:
         print(f"already here  {code}")
     print(
-        f"{report.bag}: bag valid; {len(report.filed)} items filed ({report.pages} pages, {report.files} files), "
+        f"{report.bag}: bag valid; {_count(len(report.filed), 'item')} filed "
+        f"({report.pages} pages, {report.files} files), "
         f"{len(report.already)} already here" + (f"; from {report.source}" if report.source else "")
     )
     return 0

@@ -300,7 +300,7 @@ def test_a_transfer_of_an_archive_with_a_changed_file_is_refused_and_leaves_noth
         item.pages[0].state = "queued"
     done = cli(sender, "transfer", "--fonds", "C015", "--to", str(tmp_path / "first"))
     assert done.returncode == 0, done.stderr
-    assert f"left out  {CONTRACTS}  (busy)" in done.stdout and "1 items" in done.stdout, done.stdout
+    assert f"left out  {CONTRACTS}  (busy)" in done.stdout and "1 item," in done.stdout, done.stdout
     assert [str(r.code) for r in read_catalogue(tmp_path / "first" / "data" / "归档文件目录.csv").rows] == [CLOSED]
     shutil.rmtree(tmp_path / "first")
     with session_scope(sender.effective_database_url) as session:

@@ -12,12 +12,14 @@ from scanner_service.api.routes.web import STATIC
 ROOT = Path(__file__).resolve().parents[1]
 
 # Codes no request of the web page can meet: the CLI's start-up and passwords, intake of the inbox (shown on
-# the board by the batch's own problem words, batches.js PROBLEM), PDF building, and checks of API clients.
+# the board by the batch's own problem words, batches.js PROBLEM), PDF building, checks of API clients, and
+# the transfer and its receipt (command line only).
 NOT_FOR_THE_PAGE = {
     "running", "redis_in_use", "port_in_use", "password_mismatch",  # scanstation up / user passwd
     "broken", "symlink", "missing", "unreadable", "multipage", "bad_dpi", "bad_image", "bad_text",  # intake, pdfa
     "file_in_the_way", "bad_engine", "bad_since", "bad_last_event_id", "empty_body", "station_busy",
     "missing_program", "config", "error", "transient",
+    "bag_invalid", "transfer_failed", "nothing_to_transfer", "already_filed_otherwise",  # scanstation transfer / receive
 }  # fmt: skip
 
 
