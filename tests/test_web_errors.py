@@ -19,7 +19,7 @@ NOT_FOR_THE_PAGE = {
     "broken", "symlink", "missing", "unreadable", "multipage", "bad_dpi", "bad_image", "bad_text",  # intake, pdfa
     "file_in_the_way", "bad_engine", "bad_since", "bad_last_event_id", "empty_body", "station_busy",
     "missing_program", "config", "error", "transient",
-    "bag_invalid", "transfer_failed", "nothing_to_transfer", "already_filed_otherwise",  # scanstation transfer / receive
+    "bag_invalid", "transfer_failed", "nothing_to_transfer", "already_filed_otherwise",  # transfer, receive
 }  # fmt: skip
 
 
