@@ -7,6 +7,7 @@ off midway leaves no half-filed item and is finished by receiving again."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -227,6 +228,53 @@ def test_a_bag_with_one_flipped_byte_or_a_missing_file_is_refused_with_that_file
     assert f"MISSING  {gone}" in refused.stderr and "CHANGED  data/归档文件目录.xlsx" in refused.stderr, refused.stderr
     assert f"CHANGED  {rel}" not in refused.stderr
     assert count(county, Item, ArchiveFile) == (0, 0)
+
+
+def tamper(bag: Path, rel: str, change: Any) -> None:
+    """Change a JSON file of the bag and make the bag's manifests agree: a bag made by a hostile hand."""
+    path = bag / rel
+    data = json.loads(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    bagit.Bag(str(bag)).save(manifests=True)
+
+
+@pytest.mark.parametrize(
+    ("what", "change", "said"),
+    [
+        (
+            "a file path out of the item's folder",
+            lambda r: r["files"][0].update(path="../../../../../x.jpg"),
+            "outside",
+        ),
+        ("a master that is no file of the item", lambda r: r["pages"][0].update(master_name="../x.jpg"), "master"),
+        ("two pages on one serial", lambda r: r["pages"][1].update(serial=1), "numbered"),
+    ],
+)
+def test_a_bag_whose_records_point_out_of_an_item_is_refused(
+    sender: Settings, tmp_path: Path, what: str, change: Any, said: str
+) -> None:
+    bag = tmp_path / "bag"
+    transfer(sender, bag)
+    tamper(bag, f"data/archive/C015/WS/2013/{CONTRACTS}/transfer-record.json", change)
+    county = second_station(tmp_path / "county")
+    with pytest.raises(BagInvalid, match=said):
+        receive_bag(county, Caller(name="李接收", role=Role.admin), bag)
+    assert count(county, Item, ArchiveFile) == (0, 0), what
+    assert not list(tmp_path.glob("**/x.jpg"))
+
+
+def test_a_page_sidecar_naming_an_image_out_of_its_pages_is_refused(sender: Settings, tmp_path: Path) -> None:
+    bag = tmp_path / "bag"
+    transfer(sender, bag)
+    folder = f"data/archive/C015/WS/2013/{CLOSED}"
+    sidecar = next((bag / folder / "pages").glob("p*.json")).relative_to(bag)
+    tamper(bag, str(sidecar), lambda data: data.update(image="../../../../../../etc/passwd"))
+    county = second_station(tmp_path / "county")
+    with pytest.raises(BagInvalid, match="names an image outside its pages"):
+        receive_bag(county, Caller(name="李接收", role=Role.admin), bag)
+    assert count(county, Item, ArchiveFile) == (0, 0)  # checked before any item of the bag is filed
+    assert not (county.data / "archive" / "C015").exists()
 
 
 def test_an_item_filed_otherwise_here_refuses_the_bag_and_nothing_is_filed(sender: Settings, tmp_path: Path) -> None:

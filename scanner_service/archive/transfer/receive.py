@@ -179,20 +179,59 @@ def _item_record(data: Path, entry: dict[str, Any]) -> dict[str, Any]:
     if entry.get("folder") != folder:
         raise BagInvalid(f"{written}: its folder in the bag is not where its 档号 files it; nothing was filed.")
     record = _read_json(data / PAYLOAD_ARCHIVE / folder / ITEM_RECORD)
-    if record.get("format") != ITEM_FORMAT or record.get("item", {}).get("code_key") != str(code):
+    desc = record.get("item", {})
+    if record.get("format") != ITEM_FORMAT or (desc.get("code_key"), desc.get("archival_code")) != (str(code), written):
         raise BagInvalid(f"{written}: its {ITEM_RECORD} is not this item's; nothing was filed.")
-    keys = {page["key"] for page in record["pages"]}
-    kinds = {k.value for k in FileKind}
-    for f in record["files"]:
-        if f.get("kind") not in kinds:
-            raise BagInvalid(f"{written}: {f.get('path')} is of no kind this station knows ({f.get('kind')!r}).")
-        f["path"] = _safe(f["path"], written)
-        page_file = _PAGE_FILE.match(f["path"])
-        if f["path"].startswith("pages/") and not (page_file and page_file.group(1) in keys):
-            raise BagInvalid(f"{written}: {f['path']} belongs to no page of the item; nothing was filed.")
+    _check_record(written, record)
+    for f in record["files"]:  # before anything of the bag is filed: a page's sidecar names its own image
+        if f["kind"] == FileKind.ocr.value:
+            _check_sidecar(written, f["path"], data / PAYLOAD_ARCHIVE / folder / f["path"])
     record["code"] = code
     record["folder"] = folder
     return record
+
+
+def _check_record(written: str, record: dict[str, Any]) -> None:
+    """The record's files stay in the item's folder; each page has a page key, its serial once, and a master
+    that is a file of the item; page files belong to a page; the PDF is a file of the item."""
+
+    def bad(why: str) -> BagInvalid:
+        return BagInvalid(f"{written}: {why}; nothing was filed.")
+
+    kinds = {k.value for k in FileKind}
+    names: dict[str, str] = {}
+    for f in record["files"]:
+        if f.get("kind") not in kinds:
+            raise bad(f"{f.get('path')} is of no kind this station knows ({f.get('kind')!r})")
+        f["path"] = _safe(f["path"], written)
+        names[f["path"]] = f["kind"]
+    pages = record["pages"]
+    keys = {str(page.get("key")) for page in pages}
+    if any(not re.fullmatch(r"p\d{7}", key) for key in keys) or len(keys) != len(pages):
+        raise bad("a page has no page key of its own")
+    if sorted(int(page["serial"]) for page in pages) != list(range(1, len(pages) + 1)):
+        raise bad("its pages are not numbered 1, 2, 3 … once each")
+    for page in pages:
+        if names.get(str(page.get("master_name"))) != FileKind.master.value or "/" in page["master_name"]:
+            raise bad(f"page {page['serial']}'s master {page.get('master_name')!r} is not a file of the item")
+    for path in names:
+        page_file = _PAGE_FILE.match(path)
+        if path.startswith("pages/") and not (page_file and page_file.group(1) in keys):
+            raise bad(f"{path} belongs to no page of the item")
+    pdf = record["item"].get("pdf_name")
+    if pdf is not None and (names.get(pdf) != FileKind.pdf.value or "/" in pdf):
+        raise bad(f"its PDF {pdf!r} is not a file of the item")
+
+
+def _check_sidecar(written: str, rel: str, path: Path) -> PageSidecar:
+    """A page's OCR sidecar, read; it must name an image among the item's page files."""
+    try:
+        sidecar = PageSidecar.read(path)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise BagInvalid(f"{written}: {rel} cannot be read as a page's OCR ({err}); nothing was filed.") from err
+    if "/" in sidecar.image or "\\" in sidecar.image or not _PAGE_FILE.match(f"pages/{sidecar.image}"):
+        raise BagInvalid(f"{written}: {rel} names an image outside its pages; nothing was filed.")
+    return sidecar
 
 
 def _fingerprint(pdf_sha256: str | None, masters: list[str]) -> tuple[str | None, list[str]]:
@@ -286,11 +325,14 @@ def _renamed_dir(rel: str) -> str:
 def _stage(source: Path, staging: Path, record: dict[str, Any]) -> list[_Staged]:
     """Every file of the item but item.json copied into staging, each checked against the record."""
     staged = []
+    inside = source.resolve()  # a link in the bag to a file outside the item's folder is refused
     for n, f in enumerate(record["files"]):
         kind = FileKind(f["kind"])
         if kind is FileKind.description:
             continue  # written anew from this station's catalogue
         target = staging / f"f{n:05d}{PurePosixPath(f['path']).suffix}"
+        if not (source / f["path"]).resolve().is_relative_to(inside):
+            raise BagInvalid(f"{record['item']['archival_code']}: {f['path']} links out of the bag; nothing was filed.")
         digest = durable.copy_file(source / f["path"], target)
         if digest.sha256 != f["sha256"]:
             raise BagInvalid(
@@ -348,7 +390,7 @@ def _commit(
         row = ItemPage(
             item_id=item.id,
             serial=int(page["serial"]),
-            master_name=_safe(page["master_name"], desc["archival_code"]),
+            master_name=page["master_name"],
             text=page.get("text"),
             confidence=page.get("confidence"),
             flags=list(page.get("flags") or []),
@@ -369,7 +411,7 @@ def _commit(
     for f in staged:
         rel = _renamed(f.path, keys)
         if f.kind is FileKind.ocr:  # the sidecar names the page's usage image, which has a new name too
-            sidecar = PageSidecar.read(f.file)
+            sidecar = _check_sidecar(desc["archival_code"], f.path, f.file)
             f.digest = dataclasses.replace(sidecar, image=_renamed(sidecar.image, keys, bare=True)).write(f.file)
         if f.path == desc.get("pdf_name"):
             pdf = f.digest
