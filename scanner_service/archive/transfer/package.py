@@ -228,10 +228,11 @@ def _item_record(session: Session, item: Item) -> dict[str, Any]:
     keys, which name the files in pages/), its files with their recorded SHA-256, and its history."""
     pages = sorted(item.pages, key=lambda r: r.serial)
     prefix = item.folder + "/"
+    keys = {page_key(row) for row in pages}
     files = [
         {"path": row.path[len(prefix) :], "kind": row.kind.value, "sha256": row.sha256, "size": row.size}
         for row in session.scalars(select(ArchiveFile).where(ArchiveFile.item_id == item.id).order_by(ArchiveFile.path))
-        if row.path.startswith(prefix)
+        if row.path.startswith(prefix) and _of_a_page(row.path[len(prefix) :], keys)
     ]
     return {
         "format": ITEM_FORMAT,
@@ -281,6 +282,12 @@ def _item_record(session: Session, item: Item) -> dict[str, Any]:
         "files": files,
         "history": _history(session, item, pages),
     }
+
+
+def _of_a_page(rel: str, keys: set[str]) -> bool:
+    """Whether a file goes in: every file but the derived files (pages/) of a page no longer in the item, which
+    a rescan in replace mode leaves behind; its master goes in, under replaced/, and they are made from it."""
+    return not rel.startswith("pages/") or rel[len("pages/") :][:8] in keys
 
 
 def _history(session: Session, item: Item, pages: list[ItemPage]) -> list[dict[str, Any]]:
