@@ -264,14 +264,20 @@ def test_a_bag_whose_records_point_out_of_an_item_is_refused(
     assert not list(tmp_path.glob("**/x.jpg"))
 
 
-def test_a_page_sidecar_naming_an_image_out_of_its_pages_is_refused(sender: Settings, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("image", "said"),
+    [("../../../../../../etc/passwd", "names an image outside its pages"), ("p9999999.tif", "not its page's")],
+)
+def test_a_page_sidecar_naming_an_image_not_its_own_is_refused(
+    sender: Settings, tmp_path: Path, image: str, said: str
+) -> None:
     bag = tmp_path / "bag"
     transfer(sender, bag)
     folder = f"data/archive/C015/WS/2013/{CLOSED}"
     sidecar = next((bag / folder / "pages").glob("p*.json")).relative_to(bag)
-    tamper(bag, str(sidecar), lambda data: data.update(image="../../../../../../etc/passwd"))
+    tamper(bag, str(sidecar), lambda data: data.update(image=image))
     county = second_station(tmp_path / "county")
-    with pytest.raises(BagInvalid, match="names an image outside its pages"):
+    with pytest.raises(BagInvalid, match=said):
         receive_bag(county, Caller(name="李接收", role=Role.admin), bag)
     assert count(county, Item, ArchiveFile) == (0, 0)  # checked before any item of the bag is filed
     assert not (county.data / "archive" / "C015").exists()

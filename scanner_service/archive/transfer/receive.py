@@ -183,9 +183,12 @@ def _item_record(data: Path, entry: dict[str, Any]) -> dict[str, Any]:
     if record.get("format") != ITEM_FORMAT or (desc.get("code_key"), desc.get("archival_code")) != (str(code), written):
         raise BagInvalid(f"{written}: its {ITEM_RECORD} is not this item's; nothing was filed.")
     _check_record(written, record)
+    usage = {f["path"] for f in record["files"] if f["kind"] == FileKind.usage.value}
     for f in record["files"]:  # before anything of the bag is filed: a page's sidecar names its own image
         if f["kind"] == FileKind.ocr.value:
-            _check_sidecar(written, f["path"], data / PAYLOAD_ARCHIVE / folder / f["path"])
+            sidecar = _check_sidecar(written, f["path"], data / PAYLOAD_ARCHIVE / folder / f["path"])
+            if f"pages/{sidecar.image}" not in usage or sidecar.image[:8] != PurePosixPath(f["path"]).name[:8]:
+                raise BagInvalid(f"{written}: {f['path']} names an image that is not its page's; nothing was filed.")
     record["code"] = code
     record["folder"] = folder
     return record
@@ -245,8 +248,8 @@ def _sort_out(settings: Settings, records: list[dict[str, Any]], report: Receive
     with session_scope(settings.effective_database_url) as session:
         for record in records:
             here = session.scalar(select(Item).where(Item.code_key == record["item"]["code_key"]))
-            if here is None or not here.pages_filed:
-                new.append(record)
+            if here is None or (not here.pages_filed and not here.version):
+                new.append(record)  # not here, or only as a catalogue row
             elif _same(session, here, record):
                 report.already.append(here.archival_code)
             else:
