@@ -2,7 +2,7 @@
 
 ::
 
-    bagit.txt, bag-info.txt            BagIt 1.0: who sent it, of which fonds, how many items
+    bagit.txt, bag-info.txt            BagIt 0.97 (bagit-python): who sent it, of which fonds, how many items
     manifest-sha256.txt                every payload file with its SHA-256
     tagmanifest-sha256.txt             the tag files' SHA-256
     data/transfer.json                 what the bag holds: the fonds, the items, what was left out and why

@@ -1,4 +1,4 @@
-"""移交: a fonds (or some of its years) as a BagIt bag (RFC 8493) for the county archive.
+"""移交: a fonds (or some of its years) as a BagIt bag (bagit-python, BagIt 0.97) for the county archive.
 
 The bag holds every file the station recorded for each item (masters, the PDF/A, page images, OCR,
 thumbnails, item.json, replaced and withdrawn masters), each checked against its recorded SHA-256 as
