@@ -23,6 +23,16 @@ PAYLOAD_ARCHIVE = "archive"
 ITEM_XML = "item.xml"
 ITEM_RECORD = "transfer-record.json"
 
+# The description fields a receiving station takes as they are (the 档号's parts it reads from the 档号).
+DESCRIPTION_FIELDS = (
+    "serial", "title", "author", "date_text", "doc_number", "expected_pages", "classification", "open_status", "note",
+)  # fmt: skip
+# The item's catalogue row in transfer-record.json, by the names of the catalogue's columns.
+ITEM_FIELDS = (
+    "code_key", "archival_code", "folder", "fonds", "category", "year", "retention", "org", "volume", "item_no",
+    *DESCRIPTION_FIELDS, "date", "pages_filed", "version", "pdf_name", "pdf_sha256", "pdf_size", "filed_at",
+)  # fmt: skip
+
 
 class TransferError(ScanstationError):
     """The station's own archive could not be transferred as recorded (a file changed or missing)."""

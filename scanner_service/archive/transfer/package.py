@@ -38,6 +38,7 @@ from scanner_service.archive.models import ArchiveFile, Correction, Fonds, Item,
 from scanner_service.archive.transfer import catalogue
 from scanner_service.archive.transfer.format import (
     FORMAT,
+    ITEM_FIELDS,
     ITEM_FORMAT,
     ITEM_RECORD,
     ITEM_XML,
@@ -236,34 +237,7 @@ def _item_record(session: Session, item: Item) -> dict[str, Any]:
     ]
     return {
         "format": ITEM_FORMAT,
-        "item": {
-            "code_key": item.code_key,
-            "archival_code": item.archival_code,
-            "folder": item.folder,
-            "fonds": item.fonds,
-            "category": item.category,
-            "year": item.year,
-            "retention": item.retention,
-            "org": item.org,
-            "volume": item.volume,
-            "item_no": item.item_no,
-            "serial": item.serial,
-            "title": item.title,
-            "author": item.author,
-            "date_text": item.date_text,
-            "date": item.date,
-            "doc_number": item.doc_number,
-            "expected_pages": item.expected_pages,
-            "classification": item.classification,
-            "open_status": item.open_status,
-            "note": item.note,
-            "pages_filed": item.pages_filed,
-            "version": item.version,
-            "pdf_name": item.pdf_name,
-            "pdf_sha256": item.pdf_sha256,
-            "pdf_size": item.pdf_size,
-            "filed_at": item.filed_at,
-        },
+        "item": {name: getattr(item, name) for name in ITEM_FIELDS},
         "pages": [
             {
                 "key": page_key(row),

@@ -46,6 +46,7 @@ from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import ArchiveFile, Correction, Event, FileKind, Fonds, Item, ItemPage
 from scanner_service.archive.sidecar import PageSidecar
 from scanner_service.archive.transfer.format import (
+    DESCRIPTION_FIELDS,
     FORMAT,
     ITEM_FORMAT,
     ITEM_RECORD,
@@ -62,9 +63,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (items done, items in all)
 _PAGE_FILE = re.compile(r"^pages/(p\d{7})([.-].*)$")
-_DESCRIPTION_FIELDS = (
-    "serial", "title", "author", "date_text", "doc_number", "expected_pages", "classification", "open_status", "note",
-)  # fmt: skip
 _LISTED = 20  # bad files named in the message (all are in BagInvalid.problems)
 
 
@@ -382,7 +380,7 @@ def _commit(
     item.archival_code, item.folder = desc["archival_code"], record["folder"]
     item.category, item.year, item.retention, item.org = code.category, code.year, code.retention, code.org
     item.volume, item.item_no = code.volume, code.item
-    for name in _DESCRIPTION_FIELDS:
+    for name in DESCRIPTION_FIELDS:
         setattr(item, name, desc.get(name))
     item.date = date.fromisoformat(desc["date"]) if desc.get("date") else None
     item.filed_at = _when(desc.get("filed_at")) or datetime.now(UTC)
