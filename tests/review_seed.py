@@ -1,5 +1,6 @@
 """A large processed batch for the review screen's tests, written the way the station leaves one (catalogue
-rows, the master in the spool, a sidecar and a usage image per page), without OCR-ing hundreds of pages."""
+rows, the master in the spool, a sidecar, a usage image and the grid's thumbnail per page), without OCR-ing
+hundreds of pages."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 from ocr_models.base import PageText
+from scanner_service.archive import previews
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, BatchState, Original, Page, PageState
@@ -79,4 +81,5 @@ def seed_processed_batch(settings: Settings, name: str, pages: int, work: Path) 
         sidecar = layout.sidecar(batch_id, seq)
         shutil.copy(usage, sidecar.with_suffix(".jpg"))
         PageSidecar(image=sidecar.with_suffix(".jpg").name, dpi=(75.0, 75.0), text=text).write(sidecar)
+        previews.keep_thumbnail(settings, batch_id, seq, 1, sidecar.with_suffix(".jpg"), small)  # as the worker does
     return batch_id

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from scanner_service.api.app import create_app
+from scanner_service.archive import previews
 from scanner_service.archive.db import session_scope
 from scanner_service.archive.layout import Layout
 from scanner_service.archive.models import Batch, Page, PageState
@@ -73,6 +74,26 @@ def test_page_pictures_as_a_browser_shows_them(station_env: Settings, redis_conn
     assert again.status_code == 304 and "no-cache" in again.headers["cache-control"]
     assert _picture(client.get(f"{url}/3/image", params={"width": 120}, headers=operator)).width == 120
 
+    # The grid's thumbnail of each page was made by the worker as it finished the page: the first request
+    # of a batch never opened reads a file (the review grid of a long batch opens in a second).
+    previews_dir = Layout.of(station_env).batch_dir(batch_id) / "previews"
+
+    def kept_thumbnails(seq: int) -> list[Path]:
+        return sorted(previews_dir.glob(f"{seq:04d}-processed-w{previews.THUMB_WIDTH}-*.jpg"))
+
+    [kept] = kept_thumbnails(1)
+    first = client.get(f"{url}/1/image", params={"width": previews.THUMB_WIDTH, "v": 1}, headers=operator)
+    assert first.content == kept.read_bytes() and _picture(first).height > _picture(first).width
+    assert len(kept_thumbnails(3)) == 1, "the blank back has its thumbnail too"
+    # Turned by a person, the page is derived again: its new thumbnail is made with it, the old one is gone.
+    turned = client.patch(f"{url}/1", json={"turn": 90}, headers={**operator, "If-Match": '"1"'})
+    assert turned.status_code == 200, turned.text
+    run_queue(redis_conn, watcher)
+    [fresh] = kept_thumbnails(1)
+    assert fresh != kept and not kept.exists() and "-p2-" in fresh.name
+    after = client.get(f"{url}/1/image", params={"width": previews.THUMB_WIDTH, "v": 2}, headers=operator)
+    assert after.content == fresh.read_bytes() and _picture(after).width > _picture(after).height, "turned"
+
     # Errors: an unknown page, a page being derived again, a reader, an operator of another fonds.
     missing = client.get(f"{url}/9/image", headers=operator)
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
@@ -106,7 +127,8 @@ def test_a_damaged_processed_page_answers_503_not_500(station_env: Settings, tmp
     client, operator, batch_id = _seeded(station_env, tmp_path)
     usage = Layout.of(station_env).sidecar(batch_id, 1).with_suffix(".jpg")
     usage.write_bytes(usage.read_bytes()[:300])  # cut short, as a disk error or a copy interrupted leaves it
-    reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params={"width": 240}, headers=operator)
+    # A size the worker did not make ahead: made on request, from the damaged file.
+    reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params={"width": 300}, headers=operator)
     assert reply.status_code == 503, reply.text
     assert reply.json()["reason"] == "damaged_file" and "Page 1 of batch" in reply.json()["detail"]
 
@@ -119,7 +141,7 @@ def test_a_processed_page_larger_than_the_limit_is_not_decoded(
     monkeypatch.setenv("SCANSTATION_MAX_PIXELS", "100000")
     settings = build_settings()
     client, operator, batch_id = _seeded(settings, tmp_path)
-    reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params={"width": 240}, headers=operator)
+    reply = client.get(f"/api/batches/{batch_id}/pages/1/image", params={"width": 300}, headers=operator)
     assert reply.status_code == 409, reply.text
     assert reply.json()["reason"] == "too_large"
 

@@ -7,6 +7,10 @@ text pages are bilevel TIFF (CCITT G4), which no browser shows: they become PNG.
 kept in the batch's spool folder (``previews/``), named by what it shows (the master's SHA-256, the
 page's version and its usage image's time), so the grid of a 500-page batch opened again reads files
 instead of decoding scans; a spool that cannot be written only means nothing is kept.
+
+The grid's thumbnail of a processed page (``THUMB_WIDTH`` wide) is kept by the worker as it finishes the
+page (:func:`keep_thumbnail`), from the image it has in memory: a batch opened for the first time is
+drawn from files too, not from hundreds of usage images decoded while a person waits.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from workers.stages.load import load_page
 
 View = Literal["master", "processed"]
 THUMB_RENDER_DPI = 150  # a PDF page drawn for a small picture needs no more
+THUMB_WIDTH = 240  # the review grid's thumbnails (batch.js THUMB_WIDTH): sharp in a ~120 px cell on a 2x screen
 _SENT_AS_IS = {b"\xff\xd8\xff": "image/jpeg", b"\x89PNG\r\n\x1a\n": "image/png"}
 
 
@@ -67,7 +72,11 @@ class PagePicture:
             as_is = next((m for magic, m in _SENT_AS_IS.items() if head.startswith(magic)), None)
             if as_is is not None:
                 return self.source.read_bytes(), as_is
-        data, suffix, media = _encode(self._image(), self.width)
+        return self.keep(self._image())
+
+    def keep(self, image: Image.Image) -> tuple[bytes, str]:
+        """Make the picture from ``image`` (what ``source`` holds, decoded) and keep it; its bytes and type."""
+        data, suffix, media = _encode(image, self.width)
         if _keep(self.cached.with_suffix(suffix), data):
             self._forget_older()
         return data, media
@@ -136,10 +145,9 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
         sidecar = layout.sidecar(batch.id, page.seq)
         try:
             source = PageSidecar.read(sidecar).image_path(sidecar)
-            stamp = source.stat().st_mtime_ns
+            key = _processed_key(page.version, source)
         except (OSError, ValueError, KeyError) as err:
             raise NotFound(f"{where} has no processed image in the spool.") from err
-        key = f"p{page.version}-{stamp:x}"
     else:
         original = page.original
         if original.quarantined:
@@ -151,10 +159,44 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
         if not source.is_file():
             raise NotFound(f"{where}: its file {original.name} is not in the spool.")
         key = f"m{original.sha256[:16]}-{page.source_index}"
+    return _picture(settings, batch.id, page.seq, view, width, key, source, page.source_index, where)
+
+
+def keep_thumbnail(
+    settings: Settings, batch_id: int, seq: int, version: int, usage_image: Path, image: Image.Image
+) -> None:
+    """Keep the grid's thumbnail of a page just processed: ``image`` is what the worker wrote to
+    ``usage_image`` for the page at ``version``. Named as :func:`page_picture` names it, so the grid's first
+    request reads it; a page derived again meanwhile has another name, and its thumbnail is made on request.
+    A spool that cannot be written keeps nothing (the picture is made when asked for)."""
+    try:
+        key = _processed_key(version, usage_image)
+    except OSError:
+        return
+    where = f"Page {seq} of batch {batch_id}"
+    _picture(settings, batch_id, seq, "processed", THUMB_WIDTH, key, usage_image, 0, where).keep(image)
+
+
+def _processed_key(version: int, usage_image: Path) -> str:
+    # The page's version and its usage image's time: a correction or a new derivation names another picture.
+    return f"p{version}-{usage_image.stat().st_mtime_ns:x}"
+
+
+def _picture(
+    settings: Settings,
+    batch_id: int,
+    seq: int,
+    view: View,
+    width: int | None,
+    key: str,
+    source: Path,
+    page_index: int,
+    where: str,
+) -> PagePicture:
     size = f"w{width}" if width else "full"
-    cached = _previews_dir(layout, batch.id) / f"{page.seq:04d}-{view}-{size}-{key}"
-    etag = f'"{page.seq}-{view}-{size}-{key}"'
-    return PagePicture(etag, source, cached, view, width, page.source_index, settings, where, key)
+    cached = _previews_dir(Layout.of(settings), batch_id) / f"{seq:04d}-{view}-{size}-{key}"
+    etag = f'"{seq}-{view}-{size}-{key}"'
+    return PagePicture(etag, source, cached, view, width, page_index, settings, where, key)
 
 
 def forget(settings: Settings, batch_id: int) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ocr_models.registry import build_engine
-from scanner_service.archive import corrections, filing
+from scanner_service.archive import corrections, filing, previews
 from scanner_service.archive.batches import FINAL, claim_assembly, in_order, no_decision, usable
 from scanner_service.archive.corrections.batch import settled_state
 from scanner_service.archive.db import session_scope
@@ -142,6 +142,7 @@ def _derive_page(settings: Settings, page_id: int) -> str:
     image_path = save_usage_image(outcome.image, sidecar.with_suffix(""), jpeg_quality=settings.jpeg_quality)
     fsync_file(image_path)
     PageSidecar(image=image_path.name, dpi=outcome.dpi, text=outcome.text).write(sidecar)
+    previews.keep_thumbnail(settings, batch_id, seq, version, image_path, outcome.image)  # the grid's, ahead
     result = {
         "blank": outcome.blank,
         "flags": [flag.value for flag in outcome.flags],

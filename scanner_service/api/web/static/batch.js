@@ -7,7 +7,7 @@ import {
   liveEvents, throttle, debounce, loadStyle, fmtTime, typing,
 } from "./ui.js";
 
-const THUMB_WIDTH = 240; // pixels asked for: sharp in a ~120 px cell on a 2x screen
+const THUMB_WIDTH = 240; // pixels asked for: sharp in a ~120 px cell on a 2x screen (previews.THUMB_WIDTH: made as each page is processed)
 const BUSY = new Set(["queued", "processing"]);
 const FILTERS = [
   ["all", "全部页面"], ["open", "仅待处理"], ["corrected", "已更正或确认"],
