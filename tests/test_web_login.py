@@ -7,6 +7,7 @@ import urllib.request
 import uuid
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 from tests.web import PASSWORD, Web, create_user
@@ -47,6 +48,24 @@ def test_the_page_names_no_other_host(web: Web) -> None:
         html = reply.read().decode()
     assert "default-src 'self'" in policy and "connect-src 'self'" in policy
     assert "http://" not in html and "https://" not in html and 'lang="zh-CN"' in html
+
+
+def test_the_browser_of_these_tests_reaches_no_host_but_the_station(web: Web) -> None:
+    # What every web test relies on for "works with no network": a request to any other host is stopped
+    # and noted (a look-alike address that only starts with the station's too), the station's own go through.
+    web.goto("/login")
+    for elsewhere in ("http://192.0.2.7/archive", web.base.replace("127.0.0.1", "127.0.0.2") + "/login"):
+        with pytest.raises(PlaywrightError):
+            web.page.goto(elsewhere)
+    look_alike = web.base[:-1] + "/x"  # the station's port but its last digit: another server
+    with pytest.raises(PlaywrightError):
+        web.page.goto(look_alike)
+    assert web.foreign == ["http://192.0.2.7/archive", web.base.replace("127.0.0.1", "127.0.0.2") + "/login", look_alike]
+    web.foreign.clear()
+    page = web.context.new_page()  # type: ignore[attr-defined]  # the first one is on the browser's error page
+    page.goto(web.base + "/login")
+    expect(page.locator("#login-submit")).to_be_visible()
+    assert web.foreign == []
 
 
 def test_the_package_ships_every_screen_and_its_files(tmp_path) -> None:  # type: ignore[no-untyped-def]
