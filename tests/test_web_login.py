@@ -60,9 +60,11 @@ def test_the_browser_of_these_tests_reaches_no_host_but_the_station(web: Web) ->
     look_alike = web.base[:-1] + "/x"  # the station's port but its last digit: another server
     with pytest.raises(PlaywrightError):
         web.page.goto(look_alike)
-    assert web.foreign == ["http://192.0.2.7/archive", web.base.replace("127.0.0.1", "127.0.0.2") + "/login", look_alike]
+    other_address = web.base.replace("127.0.0.1", "127.0.0.2") + "/login"
+    assert web.foreign == ["http://192.0.2.7/archive", other_address, look_alike]
     web.foreign.clear()
-    page = web.context.new_page()  # type: ignore[attr-defined]  # the first one is on the browser's error page
+    # A new tab: the first one is on the browser's error page.
+    page = web.context.new_page()  # type: ignore[attr-defined]
     page.goto(web.base + "/login")
     expect(page.locator("#login-submit")).to_be_visible()
     assert web.foreign == []
