@@ -77,7 +77,7 @@ def test_the_package_ships_every_screen_and_its_files(tmp_path) -> None:  # type
     import zipfile
     from pathlib import Path
 
-    from scanner_service.api.routes.web import SCREENS, STATIC
+    from scanner_service.api.routes.web import SCREENS, STATIC, STYLES
 
     root = Path(__file__).resolve().parents[1]
     subprocess.run(
@@ -100,6 +100,7 @@ def test_the_package_ships_every_screen_and_its_files(tmp_path) -> None:  # type
     assert "scanner_service/api/web/shell.html" in names
     shipped = {n.rsplit("/", 1)[-1] for n in names if n.startswith("scanner_service/api/web/static/")}
     assert {f"{script}.js" for script, _ in SCREENS.values()} <= shipped
+    assert {name for names in STYLES.values() for name in names} <= shipped, "every style a screen names"
     assert {p.name for p in STATIC.iterdir()} == shipped, "every file in static/ is in the package"
 
 

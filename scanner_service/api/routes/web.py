@@ -48,14 +48,31 @@ SCREENS: dict[str, tuple[str, str]] = {
     "/admin": ("admin", "管理"),
 }
 
+# script → the styles of its screen besides app.css, named in the HTML so the browser fetches them with the
+# script instead of once the script runs (a screen drawn unstyled, then again).
+STYLES: dict[str, tuple[str, ...]] = {
+    "batches": ("batches.css",),
+    "batch": ("batch.css",),
+    "archive": ("archive.css",),
+    "item": ("archive.css",),
+    "search": ("archive.css",),
+    "import": ("admin.css",),
+    "admin": ("admin.css",),
+}
+
 router = APIRouter(include_in_schema=False)
 
 
 def shell(script: str, title: str) -> str:
     """The HTML of one screen: the header is drawn by ui.js once it knows who is logged in."""
     template = (WEB / "shell.html").read_text(encoding="utf-8")
+    styles = "".join(
+        f'<link rel="stylesheet" href="/static/{escape(name)}?v={escape(__version__)}">\n'
+        for name in STYLES.get(script, ())
+    )
     return (
         template.replace("{{title}}", escape(title))
+        .replace("{{styles}}\n", styles)
         .replace("{{script}}", escape(script))
         .replace("{{version}}", escape(__version__))
     )

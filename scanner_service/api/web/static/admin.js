@@ -1,9 +1,7 @@
 // 管理: people and API tokens (admins), fonds settings, grants and the 利用登记 (admins and archivists).
 // Each section is a client of its API route; what a person may do is what the route answers.
-import { api, start, h, clear, $, $$, toast, showError, zhError, ROLE, ACCESS_ACTION, fmtTime, enc, loadStyle } from "./ui.js";
+import { api, start, h, clear, $, $$, toast, showError, zhError, ROLE, ACCESS_ACTION, fmtTime, enc } from "./ui.js";
 import { pager, pagerOpen } from "./admin-paging.js";
-
-loadStyle("admin.css");
 
 const PAGE = 20;
 const LOG_PAGE = 50;

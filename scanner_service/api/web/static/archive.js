@@ -1,13 +1,11 @@
 // 档案: the archive level by level, 全宗 → 门类 → 年度 → 件, each level a list with its counts; a year's
 // items in a paged table. Where one is, is in the URL (?fonds=&category=&year=&p=&q=), so it can be bookmarked.
-import { start, api, h, clear, $, $$, loadStyle, enc } from "./ui.js";
+import { start, api, h, clear, $, $$, enc } from "./ui.js";
 import {
   categoryLabel, itemHref, pageCheckBadge, accessBadges, keyHints, typing, noModifier,
 } from "./archive-lib.js";
 
 const PER_PAGE = 50;
-
-loadStyle("archive.css");
 
 start(async (who, main) => {
   const params = new URLSearchParams(location.search);

@@ -4,7 +4,7 @@
 // what the API refuses is said in Chinese (zhError), nothing is decided here that the API does not allow.
 import {
   api, ApiError, start, h, clear, $, $$, toast, showError, zhError, STATE, PAGE_STATE, FLAG, enc,
-  liveEvents, throttle, debounce, loadStyle, fmtTime, typing,
+  liveEvents, throttle, debounce, fmtTime, typing,
 } from "./ui.js";
 
 const THUMB_WIDTH = 240; // pixels asked for: sharp in a ~120 px cell on a 2x screen (previews.THUMB_WIDTH: made as each page is processed)
@@ -55,14 +55,13 @@ let observer = null, live = false;
 const els = {};
 const zoom = { z: 1, x: 0, y: 0 };
 
-start(async (who, main) => {
-  loadStyle("batch.css");
-  batchId = Number(location.pathname.split("/").filter(Boolean)[1]);
+batchId = Number(location.pathname.split("/").filter(Boolean)[1]);
+start(async (who, main, detail) => {
   const params = new URLSearchParams(location.search);
   filter = FILTERS.some(([k]) => k === params.get("filter")) ? params.get("filter") : "all";
   document.body.classList.add("review");
   build(main);
-  apply(await api(`/api/batches/${batchId}`), { first: true });
+  apply(await detail, { first: true });
   const wanted = Number(params.get("page"));
   show(bySeq.has(wanted) ? wanted : (firstOpen() ?? pages[0]?.seq ?? null));
   performance.mark("review-grid");
@@ -72,7 +71,7 @@ start(async (who, main) => {
   addEventListener("keydown", onKey);
   addEventListener("resize", debounce(() => layoutZoom(), 100));
   pollWhileBusy();
-}, { staffOnly: true });
+}, { staffOnly: true, ahead: () => api(`/api/batches/${batchId}`) });
 
 // ---- the screen's frame ----------------------------------------------------------------------------
 
@@ -102,15 +101,40 @@ function build(main) {
         els.thumbs),
       els.viewer));
   buildViewer();
+  // A thumbnail is fetched as it comes near the grid's visible part; those on screen first, the ones just
+  // above or below once these have come (a browser opens six connections to the station: the nearby ones
+  // would otherwise hold the first screen back).
   observer = new IntersectionObserver((entries) => {
+    const box = els.thumbs.getBoundingClientRect();
+    const near = [];
     for (const e of entries) {
       if (!e.isIntersecting) continue;
-      const img = e.target;
-      observer.unobserve(img);
-      if (img.dataset.src) { img.src = img.dataset.src; delete img.dataset.src; }
+      observer.unobserve(e.target);
+      const r = e.boundingClientRect;
+      if (r.bottom > box.top && r.top < box.bottom) fetchThumb(e.target); else near.push(e.target);
     }
+    nearby.push(...near);
+    fetchNearby();
   }, { root: els.thumbs, rootMargin: "300px 0px" });
   wireDrag();
+}
+
+let onScreenLoading = 0;
+const nearby = [];
+function fetchThumb(img, onScreen = true) {
+  if (!img.dataset.src) return;
+  if (onScreen) {
+    onScreenLoading++;
+    const done = () => { onScreenLoading--; fetchNearby(); };
+    img.addEventListener("load", done, { once: true });
+    img.addEventListener("error", done, { once: true });
+  }
+  img.src = img.dataset.src;
+  delete img.dataset.src;
+}
+function fetchNearby() {
+  if (onScreenLoading > 0) return;
+  for (const img of nearby.splice(0)) if (img.isConnected) fetchThumb(img, false);
 }
 
 function button(label, key, onclick, spec = "") {

@@ -4,7 +4,7 @@
 // marks its batch's row; marked rows are asked for again together, at most once a second.
 import {
   api, start, h, clear, $, $$, showError, zhError, STATE, FLAG, fmtTime, fmtBytes, fmtDuration, liveEvents,
-  throttle, loadStyle, enc, typing, noModifier,
+  throttle, enc, typing, noModifier,
 } from "./ui.js";
 
 const PAGE = 50;
@@ -69,7 +69,6 @@ const board = {
 start(render, { staffOnly: true });
 
 async function render(_who, main) {
-  loadStyle("batches.css");
   const wanted = new URLSearchParams(location.search).get("state");
   board.tab = TABS.find((t) => t.key === wanted) || TABS[0];
 

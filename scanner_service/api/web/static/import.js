@@ -1,13 +1,11 @@
 // 目录导入: check an 归档文件目录 (CSV/XLSX) row by row before anything is stored, import it (all rows or none),
 // then print separator sheets (分隔页) for chosen items not scanned yet.
-import { api, start, h, clear, $, $$, toast, showError, enc, loadStyle } from "./ui.js";
+import { api, start, h, clear, $, $$, toast, showError, enc } from "./ui.js";
 import { pager, pagerOpen } from "./admin-paging.js";
 
 const XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 const ERRORS_PER_PAGE = 50;
 const ITEMS_PER_PAGE = 50;
-
-loadStyle("admin.css");
 
 start(async (who, main) => {
   let file = null;      // the File chosen

@@ -3,14 +3,12 @@
 // page-count check and, for archivists, its 利用登记. The page shown is in the URL: ?page=N is its number
 // in the PDF (as a search hit and the PDF viewer count), ?seq=S a page left out of the PDF.
 import {
-  start, api, h, clear, $, $$, loadStyle, toast, showError, zhError, ApiError, isArchivist, isStaff,
+  start, api, h, clear, $, $$, toast, showError, zhError, ApiError, isArchivist, isStaff,
   fmtTime, enc, ROLE, FLAG, PAGE_STATE,
 } from "./ui.js";
 import {
   categoryLabel, RETENTION, apiItem, pageCheckBadge, accessBadges, markWords, keyHints, typing, noModifier, ACTION,
 } from "./archive-lib.js";
-
-loadStyle("archive.css");
 
 // The fields PUT /api/items/{code} takes, with the API's own limits (ItemDescription).
 const FIELDS = [

@@ -1,12 +1,10 @@
 // 检索: one box and the filters 全宗, 门类, 年度; hits with their snippet, 档号, 题名 and page, 20 at a time.
 // A hit opens the item at its page. The search is in the URL (?q=&fonds=&category=&year=&p=).
-import { start, api, h, clear, $, $$, loadStyle, showError } from "./ui.js";
+import { start, api, h, clear, $, $$, showError } from "./ui.js";
 import { CATEGORY, categoryLabel, itemHref, snippetNodes, keyHints, typing, noModifier } from "./archive-lib.js";
 
 const PER_PAGE = 20;
 const SEARCHABLE = /[\p{L}\p{N}]/u;
-
-loadStyle("archive.css");
 
 start(async (who, main) => {
   const params = new URLSearchParams(location.search);

@@ -270,10 +270,13 @@ function header(who) {
   ];
 }
 
-// Every screen but the login: the session (or off to the login), the header, then render(who, main).
+// Every screen but the login: the session (or off to the login), the header, then render(who, main, ahead).
 // staffOnly / archivistOnly screens tell a person without the role so, instead of an empty page.
-export async function start(render, { staffOnly = false, archivistOnly = false } = {}) {
+// ahead: a request the screen needs first, sent beside the session's instead of after it; render awaits
+// the promise it is handed (its error, if any, is thrown there).
+export async function start(render, { staffOnly = false, archivistOnly = false, ahead = null } = {}) {
   const main = $("#app");
+  const early = ahead && ahead().then((value) => ({ value }), (error) => ({ error }));
   let who;
   try { who = await session(); } catch (err) {
     if (err.status !== 401) showError(err, main);
@@ -285,7 +288,8 @@ export async function start(render, { staffOnly = false, archivistOnly = false }
     clear(main, h("p.error", { role: "alert" }, "您的账号没有这项权限。"));
     return;
   }
-  try { await render(who, main); } catch (err) { showError(err, main); }
+  const first = early && early.then(({ value, error }) => { if (error) throw error; return value; });
+  try { await render(who, main, first); } catch (err) { showError(err, main); }
 }
 
 // ---- live events (SSE) ---------------------------------------------------------------------------
@@ -354,10 +358,4 @@ export function throttle(fn, ms) {
 export function debounce(fn, ms) {
   let timer = null;
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
-}
-
-// A screen's own styles (batches.css, …), beside app.css.
-export function loadStyle(name) {
-  if ($(`link[data-style="${name}"]`)) return;
-  document.head.append(h("link", { rel: "stylesheet", href: `/static/${name}`, dataset: { style: name } }));
 }
