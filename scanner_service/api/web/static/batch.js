@@ -119,21 +119,25 @@ function build(main) {
   wireDrag();
 }
 
-let onScreenLoading = 0;
-const nearby = [];
+const NEARBY_WAIT_MS = 1500; // at most this long behind the screen's own (a cell redrawn meanwhile never loads)
+let onScreenLoading = new Set(), nearby = [];
 function fetchThumb(img, onScreen = true) {
   if (!img.dataset.src) return;
   if (onScreen) {
-    onScreenLoading++;
-    const done = () => { onScreenLoading--; fetchNearby(); };
+    onScreenLoading.add(img);
+    const done = () => { onScreenLoading.delete(img); fetchNearby(); };
     img.addEventListener("load", done, { once: true });
     img.addEventListener("error", done, { once: true });
   }
   img.src = img.dataset.src;
   delete img.dataset.src;
 }
-function fetchNearby() {
-  if (onScreenLoading > 0) return;
+function fetchNearby(anyway = false) {
+  for (const img of onScreenLoading) if (!img.isConnected) onScreenLoading.delete(img);
+  if (onScreenLoading.size > 0 && !anyway) {
+    if (nearby.length) setTimeout(() => fetchNearby(true), NEARBY_WAIT_MS);
+    return;
+  }
   for (const img of nearby.splice(0)) if (img.isConnected) fetchThumb(img, false);
 }
 
@@ -287,6 +291,8 @@ const visiblePages = () => pages.filter(matches);
 function drawGrid() {
   observer.disconnect();
   cells.clear();
+  onScreenLoading = new Set();
+  nearby = [];
   const frag = document.createDocumentFragment();
   for (const p of pages) frag.append(cell(p));
   clear(els.thumbs, frag);
