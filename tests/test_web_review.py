@@ -19,6 +19,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from playwright.sync_api import Page, expect
 
+from scanner_service.archive import previews
 from scanner_service.settings import Settings
 from tests.conftest import SAMPLE
 from tests.review_seed import FLAGGED_EVERY, seed_processed_batch
@@ -247,6 +248,9 @@ def test_a_500_page_batch_opens_in_under_a_second(web: Web, tmp_path: Path) -> N
     assert timing["grid"] < 1000, f"the grid was drawn {timing['grid']:.0f} ms after the page was asked for"
     assert timing["loaded"] < 1000, f"the first screen of thumbnails came {timing['loaded']:.0f} ms after"
     assert timing["thumbs"] < 120, "only the thumbnails near the screen are fetched"
+    asked = page.evaluate("[...document.querySelectorAll('.thumb img[src]')].map((i) => i.src)")
+    made_ahead = f"width={previews.THUMB_WIDTH}&"
+    assert asked and all(made_ahead in src for src in asked), "the grid asks for the size the worker made"
     flagged = FLAGGED_EVERY
     expect(page.locator("#viewer-title")).to_contain_text(f"第 {flagged} 页")  # the first page waiting for a person
     last = page.locator(".thumb").last.locator("img")

@@ -127,7 +127,7 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
     ``discarded`` (the batch was discarded: its pages are shown no more, see :func:`forget`).
     """
     layout = Layout.of(settings)
-    where = f"Page {page.seq} of batch {batch.id}"
+    where = _where(batch.id, page.seq)
     if batch.state == BatchState.discarded:
         raise Conflict(
             f"Batch {batch.id} was discarded ({batch.error}): its pages are shown no more; its originals are in "
@@ -159,7 +159,7 @@ def page_picture(settings: Settings, batch: Batch, page: Page, view: View, width
         if not source.is_file():
             raise NotFound(f"{where}: its file {original.name} is not in the spool.")
         key = f"m{original.sha256[:16]}-{page.source_index}"
-    return _picture(settings, batch.id, page.seq, view, width, key, source, page.source_index, where)
+    return _picture(settings, batch.id, page.seq, view, width, key, source, page.source_index)
 
 
 def keep_thumbnail(
@@ -173,8 +173,7 @@ def keep_thumbnail(
         key = _processed_key(version, usage_image)
     except OSError:
         return
-    where = f"Page {seq} of batch {batch_id}"
-    _picture(settings, batch_id, seq, "processed", THUMB_WIDTH, key, usage_image, 0, where).keep(image)
+    _picture(settings, batch_id, seq, "processed", THUMB_WIDTH, key, usage_image, 0).keep(image)
 
 
 def _processed_key(version: int, usage_image: Path) -> str:
@@ -191,12 +190,15 @@ def _picture(
     key: str,
     source: Path,
     page_index: int,
-    where: str,
 ) -> PagePicture:
     size = f"w{width}" if width else "full"
     cached = _previews_dir(Layout.of(settings), batch_id) / f"{seq:04d}-{view}-{size}-{key}"
     etag = f'"{seq}-{view}-{size}-{key}"'
-    return PagePicture(etag, source, cached, view, width, page_index, settings, where, key)
+    return PagePicture(etag, source, cached, view, width, page_index, settings, _where(batch_id, seq), key)
+
+
+def _where(batch_id: int, seq: int) -> str:
+    return f"Page {seq} of batch {batch_id}"  # what the errors name
 
 
 def forget(settings: Settings, batch_id: int) -> None:

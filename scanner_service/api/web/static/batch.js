@@ -113,7 +113,10 @@ function build(main) {
       const r = e.boundingClientRect;
       if (r.bottom > box.top && r.top < box.bottom) fetchThumb(e.target); else near.push(e.target);
     }
-    nearby.push(...near);
+    if (near.length) {
+      nearby.push(...near);
+      setTimeout(() => fetchNearby(true), NEARBY_WAIT_MS);
+    }
     fetchNearby();
   }, { root: els.thumbs, rootMargin: "300px 0px" });
   wireDrag();
@@ -134,10 +137,7 @@ function fetchThumb(img, onScreen = true) {
 }
 function fetchNearby(anyway = false) {
   for (const img of onScreenLoading) if (!img.isConnected) onScreenLoading.delete(img);
-  if (onScreenLoading.size > 0 && !anyway) {
-    if (nearby.length) setTimeout(() => fetchNearby(true), NEARBY_WAIT_MS);
-    return;
-  }
+  if (onScreenLoading.size > 0 && !anyway) return;
   for (const img of nearby.splice(0)) if (img.isConnected) fetchThumb(img, false);
 }
 

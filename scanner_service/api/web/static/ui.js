@@ -276,7 +276,8 @@ function header(who) {
 // the promise it is handed (its error, if any, is thrown there).
 export async function start(render, { staffOnly = false, archivistOnly = false, ahead = null } = {}) {
   const main = $("#app");
-  const early = ahead && ahead().then((value) => ({ value }), (error) => ({ error }));
+  const first = ahead && ahead();
+  first?.catch(() => {}); // not "unhandled" while the session is asked: render awaits it, and sees its error
   let who;
   try { who = await session(); } catch (err) {
     if (err.status !== 401) showError(err, main);
@@ -288,7 +289,6 @@ export async function start(render, { staffOnly = false, archivistOnly = false, 
     clear(main, h("p.error", { role: "alert" }, "您的账号没有这项权限。"));
     return;
   }
-  const first = early && early.then(({ value, error }) => { if (error) throw error; return value; });
   try { await render(who, main, first); } catch (err) { showError(err, main); }
 }
 
